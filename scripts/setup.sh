@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up everything napari-hitl needs on a fresh Debian machine (run as root, or with sudo rights
+# for the apt step): Xvfb + the xcb libraries Qt needs, a virtual environment in .venv, and the
+# package with its GUI and test extras. Safe to run again: each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+EXTRAS=${NAPARI_HITL_EXTRAS:-test}
+APT_PACKAGES="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
+libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-shape0 libgl1 libegl1 \
+libfontconfig1 libdbus-1-3"
+
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "[setup] apt-get install$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.napari-hitl-installed
+want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] pip install -e .[$EXTRAS] (torch is pinned to the CPU build 2.13.0)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  echo "$want" > "$stamp"
+fi
+echo "[setup] ready: $(.venv/bin/python -c 'import napari_hitl, torch, napari; print("napari-hitl", napari_hitl.__version__, "| torch", torch.__version__, "| napari", napari.__version__)')"

@@ -1,0 +1,1 @@
+"""Qt widgets: the only place in napari-hitl that imports qtpy, magicgui or superqt."""

@@ -1,0 +1,291 @@
+"""``napari-hitl``: the command line over the same core the napari widgets use.
+
+Run ``napari-hitl --help`` and ``napari-hitl COMMAND --help``; ``docs/cli.md`` has the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_hitl import __version__
+from napari_hitl.core.errors import HitlError
+from napari_hitl.core.progress import Progress
+
+
+def _print_progress(report: Progress) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{report.message} [{report.fraction:4.0%}]", end="", file=sys.stderr, flush=True)
+        if report.done >= report.total:
+            print(file=sys.stderr)
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+# --------------------------------------------------------------------------- import
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import rasters into a store (created if missing)."""
+    from napari_hitl.core.classes import make_classes
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.rasters import (
+        RASTER_SUFFIXES,
+        add_height_band,
+        read_mask,
+        read_raster,
+        select_bands,
+        split_axis,
+        stack_rasters,
+    )
+    from napari_hitl.core.store import ProjectStore, import_raster
+
+    sources: list[Path] = []
+    for s in args.sources:
+        p = Path(s)
+        if p.is_dir() and p.suffix.lower() != ".zarr":
+            sources.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES))
+        else:
+            sources.append(p)
+    if not sources:
+        raise HitlError("no image files to import")
+    kw = {"layout": args.layout, "axes": args.axes}
+    if args.stack:
+        items = [
+            (args.name or sources[0].stem, stack_rasters([read_raster(s, **kw) for s in sources]))
+        ]
+    else:
+        if args.name and len(sources) > 1:
+            raise HitlError("--name names one image; with several files drop it or add --stack")
+        items = [(args.name or s.stem, read_raster(s, **kw)) for s in sources]
+    names = _split_list(args.band_names)
+    bands = _split_list(args.bands)
+    prepared = []
+    for name, raster in items:
+        if names:
+            if len(names) != raster.n_bands:
+                raise HitlError(
+                    f"--band-names gives {len(names)} names for {raster.n_bands} bands of {name}"
+                )
+            raster.band_names = names
+        if bands:
+            raster = select_bands(raster, bands)
+        if args.dsm:
+            raster = add_height_band(raster, read_raster(args.dsm, **kw), name=args.dsm_name)
+        if args.split:
+            prepared.extend(split_axis(raster, args.split, name))
+        else:
+            prepared.append((name, raster))
+    labels = read_mask(args.labels) if args.labels else None
+    if labels is not None and len(prepared) != 1:
+        raise HitlError("--labels goes with exactly one imported image")
+    store = ProjectStore.create(args.store, exist_ok=True)
+    if args.classes:
+        store.set_classes(make_classes(_split_list(args.classes) or []))
+    rgb = [int(i) for i in _split_list(args.rgb) or []] or None
+    for name, raster in prepared:
+        info = run_to_end(
+            import_raster(store, raster, name, labels=labels, rgb=rgb, overwrite=args.overwrite),
+            _print_progress,
+        )
+        print(
+            f"imported {name}: {info.shape[0]} bands {info.band_names}, "
+            f"{'x'.join(map(str, info.spatial_shape))} px, {info.dtype}"
+            + (f", {info.georef.crs}" if info.georef and info.georef.crs else "")
+            + (f", {info.invalid_pixels} invalid px" if info.invalid_pixels else "")
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print what a store holds."""
+    from napari_hitl.core.store import ProjectStore
+
+    summary = ProjectStore.open(args.store).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['path']}  (schema {summary['schema_version']})")
+    print(
+        "classes: " + (", ".join(f"{c['value']}={c['name']}" for c in summary["classes"]) or "none")
+    )
+    for im in summary["images"]:
+        print(
+            f"- {im['name']}: {im['axes']} {tuple(im['shape'])} {im['dtype']}; bands "
+            f"{', '.join(im['bands'])}; rgb {im['rgb']}"
+            + (f"; height band {im['bands'][im['dsm_band']]}" if im["dsm_band"] is not None else "")
+            + (f"; {im['crs']}" if im["crs"] else "")
+            + f"; labeled {im['labeled_pixels']} px"
+            + (f"; invalid {im['invalid_pixels']} px" if im["invalid_pixels"] else "")
+            + (f"; derived: {', '.join(im['derived'])}" if im["derived"] else "")
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export labels, predictions, confidence or the image."""
+    from napari_hitl.core.export import export_item
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store)
+    images = store.image_names() if args.all else [args.image]
+    if not args.all and not args.image:
+        raise HitlError("say which image with --image NAME, or export every image with --all")
+    out = Path(args.out)
+    for name in images:
+        for what in args.what:
+            target = out / f"{name}_{what}.{args.format}" if args.all or len(args.what) > 1 else out
+            written = export_item(store, name, what, target)
+            print(f"wrote {written}")
+    return 0
+
+
+# -------------------------------------------------------------------------- classes
+def cmd_classes(args: argparse.Namespace) -> int:
+    """Show or set the project's classes."""
+    from napari_hitl.core.classes import ClassInfo, default_color
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a" if args.set else "r")
+    if args.set:
+        classes = []
+        for i, item in enumerate(_split_list(args.set) or []):
+            name, _, color = item.partition(":")
+            classes.append(ClassInfo(i + 1, name, color or default_color(i + 1)))
+        store.set_classes(classes)
+    for c in store.classes:
+        print(f"{c.value}\t{c.name}\t{c.color}")
+    return 0
+
+
+# ---------------------------------------------------------------------- sample/demo
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write the synthetic sample scene into a new store."""
+    from napari_hitl.core.sample_store import build_sample_store
+
+    store = build_sample_store(
+        args.store,
+        shape=(args.size, args.size),
+        seed=args.seed,
+        n_images=args.images,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {store.path} with {len(store.image_names())} image(s)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the sample scene (GUI with a display, headless otherwise)."""
+    from napari_hitl.demo import run_demo
+
+    return run_demo(out=Path(args.out), mode=args.mode, size=args.size)
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``napari-hitl``."""
+    parser = argparse.ArgumentParser(
+        prog="napari-hitl",
+        description="Human-in-the-loop labeling of multiband images: project stores, import, "
+        "export and the learning loop, without a GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-hitl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="import images into a project store (created if missing)")
+    p.add_argument("store", help="project store, e.g. project.zarr")
+    p.add_argument(
+        "sources", nargs="+", help="image files (TIFF/GeoTIFF, PNG, JPEG, .npy) or folders"
+    )
+    p.add_argument("--name", help="image name in the store (default: file stem)")
+    p.add_argument("--stack", action="store_true", help="stack the files as bands of ONE image")
+    p.add_argument(
+        "--layout",
+        choices=["auto", "band-first", "band-last"],
+        default="auto",
+        help="where the bands are in 3-D arrays without axis metadata",
+    )
+    p.add_argument("--axes", help="axis letters of the stored array, e.g. TYXC or CZYX")
+    p.add_argument("--split", choices=["T", "Z", "t", "z"], help="one image per T (or Z) index")
+    p.add_argument(
+        "--bands", help="keep and reorder bands: indices (0-based) or names, comma-separated"
+    )
+    p.add_argument("--band-names", help="comma-separated names for the source bands")
+    p.add_argument("--dsm", help="a one-band height raster (DSM/DEM) added as the last band")
+    p.add_argument("--dsm-name", default="DSM", help="name of the height band (default DSM)")
+    p.add_argument("--rgb", help="band indices of the RGB composite, e.g. 3,2,1")
+    p.add_argument("--labels", help="a label mask (0 = unlabeled) to import as human labels")
+    p.add_argument("--classes", help="class names for label values 1, 2, ... (comma-separated)")
+    p.add_argument("--overwrite", action="store_true", help="replace images of the same name")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("info", help="show what a project store holds")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="export labels, predictions, confidence or images")
+    p.add_argument("store")
+    p.add_argument("--image", help="image name")
+    p.add_argument("--all", action="store_true", help="every image (OUT is a folder)")
+    p.add_argument(
+        "--what",
+        nargs="+",
+        default=["labels"],
+        help="labels, provenance, image, or a derived array (prediction, confidence...)",
+    )
+    p.add_argument("--out", required=True, help="output file (.tif/.png/.zarr/.npy) or folder")
+    p.add_argument(
+        "--format",
+        default="tif",
+        choices=["tif", "png", "zarr", "npy"],
+        help="file format when OUT is a folder",
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("classes", help="show or set class names and colours")
+    p.add_argument("store")
+    p.add_argument("--set", help='e.g. "vegetation:#2ca02c,ground,road:#808080"')
+    p.set_defaults(func=cmd_classes)
+
+    p = sub.add_parser("sample", help="write the synthetic 14-band + DSM sample scene to a store")
+    p.add_argument("store")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--images", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the sample scene: napari with a display, headless results otherwise",
+    )
+    p.add_argument("--out", default="hitl-demo-output", help="folder for the results")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "gui", "headless"],
+        default="auto",
+        help="gui: open napari and wait; headless: screenshot and exit",
+    )
+    p.add_argument("--size", type=int, default=512, help="sample scene edge in pixels")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-hitl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (HitlError, ValueError, FileExistsError) as exc:
+        print(f"napari-hitl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

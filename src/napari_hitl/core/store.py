@@ -1,0 +1,880 @@
+"""The project store: one zarr v3 directory (``NAME.zarr``) per labeling project.
+
+Layout (OME-Zarr / NGFF 0.5 where it fits; full description in ``docs/store.md``)::
+
+    NAME.zarr/
+      zarr.json                    attributes.napari_hitl: schema_version, classes, image order
+      images/
+        <image>/                   NGFF multiscale image, axes c[,z|t],y,x; omero channel names
+          0                        the bands, chunked and compressed, dtype as imported
+          labels/                  NGFF labels group: ["annotations"]
+            annotations/0          uint16 labels, 0 = unlabeled (human + accepted machine)
+          hitl/
+            provenance             uint16: 0 unlabeled, 1 human, k+1 machine from iteration k
+            valid                  bool, only where some pixels are NaN/inf/nodata
+            <derived>              predictions, confidence... each with a signature
+
+Writes that add or replace an image go to a hidden sibling folder first and are moved into place
+in one rename, so a failure at any point leaves the existing store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from napari_hitl import __version__
+from napari_hitl.core.bands import (
+    BandInfo,
+    default_rgb,
+    is_height_band,
+    robust_stats,
+    subsample_for_stats,
+    wavelength_for_name,
+)
+from napari_hitl.core.classes import MAX_LABEL_VALUE, ClassInfo, classes_from_json, default_color
+from napari_hitl.core.errors import (
+    InputFileError,
+    SchemaVersionError,
+    StaleDataError,
+    StoreError,
+)
+from napari_hitl.core.geo import GeoRef
+from napari_hitl.core.progress import CancelToken, Progress, run_to_end
+from napari_hitl.core.rasters import Raster
+
+SCHEMA_VERSION = 1
+ATTR = "napari_hitl"
+NGFF_VERSION = "0.5"
+LABEL_DTYPE = np.uint16
+PROVENANCE_UNLABELED = 0
+PROVENANCE_HUMAN = 1
+TILE = 1024  # import tile edge; chunks are smaller
+_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def machine_provenance(iteration: int) -> int:
+    """Provenance code of a pixel accepted from the model at ``iteration`` (1-based)."""
+    if iteration < 1:
+        raise ValueError("iterations count from 1")
+    return iteration + 1
+
+
+@dataclass
+class ImageInfo:
+    """Everything the store knows about one image (its metadata, not its pixels)."""
+
+    name: str
+    axes: str
+    shape: tuple[int, ...]
+    dtype: str
+    bands: list[BandInfo]
+    rgb: tuple[int, int, int]
+    nodata: float | None
+    georef: GeoRef | None
+    source_hash: str
+    sources: list[str] = field(default_factory=list)
+    invalid_pixels: int = 0
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape of one band (and of the labels): ``[Z|T,] Y, X``."""
+        return self.shape[1:]
+
+    @property
+    def band_names(self) -> list[str]:
+        """The band names in order."""
+        return [b.name for b in self.bands]
+
+    @property
+    def dsm_band(self) -> int | None:
+        """Index of the height band, if there is one."""
+        return next((i for i, b in enumerate(self.bands) if b.role == "dsm"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``napari_hitl`` attributes written on the image group."""
+        return {
+            "axes": self.axes,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "bands": [b.to_json() for b in self.bands],
+            "rgb": list(self.rgb),
+            "nodata": self.nodata,
+            "georef": self.georef.to_json() if self.georef else None,
+            "source_hash": self.source_hash,
+            "sources": self.sources,
+            "invalid_pixels": self.invalid_pixels,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> ImageInfo:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            name=name,
+            axes=data["axes"],
+            shape=tuple(data["shape"]),
+            dtype=data["dtype"],
+            bands=[BandInfo.from_json(b) for b in data["bands"]],
+            rgb=tuple(data["rgb"]),  # type: ignore[arg-type]
+            nodata=data.get("nodata"),
+            georef=GeoRef.from_json(data.get("georef")),
+            source_hash=data["source_hash"],
+            sources=list(data.get("sources", [])),
+            invalid_pixels=int(data.get("invalid_pixels", 0)),
+        )
+
+
+def _validate_name(name: str) -> str:
+    if (
+        not name
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or name in ("labels", "hitl")
+    ):
+        raise ValueError(
+            f"image name {name!r} is not allowed: use letters, digits, '_', '-' or '.', "
+            "not starting with '.'"
+        )
+    return name
+
+
+def _chunks_for(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """All bands of a spatial tile per chunk, tiles shrunk until a chunk is at most ~4 MB."""
+    c = shape[0]
+    stack = (1,) * (len(shape) - 3)
+    edge = 512
+    while edge > 64 and c * edge * edge * itemsize > _CHUNK_BYTES:
+        edge //= 2
+    return (c, *stack, min(edge, shape[-2]), min(edge, shape[-1]))
+
+
+def _spatial_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (*(1,) * (len(shape) - 2), min(512, shape[-2]), min(512, shape[-1]))
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class ProjectStore:
+    """A labeling project on disk: images, labels, provenance, derived arrays, classes.
+
+    Open with :meth:`open` or make a new one with :meth:`create`; nothing is held in memory
+    except metadata, so many processes may read a store at once.
+    """
+
+    def __init__(self, path: Path, root: zarr.Group, writable: bool) -> None:
+        self.path = path
+        self._root = root
+        self.writable = writable
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], classes: Sequence[ClassInfo] = (), exist_ok: bool = False
+    ) -> ProjectStore:
+        """Create an empty project store (or open an existing one if ``exist_ok``).
+
+        Raises
+        ------
+        StoreError
+            ``path`` exists and ``exist_ok`` is false, or it exists and is not a project store.
+        """
+        p = Path(path)
+        if p.exists():
+            if exist_ok:
+                return cls.open(p, mode="a")
+            raise StoreError(f"{p} already exists; open it, or choose another name")
+        root = zarr.open_group(str(p), mode="w-", zarr_format=3)
+        root.attrs.update(
+            {
+                ATTR: {
+                    "schema_version": SCHEMA_VERSION,
+                    "created_by": f"napari-hitl {__version__}",
+                    "classes": [c.to_json() for c in classes],
+                    "images": [],
+                }
+            }
+        )
+        root.create_group("images")
+        return cls(p, root, writable=True)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> ProjectStore:
+        """Open an existing project store for reading (``"r"``) or changes (``"a"``).
+
+        Raises
+        ------
+        StoreError
+            Not a napari-hitl store (or missing).
+        SchemaVersionError
+            Written by a newer napari-hitl than this one.
+        """
+        p = Path(path)
+        if mode not in ("r", "a"):
+            raise ValueError("mode must be 'r' or 'a'")
+        if not (p / "zarr.json").is_file():
+            raise StoreError(
+                f"{p} is not a napari-hitl project store (no zarr.json); create one with "
+                f"`napari-hitl import {p} IMAGE...`"
+            )
+        try:
+            root = zarr.open_group(str(p), mode=mode, zarr_format=3)
+            attrs = dict(root.attrs).get(ATTR)
+        except Exception as exc:
+            raise StoreError(f"{p}: cannot read the store's metadata ({exc})") from exc
+        if not isinstance(attrs, dict) or "schema_version" not in attrs:
+            raise StoreError(f"{p} is a zarr group but not a napari-hitl project store")
+        version = int(attrs["schema_version"])
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{p} was written with store schema {version} (by {attrs.get('created_by', '?')});"
+                f" this napari-hitl ({__version__}) reads schema {SCHEMA_VERSION} and older. "
+                "Upgrade napari-hitl to open it; the store was not changed."
+            )
+        store = cls(p, root, writable=(mode == "a"))
+        if store.writable:
+            store._remove_leftovers()
+        return store
+
+    def _remove_leftovers(self) -> None:
+        """Delete hidden folders left by a crashed import (never anything visible)."""
+        images = self.path / "images"
+        for child in images.iterdir() if images.is_dir() else ():
+            if child.name.startswith((".incoming-", ".trash-")) and child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path} is open read-only; open it with mode='a' to change it")
+
+    @property
+    def _attrs(self) -> dict[str, Any]:
+        return dict(dict(self._root.attrs)[ATTR])
+
+    def _set_attrs(self, **changes: Any) -> None:
+        self._require_writable()
+        attrs = self._attrs
+        attrs.update(changes)
+        # Rewrite the root zarr.json atomically: a crash never leaves it half written.
+        meta_path = self.path / "zarr.json"
+        meta = json.loads(meta_path.read_text())
+        meta.setdefault("attributes", {})[ATTR] = attrs
+        _atomic_write_json(meta_path, meta)
+        self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version the store was written with."""
+        return int(self._attrs["schema_version"])
+
+    # ----------------------------------------------------------------- classes
+    @property
+    def classes(self) -> list[ClassInfo]:
+        """The project's classes, sorted by label value."""
+        return classes_from_json(self._attrs.get("classes", []))
+
+    def set_classes(self, classes: Iterable[ClassInfo]) -> None:
+        """Replace the class list (values must be unique)."""
+        items = [c.to_json() for c in classes]
+        validated = classes_from_json(items)
+        self._set_attrs(classes=items)
+        for name in self.image_names():  # keep the NGFF label metadata in step
+            ann = self._image_group(name)["labels/annotations"]
+            ome = dict(ann.attrs).get("ome", {})
+            ome["image-label"] = _image_label_attrs(validated)
+            ann.attrs.update({"ome": ome})
+
+    def _ensure_classes(self, values: Iterable[int]) -> None:
+        known = {c.value for c in self.classes}
+        new = sorted(int(v) for v in set(values) - known - {0})
+        if new:
+            extra = [ClassInfo(v, f"class {v}", default_color(v)) for v in new]
+            self.set_classes([*self.classes, *extra])
+
+    # ------------------------------------------------------------------ images
+    def image_names(self) -> list[str]:
+        """Image names in the order they were added."""
+        images = self.path / "images"
+        present = (
+            {c.name for c in images.iterdir() if c.is_dir() and not c.name.startswith(".")}
+            if images.is_dir()
+            else set()
+        )
+        order = [n for n in self._attrs.get("images", []) if n in present]
+        return order + sorted(present - set(order))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.image_names()
+
+    def _image_group(self, name: str) -> zarr.Group:
+        if name not in self:
+            raise StoreError(
+                f"{self.path} has no image {name!r}; "
+                f"it has: {', '.join(self.image_names()) or 'none'}"
+            )
+        return zarr.open_group(
+            str(self.path / "images" / name), mode="r+" if self.writable else "r"
+        )
+
+    def image_info(self, name: str) -> ImageInfo:
+        """Metadata of one image."""
+        return ImageInfo.from_json(name, dict(self._image_group(name).attrs)[ATTR])
+
+    def image(self, name: str) -> zarr.Array:
+        """The bands of an image as a lazily read zarr array (``C, [Z|T,] Y, X``)."""
+        return self._image_group(name)["0"]  # type: ignore[return-value]
+
+    def valid_mask(self, name: str) -> np.ndarray:
+        """Boolean map of usable pixels (False where any band is NaN, inf or nodata)."""
+        group = self._image_group(name)
+        if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
+            return np.asarray(group["hitl"]["valid"][...])  # type: ignore[index]
+        return np.ones(self.image_info(name).spatial_shape, dtype=bool)
+
+    def remove_image(self, name: str) -> None:
+        """Delete an image and everything attached to it."""
+        self._require_writable()
+        self._image_group(name)
+        trash = self.path / "images" / f".trash-{uuid.uuid4().hex}"
+        os.replace(self.path / "images" / name, trash)
+        self._set_attrs(images=[n for n in self._attrs.get("images", []) if n != name])
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # ------------------------------------------------------------------ labels
+    def labels(self, name: str) -> np.ndarray:
+        """The image's labels (uint16, 0 = unlabeled) as a numpy array."""
+        return np.asarray(self._image_group(name)["labels/annotations/0"][...])  # type: ignore[index]
+
+    def labels_array(self, name: str) -> zarr.Array:
+        """The labels as a zarr array, for lazy access or painting in place."""
+        return self._image_group(name)["labels/annotations/0"]  # type: ignore[return-value]
+
+    def provenance(self, name: str) -> np.ndarray:
+        """Per-pixel provenance: 0 unlabeled, 1 human, k+1 machine from iteration k."""
+        return np.asarray(self._image_group(name)["hitl/provenance"][...])  # type: ignore[index]
+
+    def write_labels(
+        self, name: str, labels: np.ndarray, provenance: np.ndarray | None = None
+    ) -> None:
+        """Replace an image's labels (and provenance; by default every label is human).
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, negative values or values with no class (the message lists them).
+        """
+        self._require_writable()
+        info = self.image_info(name)
+        labels = check_labels(labels, info.spatial_shape, self.classes, what=f"labels of {name!r}")
+        if provenance is None:
+            provenance = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED)
+        provenance = np.asarray(provenance)
+        if provenance.shape != labels.shape:
+            raise ValueError(f"provenance shape {provenance.shape} != labels shape {labels.shape}")
+        if np.any((provenance == 0) != (labels == 0)):
+            raise ValueError("provenance must be 0 exactly where labels are 0")
+        group = self._image_group(name)
+        group["labels/annotations/0"][...] = labels  # type: ignore[index]
+        group["hitl/provenance"][...] = provenance.astype(LABEL_DTYPE)  # type: ignore[index]
+
+    def save_edited_labels(self, name: str, labels: np.ndarray) -> int:
+        """Save labels edited by a person, updating provenance pixel by pixel.
+
+        Pixels whose value changed become human; erased pixels become unlabeled; unchanged
+        pixels keep their provenance (machine pixels stay machine until a person touches them).
+
+        Returns
+        -------
+        int
+            The number of pixels that changed.
+        """
+        self._require_writable()
+        info = self.image_info(name)
+        new = check_labels(labels, info.spatial_shape, self.classes, what=f"labels of {name!r}")
+        old = self.labels(name)
+        prov = self.provenance(name)
+        changed = new != old
+        prov[changed] = PROVENANCE_HUMAN
+        prov[new == 0] = PROVENANCE_UNLABELED
+        self.write_labels(name, new, prov)
+        return int(changed.sum())
+
+    # --------------------------------------------------------- derived arrays
+    def signature(self, name: str, **extra: Any) -> dict[str, Any]:
+        """The signature a derived array of ``name`` must carry to be current."""
+        return {
+            "source_hash": self.image_info(name).source_hash,
+            "schema_version": SCHEMA_VERSION,
+            **extra,
+        }
+
+    def write_derived(
+        self, name: str, key: str, data: np.ndarray, signature: dict[str, Any] | None = None
+    ) -> None:
+        """Store an array computed from image ``name`` (prediction, confidence...) with a signature.
+
+        ``signature`` defaults to :meth:`signature`; pass extra fields (model hash...) through
+        ``self.signature(name, model=...)``.
+        """
+        self._require_writable()
+        if key in ("provenance", "valid") or "/" in key or key.startswith("."):
+            raise ValueError(f"{key!r} is reserved or not a valid name for a derived array")
+        sig = signature if signature is not None else self.signature(name)
+        data = np.asarray(data)
+        hitl = self._image_group(name).require_group("hitl")
+        arr = hitl.create_array(
+            key,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=_spatial_chunks(data.shape) if data.ndim >= 2 else data.shape,
+            fill_value=0,
+            overwrite=True,
+            attributes={ATTR: {"signature": sig}},
+        )
+        arr[...] = data
+
+    def derived_keys(self, name: str) -> list[str]:
+        """Names of the derived arrays stored for an image."""
+        group = self._image_group(name)
+        if "hitl" not in group:
+            return []
+        return sorted(k for k in group["hitl"].array_keys() if k not in ("provenance", "valid"))  # type: ignore[union-attr]
+
+    def read_derived(
+        self, name: str, key: str, expected: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """Read a derived array, refusing it when its signature does not match.
+
+        Raises
+        ------
+        StoreError
+            No such derived array.
+        StaleDataError
+            The image changed since it was computed, or ``expected`` fields differ.
+        """
+        if key not in self.derived_keys(name):
+            raise StoreError(f"image {name!r} has no {key!r} yet")
+        arr = self._image_group(name)["hitl"][key]  # type: ignore[index]
+        sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
+        want = self.signature(name, **(expected or {}))
+        stale = [k for k, v in want.items() if sig.get(k) != v]
+        if stale:
+            detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)
+            raise StaleDataError(
+                f"{key!r} of image {name!r} is out of date ({detail}); compute it again"
+            )
+        return np.asarray(arr[...])
+
+    # ---------------------------------------------------------------- summary
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly overview for ``napari-hitl info``."""
+        images = []
+        for name in self.image_names():
+            info = self.image_info(name)
+            labels = self.labels(name)
+            images.append(
+                {
+                    "name": name,
+                    "axes": info.axes,
+                    "shape": list(info.shape),
+                    "dtype": info.dtype,
+                    "bands": info.band_names,
+                    "rgb": list(info.rgb),
+                    "dsm_band": info.dsm_band,
+                    "crs": info.georef.crs if info.georef else None,
+                    "invalid_pixels": info.invalid_pixels,
+                    "labeled_pixels": int(np.count_nonzero(labels)),
+                    "derived": self.derived_keys(name),
+                }
+            )
+        return {
+            "path": str(self.path),
+            "schema_version": self.schema_version,
+            "classes": [c.to_json() for c in self.classes],
+            "images": images,
+        }
+
+
+def check_labels(
+    labels: np.ndarray,
+    shape: tuple[int, ...],
+    classes: Sequence[ClassInfo] | None,
+    what: str = "labels",
+) -> np.ndarray:
+    """Validate a label map and return it as uint16.
+
+    Parameters
+    ----------
+    labels
+        Integer label map, 0 = unlabeled.
+    shape
+        The spatial shape it must have.
+    classes
+        When given, every non-zero value must be one of theirs.
+
+    Raises
+    ------
+    ValueError
+        Shape mismatch, non-integer or negative values, or values without a class.
+    """
+    arr = np.asarray(labels)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what}: shape {arr.shape} does not match the image's {tuple(shape)}")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(LABEL_DTYPE)
+    if arr.dtype.kind not in "ui":
+        raise ValueError(f"{what}: labels must be integers, got {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > MAX_LABEL_VALUE):
+        raise ValueError(
+            f"{what}: values must be in 0..{MAX_LABEL_VALUE} "
+            f"(found {int(arr.min())}..{int(arr.max())})"
+        )
+    if classes is not None:
+        allowed = {c.value for c in classes} | {0}
+        present = set(np.unique(arr).tolist())
+        unknown = sorted(present - allowed)
+        if unknown:
+            raise ValueError(
+                f"{what}: values {unknown[:10]} have no class (classes: "
+                f"{', '.join(f'{c.value}={c.name}' for c in classes) or 'none'}); add classes first"
+            )
+    return arr.astype(LABEL_DTYPE, copy=False)
+
+
+# ---------------------------------------------------------------------- import
+def import_raster(
+    store: ProjectStore,
+    raster: Raster,
+    name: str,
+    *,
+    labels: np.ndarray | None = None,
+    rgb: Sequence[int] | None = None,
+    units: Sequence[str | None] | None = None,
+    wavelengths: Sequence[float | None] | None = None,
+    overwrite: bool = False,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, ImageInfo]:
+    """Copy a raster into the store as image ``name``, tile by tile; a generator of progress.
+
+    The image is written to a hidden folder and moved into place only when complete, so a
+    failure or a cancel leaves the store as it was. NaN/inf and the source's nodata value are
+    kept as they are in the data and marked invalid in ``hitl/valid``.
+
+    Parameters
+    ----------
+    store
+        A store opened with ``mode="a"``.
+    raster
+        The source (see :mod:`napari_hitl.core.rasters`).
+    name
+        Image name in the store.
+    labels
+        Optional initial labels (human), shape = the raster's spatial shape. Values without a
+        class get a class named ``"class <value>"``.
+    rgb
+        Band indices of the RGB composite; chosen from wavelengths/names when omitted.
+    units, wavelengths
+        Per-band unit and centre wavelength (nm); recognised band names fill wavelengths.
+    overwrite
+        Replace an existing image of that name.
+    cancel
+        Checked between tiles.
+
+    Returns
+    -------
+    ImageInfo
+        The stored image's metadata (as the generator's return value).
+    """
+    store._require_writable()
+    _validate_name(name)
+    if name in store and not overwrite:
+        raise StoreError(
+            f"{store.path} already has an image {name!r}; pass overwrite to replace it"
+        )
+    src = raster.sources[0] if raster.sources else name
+    if raster.dtype.kind not in "uifb" or raster.dtype.itemsize > 8:
+        raise InputFileError(src, f"pixel type {raster.dtype} is not supported")
+    spatial = raster.spatial_shape
+    if labels is not None:
+        try:
+            labels = check_labels(labels, spatial, None, what=f"labels for {name!r}")
+        except ValueError as exc:
+            raise InputFileError(src, str(exc)) from exc
+    rgb_given = tuple(rgb) if rgb is not None else None
+    if rgb_given is not None and (
+        len(rgb_given) != 3 or not all(0 <= i < raster.n_bands for i in rgb_given)
+    ):
+        raise InputFileError(
+            src, f"RGB bands {rgb_given} must be 3 indices in 0..{raster.n_bands - 1}"
+        )
+    dtype = np.dtype(np.uint8) if raster.dtype.kind == "b" else raster.dtype
+    shape = (raster.n_bands, *spatial)
+
+    images_dir = store.path / "images"
+    staging = images_dir / f".incoming-{uuid.uuid4().hex}"
+    try:
+        group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
+        data_arr = group.create_array(
+            "0", shape=shape, dtype=dtype, chunks=_chunks_for(shape, dtype.itemsize), fill_value=0
+        )
+        hitl = group.create_group("hitl")
+        invalid_total = 0
+        valid_arr = None
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update(f"{shape}|{dtype.str}".encode())
+        tiles = list(_tiles(spatial))
+        for i, tile in enumerate(tiles):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            try:
+                block = np.asarray(raster.data[(slice(None), *tile)])
+            except Exception as exc:  # damaged file found only when its pixels are read
+                raise InputFileError(
+                    src, f"cannot read the pixel data ({type(exc).__name__}: {exc})"
+                ) from exc
+            if block.dtype != dtype:
+                block = block.astype(dtype)
+            data_arr[(slice(None), *tile)] = block
+            hasher.update(np.ascontiguousarray(block).tobytes())
+            invalid = _invalid_mask(block, raster.nodata)
+            n_invalid = int(invalid.sum())
+            if n_invalid:
+                if valid_arr is None:
+                    valid_arr = hitl.create_array(
+                        "valid",
+                        shape=spatial,
+                        dtype=bool,
+                        chunks=_spatial_chunks(spatial),
+                        fill_value=True,
+                    )
+                valid_arr[tile] = ~invalid
+                invalid_total += n_invalid
+            yield Progress(i + 1, len(tiles) + 1, f"importing {name}: tile {i + 1}/{len(tiles)}")
+
+        bands = _band_infos(raster, data_arr, valid_arr, units, wavelengths)
+        info = ImageInfo(
+            name=name,
+            axes=raster.axes,
+            shape=shape,
+            dtype=dtype.str,
+            bands=bands,
+            rgb=rgb_given or default_rgb(bands),  # type: ignore[arg-type]
+            nodata=raster.nodata,
+            georef=raster.georef,
+            source_hash=hasher.hexdigest(),
+            sources=[str(s) for s in raster.sources],
+            invalid_pixels=invalid_total,
+        )
+        group.attrs.update({"ome": _ngff_image_attrs(info), ATTR: info.to_json()})
+        _create_label_arrays(group, spatial, labels, name, store.classes)
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        _commit(store, staging, name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if labels is not None:
+        store._ensure_classes(np.unique(labels).tolist())
+    yield Progress(len(tiles) + 1, len(tiles) + 1, f"imported {name}")
+    return info
+
+
+def add_image(store: ProjectStore, raster: Raster, name: str, **kwargs: Any) -> ImageInfo:
+    """Run :func:`import_raster` to the end (for scripts and tests)."""
+    return run_to_end(import_raster(store, raster, name, **kwargs))
+
+
+def _tiles(spatial: tuple[int, ...]) -> Generator[tuple[slice, ...], None, None]:
+    """Tiles over the trailing Y, X axes (and every index of a stack axis)."""
+    *stack, ny, nx = spatial
+    for idx in np.ndindex(*stack) if stack else [()]:
+        for y in range(0, ny, TILE):
+            for x in range(0, nx, TILE):
+                yield (
+                    *[slice(i, i + 1) for i in idx],
+                    slice(y, min(y + TILE, ny)),
+                    slice(x, min(x + TILE, nx)),
+                )
+
+
+def _invalid_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Pixels (over the band axis) that are NaN/inf in any band or equal nodata in all bands."""
+    invalid = np.zeros(block.shape[1:], dtype=bool)
+    if block.dtype.kind == "f":
+        invalid |= ~np.all(np.isfinite(block), axis=0)
+    if nodata is not None and np.isfinite(nodata):
+        invalid |= np.all(block == nodata, axis=0)
+    return invalid
+
+
+def _band_infos(
+    raster: Raster,
+    data_arr: zarr.Array,
+    valid_arr: zarr.Array | None,
+    units: Sequence[str | None] | None,
+    wavelengths: Sequence[float | None] | None,
+) -> list[BandInfo]:
+    sub = subsample_for_stats(data_arr.shape)
+    sample = np.asarray(data_arr[sub])
+    valid = np.asarray(valid_arr[sub[1:]]) if valid_arr is not None else None
+    bands = []
+    for i, band_name in enumerate(raster.band_names):
+        values = sample[i] if valid is None else sample[i][valid]
+        role = raster.roles[i] if i < len(raster.roles) else "spectral"
+        if role == "spectral" and is_height_band(band_name):
+            role = "dsm"
+        wave = wavelengths[i] if wavelengths and i < len(wavelengths) else None
+        if wave is None and role == "spectral":
+            wave = wavelength_for_name(band_name)
+        unit = units[i] if units and i < len(units) else ("m" if role == "dsm" else None)
+        bands.append(
+            BandInfo(
+                name=band_name,
+                role=role,
+                unit=unit,
+                wavelength_nm=wave,
+                stats=robust_stats(values, None),
+            )
+        )
+    return bands
+
+
+def _ngff_image_attrs(info: ImageInfo) -> dict[str, Any]:
+    axis_defs = {
+        "C": {"name": "c", "type": "channel"},
+        "Z": {"name": "z", "type": "space"},
+        "T": {"name": "t", "type": "time"},
+        "Y": {"name": "y", "type": "space"},
+        "X": {"name": "x", "type": "space"},
+    }
+    colors = {info.rgb[0]: "FF0000", info.rgb[1]: "00FF00", info.rgb[2]: "0000FF"}
+    channels = []
+    for i, band in enumerate(info.bands):
+        s = band.stats
+        window = (
+            {"start": s.p1, "end": s.p99, "min": s.min, "max": s.max}
+            if s is not None and s.valid_pixels
+            else {"start": 0, "end": 1, "min": 0, "max": 1}
+        )
+        channels.append(
+            {
+                "label": band.name,
+                "color": colors.get(i, "FFFFFF"),
+                "window": window,
+                "active": i in info.rgb,
+            }
+        )
+    return {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            {
+                "name": info.name,
+                "axes": [axis_defs[a] for a in info.axes],
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": [1.0] * len(info.axes)}
+                        ],
+                    }
+                ],
+            }
+        ],
+        "omero": {"channels": channels, "rdefs": {"model": "color"}},
+    }
+
+
+def _image_label_attrs(classes: Sequence[ClassInfo]) -> dict[str, Any]:
+    """NGFF ``image-label`` metadata: class colours and names for other OME-Zarr tools."""
+    return {
+        "version": NGFF_VERSION,
+        "source": {"image": "../../"},
+        "colors": [
+            {"label-value": c.value, "rgba": [round(v * 255) for v in c.rgba]} for c in classes
+        ],
+        "properties": [{"label-value": c.value, "class": c.name} for c in classes],
+    }
+
+
+def _create_label_arrays(
+    group: zarr.Group,
+    spatial: tuple[int, ...],
+    labels: np.ndarray | None,
+    name: str,
+    classes: Sequence[ClassInfo],
+) -> None:
+    labels_group = group.create_group("labels")
+    labels_group.attrs.update({"ome": {"version": NGFF_VERSION, "labels": ["annotations"]}})
+    ann = labels_group.create_group("annotations")
+    axes = [
+        {"name": a.lower(), "type": "time" if a == "T" else "space"}
+        for a in ("ZYX"[-len(spatial) :] if len(spatial) <= 3 else "")
+    ]
+    ann.attrs.update(
+        {
+            "ome": {
+                "version": NGFF_VERSION,
+                "multiscales": [
+                    {
+                        "name": f"{name} annotations",
+                        "axes": axes,
+                        "datasets": [
+                            {
+                                "path": "0",
+                                "coordinateTransformations": [
+                                    {"type": "scale", "scale": [1.0] * len(spatial)}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+                "image-label": _image_label_attrs(classes),
+            }
+        }
+    )
+    arr = ann.create_array(
+        "0", shape=spatial, dtype=LABEL_DTYPE, chunks=_spatial_chunks(spatial), fill_value=0
+    )
+    prov = group["hitl"].create_array(  # type: ignore[union-attr]
+        "provenance",
+        shape=spatial,
+        dtype=LABEL_DTYPE,
+        chunks=_spatial_chunks(spatial),
+        fill_value=0,
+    )
+    if labels is not None and np.any(labels):
+        arr[...] = labels
+        prov[...] = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED).astype(LABEL_DTYPE)
+
+
+def _commit(store: ProjectStore, staging: Path, name: str) -> None:
+    """Move a finished image into place (replacing any old one) and record its order."""
+    target = store.path / "images" / name
+    trash = None
+    if target.exists():
+        trash = store.path / "images" / f".trash-{uuid.uuid4().hex}"
+        os.replace(target, trash)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if trash is not None:
+            os.replace(trash, target)
+        raise
+    order = [n for n in store._attrs.get("images", []) if n != name] + [name]
+    store._set_attrs(images=order)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)

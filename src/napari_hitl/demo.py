@@ -1,0 +1,165 @@
+"""The README's main job: the sample scene through napari-hitl, with or without a display.
+
+* With a display (``--mode gui``, or ``auto`` when ``$DISPLAY`` is set outside CI): opens napari
+  with the sample project and the plugin's widgets, and waits for the user.
+* Headless (``--mode headless``): shows the same viewer on the (virtual) display, saves a
+  screenshot and exits. Without a display it re-runs itself under ``xvfb-run`` when installed,
+  and without Qt or Xvfb it still writes the store and a matplotlib overview.
+
+Everything lands in the output folder: ``sample_scene.zarr``, ``scene.png`` (composite, ground
+truth, DSM), ``viewer.png`` (screenshot of napari) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_hitl.core.sample_store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
+from napari_hitl.core.store import ProjectStore
+
+
+def _has_gui_stack() -> bool:
+    try:
+        import qtpy  # noqa: F401
+
+        import napari  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def save_overview(store: ProjectStore, name: str, path: Path) -> Path:
+    """Composite, ground truth and DSM side by side (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from napari_hitl._napari.layers import rgb_composite
+
+    info = store.image_info(name)
+    bands = np.asarray(store.image(name)[...])
+    panels: list[tuple[str, Any, dict[str, Any]]] = [
+        ("RGB composite", np.asarray(rgb_composite(bands, info.bands, info.rgb)), {})
+    ]
+    if GROUND_TRUTH in store.derived_keys(name):
+        classes = store.classes
+        cmap = ListedColormap(["#000000"] + [c.color for c in classes])
+        gt = store.read_derived(name, GROUND_TRUTH)
+        panels.append(
+            (
+                "ground truth: " + ", ".join(c.name for c in classes),
+                gt,
+                {"cmap": cmap, "vmin": 0, "vmax": len(classes), "interpolation": "nearest"},
+            )
+        )
+    if info.dsm_band is not None:
+        panels.append(
+            (f"{info.band_names[info.dsm_band]} (m)", bands[info.dsm_band], {"cmap": "terrain"})
+        )
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5.3))
+    for ax, (title, img, kw) in zip(np.atleast_1d(axes), panels, strict=True):
+        im = ax.imshow(img, **kw)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        if "terrain" in str(kw.get("cmap")):
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def open_viewer(store: ProjectStore, show: bool = True) -> Any:
+    """A napari viewer with the sample project loaded and the plugin's widgets docked."""
+    import napari
+    from napari_hitl._napari.layers import direct_colormap, store_image_layers
+    from napari_hitl._napari.sample_data import sample_scene  # noqa: F401 (same layers as File ▸ Open Sample)
+
+    viewer = napari.Viewer(title="napari-hitl — sample scene", show=show)
+    viewer.window.resize(1500, 950)
+    for data, kwargs, kind in store_image_layers(store, SAMPLE_IMAGE):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.add_labels(
+        store.read_derived(SAMPLE_IMAGE, GROUND_TRUTH),
+        name="ground truth",
+        visible=False,
+        opacity=0.5,
+        colormap=direct_colormap(store.classes),
+    )
+    viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
+    viewer.layers.selection.active = viewer.layers[f"{SAMPLE_IMAGE} labels"]
+    return viewer
+
+
+def run_demo(out: Path, mode: str = "auto", size: int = 512) -> int:
+    """Build the sample project in ``out`` and show it (see the module docstring)."""
+    out = Path(out).resolve()
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if mode == "auto":
+        mode = "gui" if has_display and not os.environ.get("CI") else "headless"
+    if mode == "headless" and not has_display and _has_gui_stack() and shutil.which("xvfb-run"):
+        cmd = [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1600x1000x24",
+            sys.executable,
+            "-m",
+            "napari_hitl.cli",
+            "demo",
+            "--mode",
+            "headless",
+            "--out",
+            str(out),
+            "--size",
+            str(size),
+        ]
+        print("no display: re-running under Xvfb", flush=True)
+        return subprocess.call(cmd)
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    store = build_sample_store(out / "sample_scene.zarr", shape=(size, size), overwrite=True)
+    summary: dict[str, Any] = {
+        "store": str(store.path),
+        "store_seconds": round(time.perf_counter() - t0, 2),
+        "store_summary": store.summary(),
+        "overview": str(save_overview(store, SAMPLE_IMAGE, out / "scene.png")),
+    }
+    print(f"wrote {store.path} and {summary['overview']}")
+    if mode == "gui":
+        import napari
+
+        viewer = open_viewer(store, show=True)
+        print("napari is open: paint into 'sample labels', see docs/user-guide.md", flush=True)
+        napari.run()
+        viewer.close()
+    elif has_display and _has_gui_stack():
+        viewer = open_viewer(store, show=True)
+        from qtpy.QtWidgets import QApplication
+
+        for _ in range(5):  # let the dock widgets lay out before the screenshot
+            QApplication.processEvents()
+            time.sleep(0.05)
+        shot = viewer.screenshot(path=str(out / "viewer.png"), canvas_only=False, flash=False)
+        summary["screenshot"] = str(out / "viewer.png")
+        summary["screenshot_shape"] = list(shot.shape)
+        viewer.close()
+        print(f"wrote {out / 'viewer.png'}")
+    else:
+        summary["screenshot"] = None
+        print("no display and no Xvfb/Qt: skipped the napari screenshot (install xvfb for it)")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"results in {out}")
+    return 0

@@ -1,0 +1,48 @@
+"""Small helpers for tests: synthetic GeoTIFFs and a byte-exact snapshot of a folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_hitl.core.geo import gdal_metadata_xml
+
+# A projected CRS (UTM 33N, EPSG:32633) with pixel-is-area georeferencing, as GDAL writes it.
+UTM_GEOKEYS = (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633, 3076, 0, 1, 9001)
+UTM_TIEPOINT = (0.0, 0.0, 0.0, 465181.05, 5080254.63, 0.0)
+UTM_SCALE = (10.0, 10.0, 0.0)
+
+
+def write_geotiff(
+    path: Path, data: np.ndarray, band_names: list[str], nodata: float | None = None
+) -> Path:
+    """A band-first GeoTIFF as GDAL writes it: band names, EPSG:32633 tags, optional nodata."""
+    extratags = [
+        (33550, "d", 3, UTM_SCALE, True),
+        (33922, "d", 6, UTM_TIEPOINT, True),
+        (34735, "H", len(UTM_GEOKEYS), UTM_GEOKEYS, True),
+        (42112, "s", 0, gdal_metadata_xml(band_names), True),
+    ]
+    if nodata is not None:
+        extratags.append((42113, "s", 0, str(nodata), True))
+    tifffile.imwrite(
+        path,
+        data,
+        planarconfig="separate",
+        photometric="minisblack",
+        extratags=extratags,
+        metadata=None,
+    )
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative path → sha256 of every file under ``folder`` (the exact state of a store)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

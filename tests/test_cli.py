@@ -1,0 +1,118 @@
+"""The command line: import variants, info, classes, export, and errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+
+from napari_hitl.cli import build_parser, main
+from napari_hitl.core.store import ProjectStore
+
+
+def test_help_lists_commands():
+    text = build_parser().format_help()
+    for cmd in ("import", "info", "export", "classes", "sample", "demo"):
+        assert cmd in text
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_hitl.cli", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "import" in out.stdout
+
+
+def test_stack_select_dsm_and_info(tmp_path, rng, capsys):
+    files = []
+    for name in ("red", "green", "blue", "nir"):
+        p = tmp_path / f"{name}.tif"
+        tifffile.imwrite(p, rng.integers(0, 60000, (32, 40)).astype(np.uint16))
+        files.append(str(p))
+    np.save(tmp_path / "dsm.npy", rng.random((32, 40)).astype(np.float32) * 30 + 100)
+    store = tmp_path / "p.zarr"
+    rc = main(
+        [
+            "import",
+            str(store),
+            *files,
+            "--stack",
+            "--name",
+            "landsat",
+            "--bands",
+            "nir,red,green,blue",
+            "--dsm",
+            str(tmp_path / "dsm.npy"),
+            "--classes",
+            "cloud,clear",
+        ]
+    )
+    assert rc == 0
+    info = ProjectStore.open(store).image_info("landsat")
+    assert info.band_names == ["nir", "red", "green", "blue", "DSM"]
+    assert info.dsm_band == 4 and info.dtype == "<f4"  # uint16 + float32 DSM → float32
+    assert [info.band_names[i] for i in info.rgb] == ["red", "green", "blue"]
+    capsys.readouterr()
+    assert main(["info", str(store), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["classes"][0]["name"] == "cloud"
+    assert summary["images"][0]["dsm_band"] == 4
+    assert main(["info", str(store)]) == 0
+    assert "height band DSM" in capsys.readouterr().out
+
+
+def test_split_time_series_into_images(tmp_path, capsys):
+    arr = np.random.default_rng(1).random((3, 10, 12, 13)).astype(np.float32)
+    np.save(tmp_path / "scenes.npy", arr)
+    store = tmp_path / "p.zarr"
+    assert (
+        main(["import", str(store), str(tmp_path / "scenes.npy"), "--axes", "TYXC", "--split", "T"])
+        == 0
+    )
+    s = ProjectStore.open(store)
+    assert s.image_names() == ["scenes_t0", "scenes_t1", "scenes_t2"]
+    np.testing.assert_array_equal(s.image("scenes_t2")[...], np.moveaxis(arr[2], -1, 0))
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"garbage" * 20)
+    assert main(["import", str(tmp_path / "p.zarr"), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.tif" in err and "not a readable TIFF" in err and "Traceback" not in err
+    assert main(["info", str(tmp_path / "nope.zarr")]) == 2
+    assert "not a napari-hitl project store" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "p.zarr"), "--out", "x.tif"]) == 2
+
+
+def test_classes_and_export_all(tmp_path, rng, capsys):
+    store = tmp_path / "p.zarr"
+    np.save(tmp_path / "a.npy", rng.random((3, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "b.npy", rng.random((3, 16, 16)).astype(np.float32))
+    assert main(["import", str(store), str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]) == 0
+    assert main(["classes", str(store), "--set", "water:#0000ff,land"]) == 0
+    out = capsys.readouterr().out
+    assert "1\twater\t#0000ff" in out and "2\tland" in out
+    assert (
+        main(
+            [
+                "export",
+                str(store),
+                "--all",
+                "--what",
+                "labels",
+                "provenance",
+                "--out",
+                str(tmp_path / "ex"),
+                "--format",
+                "png",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == [
+        "a_labels.png",
+        "a_provenance.png",
+        "b_labels.png",
+        "b_provenance.png",
+    ]
