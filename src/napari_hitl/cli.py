@@ -73,15 +73,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             raster.band_names = names
         if bands:
             raster = select_bands(raster, bands)
+        pieces = split_axis(raster, args.split, name) if args.split else [(name, raster)]
         if args.dsm:
-            raster = add_height_band(raster, read_raster(args.dsm, **kw), name=args.dsm_name)
-        if args.split:
-            prepared.extend(split_axis(raster, args.split, name))
-        else:
-            prepared.append((name, raster))
-    labels = read_mask(args.labels) if args.labels else None
-    if labels is not None and len(prepared) != 1:
-        raise HitlError("--labels goes with exactly one imported image")
+            height = read_raster(args.dsm)
+            pieces = [(n, add_height_band(r, height, name=args.dsm_name)) for n, r in pieces]
+        prepared.extend(pieces)
+    labels = read_mask(args.labels) if args.labels else None  # same labels for every image
+    if labels is not None and args.label_map:
+        labels = remap_labels(labels, args.label_map)
     store = ProjectStore.create(args.store, exist_ok=True)
     if args.classes:
         store.set_classes(make_classes(_split_list(args.classes) or []))
@@ -98,6 +97,23 @@ def cmd_import(args: argparse.Namespace) -> int:
             + (f", {info.invalid_pixels} invalid px" if info.invalid_pixels else "")
         )
     return 0
+
+
+def remap_labels(labels, spec: str):
+    """Apply ``--label-map`` ("old:new,old:new"; unlisted values unchanged) to a mask."""
+    import numpy as np
+
+    pairs = []
+    for item in _split_list(spec) or []:
+        old, sep, new = item.partition(":")
+        if not sep or not old.strip().lstrip("-").isdigit() or not new.strip().isdigit():
+            raise HitlError(f"--label-map entry {item!r} must look like OLD:NEW (integers)")
+        pairs.append((int(old), int(new)))
+    out = np.asarray(labels).astype(np.int64)
+    result = out.copy()
+    for old, new in pairs:
+        result[out == old] = new
+    return result
 
 
 # ----------------------------------------------------------------------------- info
@@ -216,10 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--bands", help="keep and reorder bands: indices (0-based) or names, comma-separated"
     )
     p.add_argument("--band-names", help="comma-separated names for the source bands")
-    p.add_argument("--dsm", help="a one-band height raster (DSM/DEM) added as the last band")
+    p.add_argument(
+        "--dsm",
+        help="a one-band height raster (DSM/DEM) added as the last band; "
+        "read with its own layout (--axes/--layout apply to the images only)",
+    )
     p.add_argument("--dsm-name", default="DSM", help="name of the height band (default DSM)")
     p.add_argument("--rgb", help="band indices of the RGB composite, e.g. 3,2,1")
-    p.add_argument("--labels", help="a label mask (0 = unlabeled) to import as human labels")
+    p.add_argument(
+        "--labels",
+        help="a label mask (0 = unlabeled) imported as human labels of "
+        "every imported image (e.g. one map for all dates of a time series)",
+    )
+    p.add_argument(
+        "--label-map",
+        help='recode mask values, e.g. "0:1,255:2" (0 = unlabeled '
+        "after recoding; -1:0 turns a -1 nodata into unlabeled)",
+    )
     p.add_argument("--classes", help="class names for label values 1, 2, ... (comma-separated)")
     p.add_argument("--overwrite", action="store_true", help="replace images of the same name")
     p.set_defaults(func=cmd_import)

@@ -341,17 +341,41 @@ def stack_rasters(rasters: Sequence[Raster]) -> Raster:
                 f"{first.spatial_shape} ({first.axes}); all bands must cover the same pixels",
             )
     dtype = np.result_type(*[r.dtype for r in rasters])
+    names = [n for r in rasters for n in r.band_names]
+    if all(r.n_bands == 1 for r in rasters) and len(rasters) > 1:
+        names = _strip_common_affixes(names)
     data = da.concatenate([da.asarray(r.data).astype(dtype) for r in rasters], axis=0)
     nodatas = {r.nodata for r in rasters if r.nodata is not None}
     return Raster(
         data=data,
         axes=first.axes,
-        band_names=[n for r in rasters for n in r.band_names],
+        band_names=names,
         nodata=nodatas.pop() if len(nodatas) == 1 else None,
         georef=next((r.georef for r in rasters if r.georef is not None), None),
         sources=[s for r in rasters for s in r.sources],
         roles=[x for r in rasters for x in r.roles],
     )
+
+
+def _common_start(texts: list[str]) -> str:
+    first = min(texts, key=len)
+    for i, ch in enumerate(first):
+        if any(t[i] != ch for t in texts):
+            return first[:i]
+    return first
+
+
+def _strip_common_affixes(names: list[str]) -> list[str]:
+    """``red_patch_X.TIF, green_patch_X.TIF`` → ``red, green``: drop the shared prefix/suffix
+    (cut at a ``_``/``-``/``.`` boundary) when the names stay unique and non-empty."""
+    prefix = _common_start(names)
+    suffix = _common_start([n[::-1] for n in names])[::-1]
+    cut_p = max((prefix.rfind(c) + 1 for c in "_-."), default=0) if prefix else 0
+    cut_s = min((i for i in (suffix.find(c) for c in "_-.") if i >= 0), default=len(suffix))
+    stripped = [n[cut_p : len(n) - (len(suffix) - cut_s)] for n in names]
+    if all(stripped) and len(set(stripped)) == len(stripped):
+        return stripped
+    return names
 
 
 def select_bands(raster: Raster, bands: Sequence[int | str]) -> Raster:

@@ -47,24 +47,10 @@ CLASS_COLORS: tuple[str, ...] = ("#2ca02c", "#c49a6c", "#808080", "#d9482b", "#1
 
 VEGETATION, GROUND, ROAD, BUILDING, WATER = 1, 2, 3, 4, 5
 
-# WorldView-3-like centre wavelengths: coastal, blue, green, yellow, red, red edge, NIR1, NIR2,
-# then six SWIR bands.
-_WL = (
-    427.0,
-    478.0,
-    546.0,
-    608.0,
-    659.0,
-    724.0,
-    833.0,
-    949.0,
-    1210.0,
-    1570.0,
-    1660.0,
-    1730.0,
-    2165.0,
-    2260.0,
-)
+# WorldView-3-like centre wavelengths (nm): coastal, blue, green, yellow, red, red edge, NIR1,
+# NIR2, then six SWIR bands.
+_WL = (427.0, 478.0, 546.0, 608.0, 659.0, 724.0, 833.0, 949.0)
+_WL += (1210.0, 1570.0, 1660.0, 1730.0, 2165.0, 2260.0)
 N_SPECTRAL = len(_WL)
 BAND_NAMES: tuple[str, ...] = (*(f"B{i + 1:02d}" for i in range(N_SPECTRAL)), "DSM")
 WAVELENGTHS_NM: tuple[float | None, ...] = (*_WL, None)
@@ -74,225 +60,34 @@ RED_BAND = 4
 NIR_BAND = 6
 DSM_BAND = 14
 
-# Reference reflectance spectra at _WL (shapes after typical library spectra: USGS/ECOSTRESS).
+# Reference reflectance spectra at _WL, shaped after typical library spectra (USGS, ECOSTRESS).
+# forest/crop/grass: low blue and red, green bump, steep red edge, high NIR, SWIR water absorption;
+# soils rise slowly with wavelength; asphalt is flat and dark; roofs are red clay tiles, concrete,
+# dark bitumen and galvanised metal; water is dark and darkest in NIR/SWIR.
+_ENDMEMBER_TABLE = """
+#             427   478   546   608   659   724   833   949  1210  1570  1660  1730  2165  2260
+forest      .025  .030  .060  .045  .030  .150  .340  .350  .300  .180  .170  .150  .070  .065
+crop        .030  .040  .100  .070  .040  .240  .500  .510  .420  .280  .260  .230  .130  .120
+grass       .040  .050  .100  .090  .070  .200  .360  .380  .360  .300  .290  .270  .190  .180
+soil_dry    .080  .100  .140  .180  .210  .240  .270  .290  .320  .360  .370  .370  .340  .320
+soil_moist  .050  .060  .085  .110  .130  .150  .170  .185  .210  .230  .235  .235  .210  .200
+asphalt     .060  .070  .080  .085  .090  .095  .100  .105  .110  .120  .120  .120  .110  .105
+asphalt_old .100  .110  .125  .130  .140  .145  .150  .155  .165  .180  .180  .180  .170  .165
+roof_tile   .060  .070  .090  .160  .280  .330  .370  .390  .420  .450  .460  .460  .410  .390
+roof_concr  .220  .260  .300  .320  .330  .340  .350  .360  .380  .400  .400  .390  .350  .340
+roof_dark   .070  .075  .080  .085  .090  .095  .100  .105  .110  .115  .115  .115  .110  .105
+roof_metal  .300  .320  .330  .330  .320  .310  .290  .280  .250  .220  .210  .210  .180  .170
+water_clear .070  .065  .055  .040  .030  .020  .012  .008  .004  .003  .003  .003  .002  .002
+water_turb  .080  .080  .090  .080  .060  .040  .020  .012  .006  .004  .004  .004  .003  .003
+"""
 _ENDMEMBERS: dict[str, tuple[float, ...]] = {
-    # vegetation: low blue/red, green bump, steep red edge, high NIR, water absorption in SWIR
-    "forest": (
-        0.025,
-        0.030,
-        0.060,
-        0.045,
-        0.030,
-        0.150,
-        0.340,
-        0.350,
-        0.300,
-        0.180,
-        0.170,
-        0.150,
-        0.070,
-        0.065,
-    ),
-    "crop": (
-        0.030,
-        0.040,
-        0.100,
-        0.070,
-        0.040,
-        0.240,
-        0.500,
-        0.510,
-        0.420,
-        0.280,
-        0.260,
-        0.230,
-        0.130,
-        0.120,
-    ),
-    "grass": (
-        0.040,
-        0.050,
-        0.100,
-        0.090,
-        0.070,
-        0.200,
-        0.360,
-        0.380,
-        0.360,
-        0.300,
-        0.290,
-        0.270,
-        0.190,
-        0.180,
-    ),
-    # bare soil: rising slowly with wavelength
-    "soil_dry": (
-        0.080,
-        0.100,
-        0.140,
-        0.180,
-        0.210,
-        0.240,
-        0.270,
-        0.290,
-        0.320,
-        0.360,
-        0.370,
-        0.370,
-        0.340,
-        0.320,
-    ),
-    "soil_moist": (
-        0.050,
-        0.060,
-        0.085,
-        0.110,
-        0.130,
-        0.150,
-        0.170,
-        0.185,
-        0.210,
-        0.230,
-        0.235,
-        0.235,
-        0.210,
-        0.200,
-    ),
-    # asphalt: flat and dark, weathered asphalt a bit brighter
-    "asphalt": (
-        0.060,
-        0.070,
-        0.080,
-        0.085,
-        0.090,
-        0.095,
-        0.100,
-        0.105,
-        0.110,
-        0.120,
-        0.120,
-        0.120,
-        0.110,
-        0.105,
-    ),
-    "asphalt_old": (
-        0.100,
-        0.110,
-        0.125,
-        0.130,
-        0.140,
-        0.145,
-        0.150,
-        0.155,
-        0.165,
-        0.180,
-        0.180,
-        0.180,
-        0.170,
-        0.165,
-    ),
-    # roofs
-    "roof_tile": (
-        0.060,
-        0.070,
-        0.090,
-        0.160,
-        0.280,
-        0.330,
-        0.370,
-        0.390,
-        0.420,
-        0.450,
-        0.460,
-        0.460,
-        0.410,
-        0.390,
-    ),
-    "roof_concrete": (
-        0.220,
-        0.260,
-        0.300,
-        0.320,
-        0.330,
-        0.340,
-        0.350,
-        0.360,
-        0.380,
-        0.400,
-        0.400,
-        0.390,
-        0.350,
-        0.340,
-    ),
-    "roof_dark": (
-        0.070,
-        0.075,
-        0.080,
-        0.085,
-        0.090,
-        0.095,
-        0.100,
-        0.105,
-        0.110,
-        0.115,
-        0.115,
-        0.115,
-        0.110,
-        0.105,
-    ),
-    "roof_metal": (
-        0.300,
-        0.320,
-        0.330,
-        0.330,
-        0.320,
-        0.310,
-        0.290,
-        0.280,
-        0.250,
-        0.220,
-        0.210,
-        0.210,
-        0.180,
-        0.170,
-    ),
-    # water: dark, darkest in NIR/SWIR; turbid water brighter in green/red
-    "water_clear": (
-        0.070,
-        0.065,
-        0.055,
-        0.040,
-        0.030,
-        0.020,
-        0.012,
-        0.008,
-        0.004,
-        0.003,
-        0.003,
-        0.003,
-        0.002,
-        0.002,
-    ),
-    "water_turbid": (
-        0.080,
-        0.080,
-        0.090,
-        0.080,
-        0.060,
-        0.040,
-        0.020,
-        0.012,
-        0.006,
-        0.004,
-        0.004,
-        0.004,
-        0.003,
-        0.003,
-    ),
+    line.split()[0]: tuple(float(v) for v in line.split()[1:])
+    for line in _ENDMEMBER_TABLE.strip().splitlines()
+    if not line.startswith("#")
 }
 _EM_NAMES = tuple(_ENDMEMBERS)
 _EM = {name: i for i, name in enumerate(_EM_NAMES)}
-_ROOFS = ("roof_tile", "roof_concrete", "roof_dark", "roof_metal")
+_ROOFS = ("roof_tile", "roof_concr", "roof_dark", "roof_metal")
 _ROOF_P = (0.35, 0.3, 0.2, 0.15)
 
 
@@ -673,7 +468,7 @@ def make_sample_scene(shape: tuple[int, int] = (512, 512), seed: int = 0) -> Sam
     t = _sigmoid(2.0 * noise(size / 8))  # turbidity
     wt = water.astype(np.float32)
     ab[_EM["water_clear"]] += wt * (1 - t)
-    ab[_EM["water_turbid"]] += wt * t
+    ab[_EM["water_turb"]] += wt * t
 
     em = np.array([_ENDMEMBERS[n] for n in _EM_NAMES], np.float32)  # (n_em, 14)
     refl = (em.T @ ab.reshape(len(_EM_NAMES), -1)).reshape(N_SPECTRAL, h, w)
