@@ -68,7 +68,7 @@ def test_stack_single_band_files_and_shape_mismatch(tmp_path, rng):
         tifffile.imwrite(p, rng.integers(0, 60000, (32, 32)).astype(np.uint16))
         paths.append(p)
     r = stack_rasters([read_raster(p) for p in paths])
-    assert r.band_names == ["red_patch", "green_patch", "blue_patch", "nir_patch"]
+    assert r.band_names == ["red", "green", "blue", "nir"]  # shared "_patch" dropped
     assert r.data.shape == (4, 32, 32)
     tifffile.imwrite(tmp_path / "odd.tif", np.zeros((31, 32), np.uint16))
     with pytest.raises(InputFileError, match=r"odd\.tif.*shape \(31, 32\).*differs"):
