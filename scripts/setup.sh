@@ -15,6 +15,16 @@ missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
+# Qt needs GLib (Debian 13 renamed the package libglib2.0-0t64).
+if ! ldconfig -p 2>/dev/null | grep -q 'libglib-2.0.so.0'; then
+  if apt-cache show libglib2.0-0t64 >/dev/null 2>&1; then missing="$missing libglib2.0-0t64"
+  else missing="$missing libglib2.0-0"; fi
+fi
+# A Python with venv support (a bare Debian image may have neither).
+if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing="$missing python3 python3-venv python3-dev"
+  PYTHON=python3
+fi
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[setup] apt-get install$missing"

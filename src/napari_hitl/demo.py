@@ -29,9 +29,8 @@ from napari_hitl.core.store import ProjectStore
 
 def _has_gui_stack() -> bool:
     try:
-        import qtpy  # noqa: F401
-
         import napari  # noqa: F401
+        import qtpy  # noqa: F401
     except Exception:
         return False
     return True
@@ -83,8 +82,8 @@ def save_overview(store: ProjectStore, name: str, path: Path) -> Path:
 def open_viewer(store: ProjectStore, show: bool = True) -> Any:
     """A napari viewer with the sample project loaded and the plugin's widgets docked."""
     import napari
+
     from napari_hitl._napari.layers import direct_colormap, store_image_layers
-    from napari_hitl._napari.sample_data import sample_scene  # noqa: F401 (same layers as File ▸ Open Sample)
 
     viewer = napari.Viewer(title="napari-hitl — sample scene", show=show)
     viewer.window.resize(1500, 950)
