@@ -4,6 +4,7 @@ python_name imports, and the built wheel ships it."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 import zipfile
@@ -60,10 +61,22 @@ def test_wheel_ships_the_manifest(tmp_path):
         ).decode()
     assert shipped == (REPO / "napari.yaml").read_bytes()
     assert "[napari.manifest]" in entry_points and "napari_hitl:napari.yaml" in entry_points
-    (tmp_path / "napari.yaml").write_bytes(shipped)
+    # Install the wheel alone into a folder that shadows the editable install, and validate it
+    # there: npe2 must find the manifest through the wheel's entry point and import its code.
+    target = tmp_path / "site"
     out = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", str(tmp_path / "napari.yaml")],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(wheel)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    probe = (
+        "import napari_hitl, importlib.metadata as m; print(napari_hitl.__file__); "
+        "print(m.distribution('napari-hitl').locate_file(''))"
     )
+    where = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert where.stdout.count(str(target)) == 2, where.stdout + where.stderr
+    out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-hitl"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
