@@ -25,11 +25,18 @@ def main(mat_path: str, store_path: str) -> ProjectStore:
     rgb = np.moveaxis(mat["rgbImg"], -1, 0)  # (3, 512, 512) uint8
     labels = mat["clasLabs"].astype(np.uint16)  # (512, 512), 0 = unlabelled
     store = ProjectStore.create(store_path, exist_ok=True)
-    add_image(store, Raster(rgb, "CYX", ["R", "G", "B"]), "houston_rgb", labels=labels,
-              overwrite=True)  # fmt: skip
+    add_image(
+        store, Raster(rgb, "CYX", ["R", "G", "B"]), "houston_rgb", labels=labels, overwrite=True
+    )
     # The cube is 4x coarser: nearest-neighbour labels at its pixel centres.
-    add_image(store, Raster(hs, "CYX", [f"HS{i:02d}" for i in range(hs.shape[0])]), "houston_hs",
-              labels=labels[2::4, 2::4], rgb=(22, 12, 4), overwrite=True)  # fmt: skip
+    add_image(
+        store,
+        Raster(hs, "CYX", [f"HS{i:02d}" for i in range(hs.shape[0])]),
+        "houston_hs",
+        labels=labels[2::4, 2::4],
+        rgb=(22, 12, 4),
+        overwrite=True,
+    )
     return store
 
 

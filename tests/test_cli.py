@@ -125,14 +125,45 @@ def test_label_map_and_bad_spec(tmp_path, rng, capsys):
     mask[0, 0] = -1
     np.save(tmp_path / "m.npy", mask)
     store = tmp_path / "p.zarr"
-    rc = main(["import", str(store), str(tmp_path / "img.npy"), "--labels", str(tmp_path / "m.npy"),
-               "--label-map=-1:0,0:1,255:2"])  # fmt: skip
+    rc = main(
+        [
+            "import",
+            str(store),
+            str(tmp_path / "img.npy"),
+            "--labels",
+            str(tmp_path / "m.npy"),
+            "--label-map=-1:0,0:1,255:2",
+        ]
+    )
     assert rc == 0
     lab = ProjectStore.open(store).labels("img")
     assert lab[0, 0] == 0 and (lab[0, 1:] == 2).all() and (lab[4:] == 1).all()
-    assert main(["import", str(store), str(tmp_path / "img.npy"), "--name", "x", "--labels",
-                 str(tmp_path / "m.npy"), "--label-map", "a:b"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "import",
+                str(store),
+                str(tmp_path / "img.npy"),
+                "--name",
+                "x",
+                "--labels",
+                str(tmp_path / "m.npy"),
+                "--label-map",
+                "a:b",
+            ]
+        )
+        == 2
+    )
     assert "OLD:NEW" in capsys.readouterr().err
-    rc = main(["import", str(store), str(tmp_path / "img.npy"), "--name", "y", "--labels",
-               str(tmp_path / "m.npy")])  # fmt: skip
+    rc = main(
+        [
+            "import",
+            str(store),
+            str(tmp_path / "img.npy"),
+            "--name",
+            "y",
+            "--labels",
+            str(tmp_path / "m.npy"),
+        ]
+    )
     assert rc == 2  # -1 in a mask is refused, not silently imported

@@ -65,10 +65,20 @@ def test_wheel_ships_the_manifest(tmp_path):
     # there: npe2 must find the manifest through the wheel's entry point and import its code.
     target = tmp_path / "site"
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-         str(wheel)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": str(target)}
     probe = (
@@ -77,6 +87,10 @@ def test_wheel_ships_the_manifest(tmp_path):
     )
     where = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert where.stdout.count(str(target)) == 2, where.stdout + where.stderr
-    out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-hitl"],
-                         capture_output=True, text=True, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-hitl"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -23,8 +23,11 @@ def test_declines_what_it_does_not_read(tmp_path):
 def test_store_layers_first_image_visible(tmp_path, rng):
     store = ProjectStore.create(tmp_path / "p.zarr", classes=make_classes(["a", "b"]))
     for name in ("one", "two"):
-        add_image(store, Raster(rng.random((4, 16, 20)).astype(np.float32), "CYX",
-                                ["B02", "B03", "B04", "B08"]), name)  # fmt: skip
+        add_image(
+            store,
+            Raster(rng.random((4, 16, 20)).astype(np.float32), "CYX", ["B02", "B03", "B04", "B08"]),
+            name,
+        )
     store.write_labels("two", np.ones((16, 20), np.uint8))
     layers = get_reader(str(store.path))(str(store.path))
     names = [kw["name"] for _d, kw, _k in layers]

@@ -19,10 +19,29 @@ S2 = "B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B10,B11,B12"
 def test_eolearn_dates_as_images_with_dem(tmp_path, shared_data):
     d = shared_data / "eolearn_slovenia_s2_dem_lulc"
     store = tmp_path / "eo.zarr"
-    rc = main(["import", str(store), str(d / "REFERENCE_SCENES.npy"), "--axes", "TYXC",
-               "--split", "T", "--name", "slo", "--band-names", S2,
-               "--bands", "B02,B03,B04,B08,B11,B12", "--dsm", str(d / "DEM.npy"),
-               "--dsm-name", "DEM", "--labels", str(d / "LULC.npy")])  # fmt: skip
+    rc = main(
+        [
+            "import",
+            str(store),
+            str(d / "REFERENCE_SCENES.npy"),
+            "--axes",
+            "TYXC",
+            "--split",
+            "T",
+            "--name",
+            "slo",
+            "--band-names",
+            S2,
+            "--bands",
+            "B02,B03,B04,B08,B11,B12",
+            "--dsm",
+            str(d / "DEM.npy"),
+            "--dsm-name",
+            "DEM",
+            "--labels",
+            str(d / "LULC.npy"),
+        ]
+    )
     assert rc == 0
     s = ProjectStore.open(store)
     assert s.image_names() == [f"slo_t{i}" for i in range(5)]
@@ -41,8 +60,22 @@ def test_38cloud_band_files_stacked_with_recoded_mask(tmp_path, shared_data):
     bands = [str(next(d.glob(f"{b}_patch_*.TIF"))) for b in ("red", "green", "blue", "nir")]
     gt = next(d.glob("gt_patch_*.TIF"))
     store = tmp_path / "c.zarr"
-    rc = main(["import", str(store), *bands, "--stack", "--name", "cloud", "--labels", str(gt),
-               "--label-map", "0:1,255:2", "--classes", "clear,cloud"])  # fmt: skip
+    rc = main(
+        [
+            "import",
+            str(store),
+            *bands,
+            "--stack",
+            "--name",
+            "cloud",
+            "--labels",
+            str(gt),
+            "--label-map",
+            "0:1,255:2",
+            "--classes",
+            "clear,cloud",
+        ]
+    )
     assert rc == 0
     s = ProjectStore.open(store)
     info = s.image_info("cloud")

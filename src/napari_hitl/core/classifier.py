@@ -1,0 +1,420 @@
+"""Pixel classifiers with one interface: train from sparse labels, predict calibrated probabilities.
+
+:class:`NetClassifier` wraps the torch networks of :mod:`napari_hitl.core.models`;
+:class:`~napari_hitl.core.forest.ForestClassifier` is the random-forest baseline. Both train as a
+generator of :class:`~napari_hitl.core.progress.Progress` that stops on a cancel token, keep
+their configuration (bands, normalization, classes) and a temperature fitted on held-out human
+labels, and serialise to bytes + JSON for the project store.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_hitl.core.data import (
+    BalancedSampler,
+    LabeledImage,
+    Normalization,
+    check_trainable,
+)
+from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
+from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.tiling import tiled_apply
+
+TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
+TEMPERATURE_RANGE = (1.0, 20.0)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (every field is a CLI/GUI option).
+
+    Attributes
+    ----------
+    model
+        ``"unet"`` (default), ``"patch-cnn"`` or ``"rf"``.
+    steps
+        Optimizer steps for a fresh model; ``warm_steps`` when continuing from the last one.
+    batch_size, patch
+        Patches per step and their output edge (dense models).
+    lr
+        Learning rate (AdamW for the U-Net; SGD with momentum for the patch CNN, as in the paper).
+    machine_weight
+        Loss weight of machine-accepted pixels relative to human ones (< 1 limits
+        confirmation bias).
+    holdout_fraction
+        Share of human strokes kept out of training to fit the temperature (calibration).
+    augment
+        Random flips and 90° rotations.
+    seed
+        Makes training deterministic.
+    threads
+        torch threads (default: all cores).
+    """
+
+    model: str = "unet"
+    steps: int = 40
+    warm_steps: int = 25
+    batch_size: int = 8
+    patch: int = 64
+    lr: float = 3e-3
+    machine_weight: float = 0.5
+    holdout_fraction: float = 0.15
+    augment: bool = True
+    seed: int = 0
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass
+class TrainReport:
+    """What one training run did."""
+
+    steps: int
+    seconds: float
+    final_loss: float
+    class_pixels: list[int]
+    holdout_pixels: int
+    temperature: float
+    holdout_nll_before: float | None = None
+    holdout_nll_after: float | None = None
+    warm_start: bool = False
+
+
+def fit_temperature(logits: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
+    """Temperature T minimising the NLL of ``softmax(logits / T)`` on held-out pixels.
+
+    T is searched in ``TEMPERATURE_RANGE`` (1..20): calibration may only soften the model. Held-out
+    human strokes lie inside class regions, away from boundaries (that is how people paint), so they
+    are easier than the average pixel; sharpening on them would overstate the confidence exactly
+    where the loop relies on it.
+
+    Parameters
+    ----------
+    logits
+        ``N, K`` logits of held-out labeled pixels.
+    target
+        ``N`` class indices.
+
+    Returns
+    -------
+    (T, nll at T=1, nll at T)
+    """
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    t = torch.as_tensor(target, dtype=torch.int64)
+    lo, hi = TEMPERATURE_RANGE
+    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), 241, dtype=torch.float64))
+    nlls = torch.stack([F.cross_entropy(z / g, t) for g in grid])
+    best = int(torch.argmin(nlls))
+    return float(grid[best]), float(F.cross_entropy(z, t)), float(nlls[best])
+
+
+def split_holdout(
+    images: Sequence[LabeledImage],
+    fraction: float,
+    rng: np.random.Generator,
+    human: Sequence[np.ndarray],
+) -> tuple[list[LabeledImage], list[tuple[int, np.ndarray]]]:
+    """Hold out whole human strokes (connected components) per class for calibration.
+
+    Returns the training images (held-out pixels unlabeled) and, per image, the flat indices of
+    held-out pixels. Classes with a single stroke keep it for training.
+    """
+    from scipy import ndimage
+
+    if fraction <= 0:
+        return list(images), []
+    train, held = [], []
+    for i, im in enumerate(images):
+        target = im.target.copy()
+        out = np.zeros(target.shape, bool)
+        for c in np.unique(target[(target >= 0) & human[i]]):
+            comps, n = ndimage.label((target == c) & human[i])
+            if n < 2:
+                continue
+            k = max(1, round(n * fraction))
+            chosen = rng.choice(np.arange(1, n + 1), size=min(k, n - 1), replace=False)
+            out |= np.isin(comps, chosen)
+        target[out] = -1
+        weight = im.weight.copy()
+        weight[out] = 0
+        train.append(LabeledImage(im.name, im.x, target, weight, im.extra))
+        if out.any():
+            held.append((i, np.flatnonzero(out)))
+    return train, held
+
+
+class NetClassifier:
+    """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
+
+    def __init__(
+        self,
+        kind: str,
+        normalization: Normalization,
+        class_values: Sequence[int],
+        class_names: Sequence[str],
+    ) -> None:
+        self.kind = kind
+        self.normalization = normalization
+        self.class_values = [int(v) for v in class_values]
+        self.class_names = list(class_names)
+        self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values))
+        self.net: nn.Module = build_model(self.spec)
+        self.temperature = 1.0
+        self.trained = False
+        self._eval_net: nn.Module | None = None
+
+    @property
+    def halo(self) -> int:
+        """Pixels of context needed on each side of a tile."""
+        return int(self.net.halo)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        images: Sequence[LabeledImage],
+        config: TrainConfig,
+        cancel: CancelToken | None = None,
+    ) -> Generator[Progress, None, TrainReport]:
+        """Train (warm-starting from the current weights once trained); a progress generator."""
+        import time
+
+        t0 = time.perf_counter()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        counts = check_trainable(images, self.class_names)
+        human = [im.extra.get("human", im.weight >= 1.0) for im in images]
+        train_images, held = split_holdout(images, config.holdout_fraction, rng, human)
+        check_trainable(train_images, self.class_names)
+        warm = self.trained
+        steps = config.warm_steps if warm else config.steps
+        k = len(self.class_values)
+        train_counts = np.zeros(k)
+        for im in train_images:
+            train_counts += np.bincount(im.target[im.target >= 0], minlength=k)[:k]
+        present = train_counts > 0
+        class_w = np.zeros(k)
+        class_w[present] = (
+            train_counts[present].sum() / (present.sum() * train_counts[present])
+        ) ** 0.5
+        class_w_t = torch.as_tensor(class_w, dtype=torch.float32)
+
+        net = self.net
+        net.train()
+        self._eval_net = None
+        if isinstance(net, PatchCNN):
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                net.parameters(), lr=config.extra.get("sgd_lr", 0.5), momentum=0.9
+            )
+        else:
+            opt = torch.optim.AdamW(
+                net.parameters(), lr=config.lr * (0.5 if warm else 1.0), weight_decay=1e-4
+            )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
+        )
+        sampler = BalancedSampler(train_images, k, rng)
+        is_patch = isinstance(net, PatchCNN)
+        # The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
+        # and its own zero padding (3× cheaper than a full halo); the loss skips the margin.
+        halo = self.halo if is_patch else TRAIN_MARGIN
+        if not is_patch:
+            net.to(memory_format=torch.channels_last)
+        out_size = 1 if is_patch else config.patch
+        batch = (
+            config.extra.get("patch_batch", 128) if isinstance(net, PatchCNN) else config.batch_size
+        )
+        r = out_size // 2 + halo
+        padded = [
+            (
+                np.pad(
+                    im.x,
+                    ((0, 0), (r, r), (r, r)),
+                    mode="reflect" if min(im.x.shape[1:]) > r else "symmetric",
+                ),
+                np.pad(im.target, r, constant_values=-1),
+                np.pad(im.weight, r),
+            )
+            for im in train_images
+        ]
+        loss_value = float("nan")
+        for step in range(steps):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            xs, ts, ws = [], [], []
+            for i, row, col in sampler.draw(batch):
+                px, pt, pw = padded[i]
+                y0, x0 = row + r - out_size // 2, col + r - out_size // 2
+                xi = px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo]
+                ti = pt[y0 : y0 + out_size, x0 : x0 + out_size]
+                wi = pw[y0 : y0 + out_size, x0 : x0 + out_size]
+                if config.augment:
+                    kr = int(rng.integers(4))
+                    xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
+                    if rng.random() < 0.5:
+                        xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
+                xs.append(np.ascontiguousarray(xi))
+                ts.append(np.ascontiguousarray(ti))
+                ws.append(np.ascontiguousarray(wi))
+            x = torch.from_numpy(np.stack(xs))
+            t = torch.from_numpy(np.stack(ts))
+            w = torch.from_numpy(np.stack(ws))
+            if is_patch:
+                logits = net.forward_patches(x)
+                t, w = t[:, 0, 0], w[:, 0, 0]
+            else:
+                x = x.contiguous(memory_format=torch.channels_last)
+                logits = net.out(net.features(x))[..., halo:-halo, halo:-halo]
+            per_px = F.cross_entropy(logits, t.clamp(min=0), reduction="none")
+            wt = w * class_w_t[t.clamp(min=0)] * (t >= 0)
+            loss = (per_px * wt).sum() / wt.sum().clamp(min=1e-6)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_value = float(loss.detach())
+            yield Progress(
+                step + 1,
+                steps,
+                f"training {self.kind}: step {step + 1}/{steps}, loss {loss_value:.3f}",
+            )
+
+        if not is_patch:
+            net.to(memory_format=torch.contiguous_format)
+        self.trained = True
+        self._eval_net = None
+        report = TrainReport(
+            steps=steps,
+            seconds=0.0,
+            final_loss=loss_value,
+            class_pixels=counts.tolist(),
+            holdout_pixels=int(sum(f.size for _, f in held)),
+            temperature=1.0,
+            warm_start=warm,
+        )
+        self.temperature = 1.0
+        if report.holdout_pixels >= 20:
+            logits, target = self._holdout_logits(images, held)
+            t_best, before, after = fit_temperature(logits, target)
+            self.temperature = t_best
+            report.temperature = t_best
+            report.holdout_nll_before, report.holdout_nll_after = before, after
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _holdout_logits(
+        self, images: Sequence[LabeledImage], held: list[tuple[int, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, target = [], []
+        for i, flat in held:
+            im = images[i]
+            full = self.logits(im.x)
+            k = full.shape[0]
+            logits.append(full.reshape(k, -1)[:, flat].T)
+            target.append(im.target.ravel()[flat])
+        return np.concatenate(logits), np.concatenate(target)
+
+    # ----------------------------------------------------------------- inference
+    def _inference_net(self) -> nn.Module:
+        if self._eval_net is None:
+            net = copy.deepcopy(self.net).eval()
+            if isinstance(net, SmallUNet):
+                net = _fold_batchnorm(net).to(memory_format=torch.channels_last)
+            self._eval_net = net
+        return self._eval_net
+
+    def _forward(self, window: np.ndarray) -> np.ndarray:
+        net = self._inference_net()
+        x = torch.from_numpy(window)[None]
+        if isinstance(net, SmallUNet):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return net(x)[0].float().numpy()
+
+    def logits_job(
+        self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Uncalibrated logits ``K, H, W`` of a normalized image; a progress generator."""
+        net = self.net
+        return (
+            yield from tiled_apply(
+                self._forward, x, len(self.class_values), self.halo, int(net.align), tile, cancel
+            )
+        )  # type: ignore[arg-type]
+
+    def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
+        """Uncalibrated logits of a normalized image (no progress)."""
+        from napari_hitl.core.progress import run_to_end
+
+        return run_to_end(self.logits_job(x, tile))
+
+    # -------------------------------------------------------------- persistence
+    def state(self) -> tuple[bytes, dict[str, Any]]:
+        """Weights as bytes and the configuration as JSON (for the store)."""
+        buf = io.BytesIO()
+        torch.save(self.net.state_dict(), buf)
+        return buf.getvalue(), self._config()
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "spec": self.spec.to_json(),
+            "normalization": self.normalization.to_json(),
+            "class_values": self.class_values,
+            "class_names": self.class_names,
+            "temperature": self.temperature,
+            "trained": self.trained,
+        }
+
+    @classmethod
+    def from_state(cls, blob: bytes, config: dict[str, Any]) -> NetClassifier:
+        """Inverse of :meth:`state`."""
+        clf = cls(
+            config["kind"],
+            Normalization.from_json(config["normalization"]),
+            config["class_values"],
+            config["class_names"],
+        )
+        clf.net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+        clf.temperature = float(config.get("temperature", 1.0))
+        clf.trained = bool(config.get("trained", True))
+        return clf
+
+
+def _fold_batchnorm(net: SmallUNet) -> SmallUNet:
+    """Fold every BatchNorm into the convolution before it (eval-mode inference is ~20 % faster)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for name in ("enc0", "enc1", "enc2", "fuse1", "fuse0"):
+        mods = list(getattr(net, name))
+        fused: list[nn.Module] = []
+        i = 0
+        while i < len(mods):
+            if (
+                isinstance(mods[i], nn.Conv2d)
+                and i + 1 < len(mods)
+                and isinstance(mods[i + 1], nn.BatchNorm2d)
+            ):
+                fused.append(fuse_conv_bn_eval(mods[i], mods[i + 1]))
+                i += 2
+            else:
+                fused.append(mods[i])
+                i += 1
+        setattr(net, name, nn.Sequential(*fused))
+    return net

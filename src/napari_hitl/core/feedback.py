@@ -1,0 +1,175 @@
+"""Accept confident predictions and push them into the labels — never over a human label.
+
+Pure functions on arrays (used by tests, the GUI preview and the simulator) plus store-backed
+versions that persist the undo history in ``images/<name>/hitl/pushes/`` so that an undo works
+after napari was closed and reopened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from napari_hitl.core.store import (
+    LABEL_DTYPE,
+    PROVENANCE_UNLABELED,
+    ProjectStore,
+    machine_provenance,
+)
+
+DEFAULT_THRESHOLD = 0.95
+
+
+@dataclass
+class PushRecord:
+    """One push: which pixels (flat indices) got which class, in which iteration."""
+
+    iteration: int
+    index: np.ndarray
+    values: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of pixels pushed."""
+        return int(self.index.size)
+
+
+def accept_mask(
+    confidence: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    region: np.ndarray | tuple[int, int, int, int] | None = None,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pixels whose confidence is at least ``threshold`` (inside ``region`` and valid).
+
+    ``region`` is a boolean mask or a box ``(row0, row1, col0, col1)`` (a Shapes rectangle).
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold {threshold} must be in [0, 1]")
+    mask = confidence >= threshold
+    if region is not None:
+        if isinstance(region, tuple):
+            r0, r1, c0, c1 = region
+            box = np.zeros(mask.shape, bool)
+            box[..., max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+            mask &= box
+        else:
+            mask &= np.asarray(region, bool)
+    if valid is not None:
+        mask &= valid
+    return mask
+
+
+def push(
+    labels: np.ndarray,
+    provenance: np.ndarray,
+    predicted: np.ndarray,
+    accept: np.ndarray,
+    iteration: int,
+) -> tuple[np.ndarray, np.ndarray, PushRecord]:
+    """Copy accepted predictions into unlabeled pixels only.
+
+    Returns new label and provenance arrays (the inputs are not modified) and the record needed
+    to undo it. Pixels with any label — human or machine — are never changed.
+    """
+    target = accept & (labels == 0) & (predicted > 0)
+    index = np.flatnonzero(target)
+    values = predicted.ravel()[index].astype(LABEL_DTYPE)
+    new_labels = labels.astype(LABEL_DTYPE, copy=True)
+    new_prov = provenance.astype(LABEL_DTYPE, copy=True)
+    new_labels.ravel()[index] = values
+    new_prov.ravel()[index] = machine_provenance(iteration)
+    return new_labels, new_prov, PushRecord(iteration, index, values)
+
+
+def undo_push(
+    labels: np.ndarray, provenance: np.ndarray, record: PushRecord
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Revert a push: its pixels become unlabeled again.
+
+    A pixel a person has edited since the push (provenance no longer that machine iteration) is a
+    human label now and stays. Returns new arrays and the number of pixels reverted.
+    """
+    new_labels = labels.astype(LABEL_DTYPE, copy=True)
+    new_prov = provenance.astype(LABEL_DTYPE, copy=True)
+    idx = record.index
+    still = new_prov.ravel()[idx] == machine_provenance(record.iteration)
+    idx = idx[still]
+    new_labels.ravel()[idx] = 0
+    new_prov.ravel()[idx] = PROVENANCE_UNLABELED
+    return new_labels, new_prov, int(idx.size)
+
+
+def clear_machine_labels(
+    labels: np.ndarray, provenance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Remove every machine-accepted label; human labels stay."""
+    machine = provenance >= machine_provenance(1)
+    new_labels = np.where(machine, 0, labels).astype(LABEL_DTYPE)
+    new_prov = np.where(machine, PROVENANCE_UNLABELED, provenance).astype(LABEL_DTYPE)
+    return new_labels, new_prov, int(machine.sum())
+
+
+# ----------------------------------------------------------------- store-backed history
+def _pushes_group(store: ProjectStore, name: str) -> zarr.Group:
+    group = store._image_group(name)
+    return group.require_group("hitl").require_group("pushes")
+
+
+def push_history(store: ProjectStore, name: str) -> list[int]:
+    """Iterations of the pushes that can still be undone, oldest first."""
+    g = _pushes_group(store, name) if store.writable else None
+    if g is None:
+        return []
+    keys = sorted(int(k) for k in g.array_keys() if k.isdigit())
+    return [int(dict(g[str(k)].attrs)["iteration"]) for k in keys]
+
+
+def store_push(
+    store: ProjectStore, name: str, predicted: np.ndarray, accept: np.ndarray, iteration: int
+) -> PushRecord:
+    """Push into the stored labels of image ``name`` and record it for undo."""
+    labels, prov = store.labels(name), store.provenance(name)
+    new_labels, new_prov, record = push(labels, prov, predicted, accept, iteration)
+    if record.count:
+        g = _pushes_group(store, name)
+        keys = [int(k) for k in g.array_keys() if k.isdigit()]
+        key = str(max(keys, default=-1) + 1)
+        packed = np.stack([record.index.astype(np.int64), record.values.astype(np.int64)])
+        arr = g.create_array(
+            key,
+            shape=packed.shape,
+            dtype=np.int64,
+            chunks=(2, max(1, min(packed.shape[1], 1 << 20))),
+            attributes={"iteration": iteration},
+        )
+        arr[...] = packed
+        store.write_labels(name, new_labels, new_prov)
+    return record
+
+
+def store_undo(store: ProjectStore, name: str) -> int:
+    """Undo the last push of image ``name``; returns pixels reverted (0 if nothing to undo)."""
+    g = _pushes_group(store, name)
+    keys = sorted(int(k) for k in g.array_keys() if k.isdigit())
+    if not keys:
+        return 0
+    arr = g[str(keys[-1])]
+    packed = np.asarray(arr[...])
+    record = PushRecord(int(dict(arr.attrs)["iteration"]), packed[0], packed[1])
+    labels, prov, n = undo_push(store.labels(name), store.provenance(name), record)
+    store.write_labels(name, labels, prov)
+    del g[str(keys[-1])]
+    return n
+
+
+def store_clear_machine(store: ProjectStore, name: str) -> int:
+    """Remove every machine label of image ``name`` (and its push history)."""
+    labels, prov, n = clear_machine_labels(store.labels(name), store.provenance(name))
+    store.write_labels(name, labels, prov)
+    g = _pushes_group(store, name)
+    for k in list(g.array_keys()):
+        del g[k]
+    return n

@@ -1,0 +1,77 @@
+"""From logits to what the user sees: classes, calibrated probabilities, confidence, uncertainty."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_hitl.core.progress import CancelToken, Progress
+
+
+@dataclass
+class Prediction:
+    """A full prediction of one image.
+
+    Attributes
+    ----------
+    labels
+        ``H, W`` uint16 class values (0 where the pixel is invalid).
+    probabilities
+        ``K, H, W`` float32 calibrated class probabilities.
+    confidence
+        ``H, W`` float32: μ = max p.
+    margin
+        ``H, W`` float32: p1 − p2 (small = the two top classes compete).
+    entropy
+        ``H, W`` float32: −Σ p log p, in nats.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    confidence: np.ndarray
+    margin: np.ndarray
+    entropy: np.ndarray
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax of ``logits / temperature`` along ``axis`` (float32)."""
+    z = logits.astype(np.float32) / np.float32(temperature)
+    z -= z.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+def prediction_from_logits(
+    logits: np.ndarray,
+    class_values: Sequence[int],
+    temperature: float = 1.0,
+    valid: np.ndarray | None = None,
+) -> Prediction:
+    """Class map, probabilities, confidence, margin and entropy from ``K, H, W`` logits."""
+    p = softmax(logits, temperature)
+    order = np.sort(p, axis=0)
+    conf = order[-1]
+    margin = order[-1] - order[-2] if p.shape[0] > 1 else np.ones_like(conf)
+    entropy = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=0)
+    labels = np.asarray(class_values, np.uint16)[p.argmax(axis=0)]
+    if valid is not None:
+        labels[~valid] = 0
+        conf = np.where(valid, conf, 0.0).astype(np.float32)
+    return Prediction(
+        labels, p, conf.astype(np.float32), margin.astype(np.float32), entropy.astype(np.float32)
+    )
+
+
+def predict_normalized(
+    classifier,
+    x: np.ndarray,
+    valid: np.ndarray | None = None,
+    tile: int | None = 512,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, Prediction]:
+    """Predict a normalized ``C, H, W`` image with any classifier; a progress generator."""
+    logits = yield from classifier.logits_job(x, tile, cancel)
+    return prediction_from_logits(logits, classifier.class_values, classifier.temperature, valid)

@@ -1,0 +1,312 @@
+"""The simulated-user benchmark (source paper §3.1): partial labels → train → accept → repeat.
+
+:func:`simulate` runs the protocol on in-memory images and ground-truth masks and returns the
+report (see ``docs/benchmarks.md``); :func:`load_image_folder` reads the ``--images/--masks``
+folders of the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_hitl.core.bands import robust_stats, subsample_for_stats
+from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.data import (
+    TrainingDataError,
+    make_labeled_image,
+    normalization_from_stats,
+)
+from napari_hitl.core.errors import InputFileError
+from napari_hitl.core.feedback import accept_mask, push
+from napari_hitl.core.learner import make_classifier
+from napari_hitl.core.prediction import predict_normalized
+from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.rasters import RASTER_SUFFIXES, read_mask, read_raster
+from napari_hitl.core.sample import sparse_scribbles
+from napari_hitl.core.store import PROVENANCE_HUMAN
+
+
+@dataclass
+class SimulationConfig:
+    """Settings of the simulated user (the CLI options of ``napari-hitl simulate``)."""
+
+    model: str = "unet"
+    iterations: int = 10
+    threshold: float = 0.95
+    interaction: str = "none"  # "none" | "oracle"
+    seed_images: int = 10
+    scribble_fraction: float = 0.01
+    test_fraction: float = 0.25
+    max_images: int | None = None
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass
+class Sample:
+    """One image of a simulation: bands ``C, H, W`` and its ground truth (0 = none)."""
+
+    name: str
+    bands: np.ndarray
+    truth: np.ndarray
+
+
+def load_image_folder(
+    images_dir: str | Path, masks_dir: str | Path, max_images: int | None = None
+) -> list[Sample]:
+    """Pair images and masks by file stem.
+
+    Images may be gray, RGB or multiband (band-first or band-last); masks are single-channel
+    integers with 0 = no ground truth.
+
+    Raises
+    ------
+    InputFileError
+        A folder is missing, nothing pairs up, or the images have different band counts.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for d in (images_dir, masks_dir):
+        if not d.is_dir():
+            raise InputFileError(d, "no such folder")
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in RASTER_SUFFIXES}
+    pairs = sorted(
+        (p, masks[p.stem])
+        for p in images_dir.iterdir()
+        if p.suffix.lower() in RASTER_SUFFIXES and p.stem in masks
+    )
+    if not pairs:
+        raise InputFileError(
+            images_dir, f"no image has a mask of the same file stem in {masks_dir}"
+        )
+    if max_images:
+        pairs = pairs[:max_images]
+    out = []
+    for img_path, mask_path in pairs:
+        bands = np.asarray(read_raster(img_path).data)
+        truth = read_mask(mask_path)
+        if truth.shape != bands.shape[1:]:
+            raise InputFileError(
+                mask_path, f"mask shape {truth.shape} != image shape {bands.shape[1:]}"
+            )
+        if truth.min(initial=0) < 0:
+            raise InputFileError(
+                mask_path, "masks hold 0 (no ground truth) and classes 1..K; found negative values"
+            )
+        out.append(Sample(img_path.stem, bands, truth.astype(np.int64)))
+    counts = {s.bands.shape[0] for s in out}
+    if len(counts) > 1:
+        by = {c: next(s.name for s in out if s.bands.shape[0] == c) for c in counts}
+        raise InputFileError(images_dir, f"images have different band counts: {by}")
+    return out
+
+
+def _miou(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """(pixel accuracy, mean IoU over classes present in truth or prediction), mask-0 ignored."""
+    m = truth > 0
+    t, p = truth[m], pred[m]
+    if t.size == 0:
+        return float("nan"), float("nan")
+    acc = float((t == p).mean())
+    cm = np.bincount(t * (n_classes + 1) + p, minlength=(n_classes + 1) ** 2).reshape(
+        n_classes + 1, n_classes + 1
+    )
+    inter = np.diag(cm)[1:]
+    union = cm.sum(0)[1:] + cm.sum(1)[1:] - inter
+    present = cm.sum(1)[1:] > 0  # classes that occur in the ground truth
+    iou = inter[present] / np.maximum(union[present], 1)
+    return acc, float(iou.mean()) if iou.size else float("nan")
+
+
+def simulate(
+    samples: Sequence[Sample],
+    config: SimulationConfig,
+    class_values: Sequence[int] | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Run the simulated-user protocol; a progress generator returning the report dict."""
+    rng = np.random.default_rng(config.seed)
+    if len(samples) < 2:
+        raise TrainingDataError("the simulation needs at least 2 images (a pool and a test set)")
+    values = (
+        sorted(class_values)
+        if class_values
+        else sorted({int(v) for s in samples for v in np.unique(s.truth) if v > 0})
+    )
+    for s in samples:
+        extra = set(np.unique(s.truth).tolist()) - set(values) - {0}
+        if extra:
+            raise TrainingDataError(
+                f"mask of {s.name} has values {sorted(extra)} beyond the classes {values}"
+            )
+    if len(values) < 2:
+        raise TrainingDataError(f"the masks hold only class {values}; training needs two classes")
+    k = max(values)
+    order = rng.permutation(len(samples))
+    n_test = max(1, round(len(samples) * config.test_fraction))
+    test = [samples[i] for i in order[:n_test]]
+    pool = [samples[i] for i in order[n_test:]]
+    seeds = rng.choice(len(pool), size=min(config.seed_images, len(pool)), replace=False)
+
+    band_names = [f"band_{i}" for i in range(pool[0].bands.shape[0])]
+    stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in pool]
+    norm = normalization_from_stats(band_names, stats)
+    xs_pool = [norm.apply(s.bands) for s in pool]
+    xs_test = [norm.apply(s.bands) for s in test]
+    labels = [np.zeros(s.truth.shape, np.uint16) for s in pool]
+    prov = [np.zeros(s.truth.shape, np.uint16) for s in pool]
+    for j in seeds:
+        scrib = sparse_scribbles(
+            pool[j].truth.astype(np.int64),
+            config.scribble_fraction,
+            seed=config.seed * 1000 + int(j),
+        )
+        labels[j] = scrib.astype(np.uint16)
+        prov[j] = np.where(scrib > 0, PROVENANCE_HUMAN, 0).astype(np.uint16)
+    gt_pool = np.concatenate([s.truth.ravel() for s in pool])
+    has_gt = gt_pool > 0
+    names = [f"class {v}" for v in values]
+    clf = make_classifier(config.model, norm, values, names)
+    train_cfg = TrainConfig(**{**asdict(config.train), "model": config.model, "seed": config.seed})
+    iterations: list[dict[str, Any]] = []
+    total = config.iterations * (1 + len(pool) + len(test))
+    done = 0
+    for it in range(1, config.iterations + 1):
+        images = [
+            make_labeled_image(s.name, x, lab, pv, values, train_cfg.machine_weight)
+            for s, x, lab, pv in zip(pool, xs_pool, labels, prov, strict=True)
+            if lab.any()
+        ]
+        t0 = time.perf_counter()
+        train_report = yield from _relay(
+            clf.fit(images, train_cfg, cancel), done, total, f"iteration {it}: "
+        )
+        train_s = time.perf_counter() - t0
+        done += 1
+        t0 = time.perf_counter()
+        accepted = accepted_right = judged_total = 0
+        for j, (s, x) in enumerate(zip(pool, xs_pool, strict=True)):
+            pred = yield from _relay(
+                predict_normalized(clf, x, cancel=cancel),
+                done,
+                total,
+                f"iteration {it}: pool {j + 1}/{len(pool)} ",
+            )
+            done += 1
+            acc = accept_mask(pred.confidence, config.threshold) & (labels[j] == 0)
+            if config.interaction == "oracle":
+                acc &= ~((s.truth > 0) & (pred.labels != s.truth))
+            labels[j], prov[j], rec = push(labels[j], prov[j], pred.labels, acc, it)
+            gt = s.truth.ravel()[rec.index]
+            accepted += rec.count
+            accepted_right += int((rec.values[gt > 0] == gt[gt > 0]).sum())
+            judged_total += int((gt > 0).sum())
+        infer_s = time.perf_counter() - t0
+        preds, truths = [], []
+        for j, x in enumerate(xs_test):
+            pred = yield from _relay(
+                predict_normalized(clf, x, cancel=cancel),
+                done,
+                total,
+                f"iteration {it}: test {j + 1}/{len(test)} ",
+            )
+            done += 1
+            preds.append(pred.labels.astype(np.int64).ravel())
+            truths.append(test[j].truth.ravel())
+        test_acc, test_miou = _miou(np.concatenate(preds), np.concatenate(truths), k)
+        lab_all = np.concatenate([lab.ravel() for lab in labels])
+        labeled = (lab_all > 0) & has_gt
+        human_px = int(sum(int((p == PROVENANCE_HUMAN).sum()) for p in prov))
+        iterations.append(
+            {
+                "iteration": it,
+                "labeled_fraction": float(labeled.sum() / max(has_gt.sum(), 1)),
+                "label_accuracy": float((lab_all[labeled] == gt_pool[labeled]).mean())
+                if labeled.any()
+                else float("nan"),
+                "test_pixel_accuracy": test_acc,
+                "test_miou": test_miou,
+                "human_pixels": human_px,
+                "accepted_pixels": accepted,
+                "accepted_accuracy": float(accepted_right / judged_total)
+                if judged_total
+                else float("nan"),
+                "train_seconds": round(train_s, 3),
+                "infer_seconds": round(infer_s, 3),
+                "temperature": train_report.temperature,
+            }
+        )
+    return {
+        "config": {
+            **config.to_json(),
+            "classes": values,
+            "n_pool": len(pool),
+            "n_test": len(test),
+            "pool": [s.name for s in pool],
+            "test": [s.name for s in test],
+            "seed_image_names": [pool[j].name for j in seeds],
+        },
+        "iterations": iterations,
+    }
+
+
+def _relay(job, done: int, total: int, prefix: str):
+    """Re-yield a sub-job's progress as steps of the whole simulation; return its result."""
+    while True:
+        try:
+            p = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(done, total, prefix + p.message)
+
+
+def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    """``OUT/report.json`` and ``OUT/curves.png`` (accuracy and labeled fraction per iteration)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rpath = out / "report.json"
+    rpath.write_text(json.dumps(report, indent=2, allow_nan=True))
+    return rpath, plot_curves([report], out / "curves.png")
+
+
+def plot_curves(
+    reports: Sequence[dict[str, Any]], path: str | Path, labels: Sequence[str] | None = None
+) -> Path:
+    """The paper's Figure 4: test accuracy, label accuracy and labeled fraction per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    keys = [
+        ("test_miou", "test mIoU"),
+        ("label_accuracy", "label accuracy (pool)"),
+        ("labeled_fraction", "labeled fraction (pool)"),
+    ]
+    for r_i, rep in enumerate(reports):
+        its = [row["iteration"] for row in rep["iterations"]]
+        name = (
+            labels[r_i] if labels else f"{rep['config']['model']} / {rep['config']['interaction']}"
+        )
+        for ax, (key, title) in zip(axes, keys, strict=True):
+            ax.plot(its, [row[key] for row in rep["iterations"]], marker="o", ms=3, label=name)
+            ax.set_title(title)
+            ax.set_xlabel("iteration")
+            ax.set_ylim(0, 1.02)
+            ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
