@@ -31,6 +31,10 @@ from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
+MODEL_DEFAULTS: dict[str, dict[str, float]] = {
+    "unet": {"steps": 40, "warm_steps": 25, "lr": 3e-3},
+    "patch-cnn": {"steps": 120, "warm_steps": 40, "lr": 1e-2},
+}
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
 TEMPERATURE_RANGE = (1.0, 20.0)
 
@@ -44,11 +48,14 @@ class TrainConfig:
     model
         ``"unet"`` (default), ``"patch-cnn"`` or ``"rf"``.
     steps
-        Optimizer steps for a fresh model; ``warm_steps`` when continuing from the last one.
+        Optimizer steps for a fresh model; ``warm_steps`` when continuing from the last one
+        (``None``: the model's default in :data:`MODEL_DEFAULTS`).
     batch_size, patch
         Patches per step and their output edge (dense models).
     lr
-        Learning rate (AdamW for the U-Net; SGD with momentum for the patch CNN, as in the paper).
+        AdamW learning rate (``None``: the model's default). The paper trained its patch CNN with
+        SGD + momentum; with its sigmoid units that needs thousands of steps, so AdamW is the
+        default and ``extra={"optimizer": "sgd"}`` restores the paper's choice.
     machine_weight
         Loss weight of machine-accepted pixels relative to human ones (< 1 limits
         confirmation bias).
@@ -63,11 +70,11 @@ class TrainConfig:
     """
 
     model: str = "unet"
-    steps: int = 40
-    warm_steps: int = 25
+    steps: int | None = None
+    warm_steps: int | None = None
     batch_size: int = 8
     patch: int = 64
-    lr: float = 3e-3
+    lr: float | None = None
     machine_weight: float = 0.5
     holdout_fraction: float = 0.15
     augment: bool = True
@@ -203,7 +210,16 @@ class NetClassifier:
         train_images, held = split_holdout(images, config.holdout_fraction, rng, human)
         check_trainable(train_images, self.class_names)
         warm = self.trained
-        steps = config.warm_steps if warm else config.steps
+        if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
+            torch.manual_seed(config.seed)
+            self.net = build_model(self.spec)
+        defaults = MODEL_DEFAULTS[self.kind]
+        steps = int(
+            (config.warm_steps or defaults["warm_steps"])
+            if warm
+            else (config.steps or defaults["steps"])
+        )
+        lr = float(config.lr or defaults["lr"])
         k = len(self.class_values)
         train_counts = np.zeros(k)
         for im in train_images:
@@ -218,13 +234,13 @@ class NetClassifier:
         net = self.net
         net.train()
         self._eval_net = None
-        if isinstance(net, PatchCNN):
+        if isinstance(net, PatchCNN) and config.extra.get("optimizer") == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
                 net.parameters(), lr=config.extra.get("sgd_lr", 0.5), momentum=0.9
             )
         else:
             opt = torch.optim.AdamW(
-                net.parameters(), lr=config.lr * (0.5 if warm else 1.0), weight_decay=1e-4
+                net.parameters(), lr=lr * (0.5 if warm else 1.0), weight_decay=1e-4
             )
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
@@ -269,7 +285,13 @@ class NetClassifier:
                     xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
                     if rng.random() < 0.5:
                         xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
-                xs.append(np.ascontiguousarray(xi))
+                if config.augment and not is_patch:
+                    # per-band gain/offset jitter: robustness to illumination and haze changes
+                    c = xi.shape[0]
+                    gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                    offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                    xi = xi * gain + offset
+                xs.append(np.ascontiguousarray(xi, dtype=np.float32))
                 ts.append(np.ascontiguousarray(ti))
                 ws.append(np.ascontiguousarray(wi))
             x = torch.from_numpy(np.stack(xs))

@@ -16,7 +16,7 @@ from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
 SIGMAS = (1.0, 2.0, 4.0, 8.0)  # ilastik's default set minus 0.3/16: the same family of filters
-FEATURE_HALO = 32  # 4 sigma of the largest filter (the Gaussian truncation): tiles match the whole
+FEATURE_HALO = 40  # 4 sigma of the largest Gaussian (32 px) + the gradients taken after it
 
 
 def pixel_features(x: np.ndarray) -> np.ndarray:
@@ -36,7 +36,6 @@ def pixel_features(x: np.ndarray) -> np.ndarray:
         sigma_min=SIGMAS[0],
         sigma_max=SIGMAS[-1],
         num_sigma=len(SIGMAS),
-        num_workers=1,
     )
     return np.moveaxis(feats.astype(np.float32, copy=False), -1, 0)
 

@@ -1,0 +1,118 @@
+"""The simulated-user benchmark writes the documented report; bad sets fail clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hitl.cli import main
+from napari_hitl.core.data import TrainingDataError
+from napari_hitl.core.errors import InputFileError
+from napari_hitl.core.progress import run_to_end
+from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.simulate import Sample, SimulationConfig, load_image_folder, simulate
+
+ITER_KEYS = {
+    "iteration",
+    "labeled_fraction",
+    "label_accuracy",
+    "test_pixel_accuracy",
+    "test_miou",
+    "human_pixels",
+    "accepted_pixels",
+    "accepted_accuracy",
+    "train_seconds",
+    "infer_seconds",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for i in range(4):
+        s = make_sample_scene((96, 96), 50 + i)
+        tifffile.imwrite(root / "images" / f"s{i}.tif", s.bands[[1, 2, 4, 7, 14]])
+        tifffile.imwrite(root / "masks" / f"s{i}.tif", s.ground_truth)
+    return root
+
+
+def test_simulate_cli_writes_report_and_curves(tiny_set, tmp_path):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "simulate",
+            "--images",
+            str(tiny_set / "images"),
+            "--masks",
+            str(tiny_set / "masks"),
+            "--out",
+            str(out),
+            "--iterations",
+            "2",
+            "--seed-images",
+            "2",
+            "--steps",
+            "8",
+            "--warm-steps",
+            "4",
+            "--interaction",
+            "oracle",
+            "--scribble-fraction",
+            "0.03",
+        ]
+    )
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["model"] == "unet" and report["config"]["interaction"] == "oracle"
+    assert report["config"]["n_test"] == 1 and report["config"]["n_pool"] == 3
+    assert [r["iteration"] for r in report["iterations"]] == [1, 2]
+    for row in report["iterations"]:
+        assert set(row) >= ITER_KEYS
+        assert 0 < row["labeled_fraction"] <= 1 and 0 <= row["test_miou"] <= 1
+    first, second = report["iterations"]
+    assert second["labeled_fraction"] >= first["labeled_fraction"]
+    assert first["human_pixels"] == second["human_pixels"] > 0
+    # the oracle removed every wrong accepted pixel that has ground truth
+    assert all(r["accepted_accuracy"] == 1.0 for r in report["iterations"] if r["accepted_pixels"])
+    assert (out / "curves.png").stat().st_size > 5000
+
+
+def test_simulate_rf_and_patch_cnn_run(tiny_set):
+    samples = load_image_folder(tiny_set / "images", tiny_set / "masks")
+    for model in ("rf", "patch-cnn"):
+        cfg = SimulationConfig(model=model, iterations=1, seed_images=2, scribble_fraction=0.03)
+        cfg.train.steps = 10
+        report = run_to_end(simulate(samples, cfg))
+        assert report["iterations"][0]["test_pixel_accuracy"] > 0
+
+
+def test_simulate_bad_input(tiny_set, tmp_path):
+    with pytest.raises(InputFileError, match="no image has a mask"):
+        load_image_folder(tiny_set / "images", tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n, c in (("a", 3), ("b", 4)):
+        tifffile.imwrite(
+            tmp_path / "images" / f"{n}.tif",
+            np.zeros((c, 8, 8), np.float32),
+            photometric="minisblack",
+            planarconfig="separate",
+        )
+    for n in "ab":
+        tifffile.imwrite(tmp_path / "masks" / f"{n}.tif", np.ones((8, 8), np.uint8))
+    with pytest.raises(InputFileError, match="different band counts"):
+        load_image_folder(tmp_path / "images", tmp_path / "masks")
+    one_class = [
+        Sample("a", np.zeros((2, 8, 8)), np.ones((8, 8), np.int64)),
+        Sample("b", np.zeros((2, 8, 8)), np.ones((8, 8), np.int64)),
+    ]
+    with pytest.raises(TrainingDataError, match="only class"):
+        run_to_end(simulate(one_class, SimulationConfig()))
+    beyond = [Sample("a", np.zeros((2, 8, 8)), np.full((8, 8), 7, np.int64)), one_class[1]]
+    with pytest.raises(TrainingDataError, match=r"values \[7\] beyond the classes \[1, 2\]"):
+        run_to_end(simulate(beyond, SimulationConfig(), class_values=[1, 2]))
