@@ -29,6 +29,8 @@ def test_demo_headless_writes_store_and_screenshot(tmp_path):
             str(out),
             "--size",
             "192",
+            "--loop-iterations",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -40,6 +42,13 @@ def test_demo_headless_writes_store_and_screenshot(tmp_path):
     store = ProjectStore.open(out / "sample_scene.zarr")
     assert store.image_names() == ["sample"] and store.image_info("sample").shape == (15, 192, 192)
     assert (out / "scene.png").stat().st_size > 10_000
+    loop = json.loads((out / "loop" / "report.json").read_text())
+    assert [r["iteration"] for r in loop["iterations"]] == [1, 2]
+    assert (
+        loop["iterations"][-1]["labeled_fraction"]
+        > loop["iterations"][0]["labeled_fraction"] * 0.99
+    )
+    assert (out / "loop" / "curves.png").exists()
     if summary["screenshot"] is None:
         pytest.skip("no display and no Xvfb here: the screenshot step was skipped")
     import imageio.v3 as iio

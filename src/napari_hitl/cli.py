@@ -199,7 +199,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the sample scene (GUI with a display, headless otherwise)."""
     from napari_hitl.demo import run_demo
 
-    return run_demo(out=Path(args.out), mode=args.mode, size=args.size)
+    return run_demo(
+        out=Path(args.out), mode=args.mode, size=args.size, loop_iterations=args.loop_iterations
+    )
 
 
 # ------------------------------------------------------------------------- simulate
@@ -395,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gui: open napari and wait; headless: screenshot and exit",
     )
     p.add_argument("--size", type=int, default=512, help="sample scene edge in pixels")
+    p.add_argument(
+        "--loop-iterations",
+        type=int,
+        default=5,
+        help="iterations of the simulated-user loop on sample scenes (0: skip)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -287,6 +287,7 @@ def plot_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     keys = [
@@ -304,6 +305,7 @@ def plot_curves(
             ax.set_title(title)
             ax.set_xlabel("iteration")
             ax.set_ylim(0, 1.02)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
