@@ -204,6 +204,83 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+# ----------------------------------------------------------------------- loop on a store
+def _train_config(args: argparse.Namespace):
+    from napari_hitl.core.classifier import TrainConfig
+
+    cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
+    for key in ("steps", "warm_steps"):
+        if getattr(args, key, None) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if getattr(args, "machine_weight", None) is not None:
+        cfg.machine_weight = args.machine_weight
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the project's model on its labels (warm start from the last model)."""
+    from napari_hitl.core.loop import train_project
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a")
+    report, state = run_to_end(
+        train_project(store, _train_config(args), args.images, fresh=args.fresh), _print_progress
+    )
+    print(
+        f"trained {state.classifier.kind} (iteration {state.iteration}, "
+        f"{'warm start' if report.warm_start else 'fresh'}): {report.steps} steps in "
+        f"{report.seconds:.1f} s, loss {report.final_loss:.3f}; temperature "
+        f"{report.temperature:.2f} from {report.holdout_pixels} held-out human pixels; "
+        f"class pixels {report.class_pixels}"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict images with the project's model; store prediction, confidence and uncertainty."""
+    from napari_hitl.core.loop import load_state, predict_project_image
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a")
+    state = load_state(store)
+    names = store.image_names() if args.all or not args.image else [args.image]
+    for name in names:
+        pred = run_to_end(
+            predict_project_image(store, name, state, tile=args.tile), _print_progress
+        )
+        above = float((pred.confidence >= args.threshold).mean())
+        print(f"{name}: {above:.1%} of pixels at confidence ≥ {args.threshold}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Accept confident predictions into unlabeled pixels."""
+    from napari_hitl.core.loop import push_project_image
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a")
+    names = store.image_names() if args.all or not args.image else [args.image]
+    for name in names:
+        rec = push_project_image(store, name, args.threshold)
+        print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    """Undo the last push of an image (or remove every machine label)."""
+    from napari_hitl.core.feedback import store_clear_machine, store_undo
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a")
+    if args.clear_machine:
+        print(f"{args.image}: removed {store_clear_machine(store, args.image)} machine labels")
+    else:
+        print(f"{args.image}: reverted {store_undo(store, args.image)} pixels")
+    return 0
+
+
 # ------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """The simulated-user benchmark on a folder of images and masks."""
@@ -340,6 +417,52 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.core.models import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
+    p = sub.add_parser(
+        "train",
+        help="train the project's model on its labels (warm start)",
+        description=f"Models — {models_help}.",
+    )
+    p.add_argument("store")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
+    )
+    p.add_argument("--images", nargs="+", default=None, help="train on these images only")
+    p.add_argument("--fresh", action="store_true", help="start from scratch, not the last model")
+    p.add_argument("--steps", type=int, default=None, help="training steps (fresh model)")
+    p.add_argument("--warm-steps", type=int, default=None, help="training steps (warm start)")
+    p.add_argument(
+        "--machine-weight",
+        type=float,
+        default=None,
+        help="loss weight of machine labels relative to human ones (default 0.5)",
+    )
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict images with the project's model (stored, signed)")
+    p.add_argument("store")
+    p.add_argument("--image", help="one image (default: all)")
+    p.add_argument("--all", action="store_true", help="every image")
+    p.add_argument("--tile", type=int, default=512, help="tile edge for inference")
+    p.add_argument("--threshold", type=float, default=0.95, help="for the printed summary")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "push", help="add predictions with confidence ≥ threshold to unlabeled pixels"
+    )
+    p.add_argument("store")
+    p.add_argument("--image", help="one image (default: all)")
+    p.add_argument("--all", action="store_true", help="every image")
+    p.add_argument("--threshold", type=float, default=0.95)
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")
+    p.add_argument("store")
+    p.add_argument("--image", required=True)
+    p.add_argument("--clear-machine", action="store_true", help="remove every machine label")
+    p.set_defaults(func=cmd_undo)
+
     p = sub.add_parser(
         "simulate",
         help="simulated-user benchmark: scribbles → train → accept confident pixels → repeat",
