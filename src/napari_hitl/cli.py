@@ -281,6 +281,30 @@ def cmd_undo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Speed of every model on this machine, with ratios to rf and to the matmul rate."""
+    from napari_hitl.core.bench import format_table, run_bench
+
+    models = _split_list(args.models) or None
+    result = run_bench(
+        models or ("unet", "patch-cnn", "rf"),
+        size=args.size,
+        iter_size=args.iter_size,
+        threads=args.threads,
+        repeats=args.repeats,
+    )
+    table = format_table(result)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(result, indent=2))
+        (out / "bench.md").write_text(table + "\n")
+        print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    return 0
+
+
 # ------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """The simulated-user benchmark on a folder of images and masks."""
@@ -462,6 +486,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True)
     p.add_argument("--clear-machine", action="store_true", help="remove every machine label")
     p.set_defaults(func=cmd_undo)
+
+    p = sub.add_parser(
+        "bench",
+        help="speed of each model here: training s/iteration, inference "
+        "Mpx/s, ratios to rf, FLOPs against the measured matmul rate",
+    )
+    p.add_argument("--models", default="unet,patch-cnn,rf", help="comma-separated")
+    p.add_argument("--size", type=int, default=1024, help="inference image edge (15 bands)")
+    p.add_argument("--iter-size", type=int, default=512, help="training/iteration image edge")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--out", default=None, help="folder for bench.json and bench.md")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "simulate",
