@@ -165,6 +165,61 @@ def split_holdout(
     return train, held
 
 
+def class_log_prior(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """log of the labeled class frequencies (add-one smoothed), centred to mean 0.
+
+    Adding it to the logits of a class-balanced model turns its uniform-prior posterior into the
+    posterior under the project's class frequencies (Bayes' rule). Without it a model trained on
+    equal numbers of each class over-predicts rare classes — on real data sets with a dominant
+    class it accepted mostly wrong pixels.
+    """
+    p = (np.asarray(counts, np.float64) + smoothing) / (np.sum(counts) + smoothing * len(counts))
+    logp = np.log(p)
+    return (logp - logp.mean()).astype(np.float32)
+
+
+def human_class_counts(
+    images: Sequence[LabeledImage], human: Sequence[np.ndarray], k: int
+) -> np.ndarray:
+    """Pixels per class among the human labels (the prior must not learn from the model's own
+    accepted predictions: that feedback loop drifts towards the easy majority class)."""
+    counts = np.zeros(k)
+    for im, h in zip(images, human, strict=True):
+        t = im.target[(im.target >= 0) & h]
+        counts += np.bincount(t, minlength=k)[:k]
+    return counts
+
+
+def balanced_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Class-balanced cross-entropy in which human labels always anchor the model.
+
+    Pixels with weight 1 are human, smaller weights mark machine-accepted pixels and give their
+    share. Each group's loss is averaged per class, then over its classes (every class counts the
+    same, whatever its pixel count); the total is ``L_human + w_machine · L_machine``. Machine
+    labels soon outnumber human ones a hundred to one: weighting them per pixel would let the
+    model's own past predictions outvote the person, the confirmation bias that makes
+    self-training degrade round after round.
+    """
+    per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
+    t = target.clamp(min=0).reshape(-1)
+    w = weight.reshape(-1) * (target.reshape(-1) >= 0)
+    onehot = F.one_hot(t, k).float()
+    total = per_px.sum() * 0
+    human = w >= 1.0
+    for mask, share in ((human, 1.0), (~human & (w > 0), None)):
+        if not bool(mask.any()):
+            continue
+        group = onehot * mask.float().reshape(-1, 1)
+        counts = group.sum(0)
+        present = counts > 0
+        class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
+        factor = share if share is not None else float(w[mask].mean())
+        total = total + factor * class_loss.mean()
+    return total
+
+
 class NetClassifier:
     """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
 
@@ -182,6 +237,7 @@ class NetClassifier:
         self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values))
         self.net: nn.Module = build_model(self.spec)
         self.temperature = 1.0
+        self.class_log_prior = np.zeros(len(self.class_values), np.float32)
         self.trained = False
         self._eval_net: nn.Module | None = None
 
@@ -221,15 +277,9 @@ class NetClassifier:
         )
         lr = float(config.lr or defaults["lr"])
         k = len(self.class_values)
-        train_counts = np.zeros(k)
-        for im in train_images:
-            train_counts += np.bincount(im.target[im.target >= 0], minlength=k)[:k]
-        present = train_counts > 0
-        class_w = np.zeros(k)
-        class_w[present] = (
-            train_counts[present].sum() / (present.sum() * train_counts[present])
-        ) ** 0.5
-        class_w_t = torch.as_tensor(class_w, dtype=torch.float32)
+        # Training is class-balanced (the paper's rule), so the network learns p(c|x) under a
+        # uniform prior; at inference we put the project's prior back (see class_log_prior).
+        self.class_log_prior = class_log_prior(human_class_counts(images, human, k))
 
         net = self.net
         net.train()
@@ -245,7 +295,8 @@ class NetClassifier:
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
         )
-        sampler = BalancedSampler(train_images, k, rng)
+        train_human = [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)]
+        sampler = BalancedSampler(train_images, k, rng, train_human)
         is_patch = isinstance(net, PatchCNN)
         # The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
         # and its own zero padding (3× cheaper than a full halo); the loss skips the margin.
@@ -303,9 +354,7 @@ class NetClassifier:
             else:
                 x = x.contiguous(memory_format=torch.channels_last)
                 logits = net.out(net.features(x))[..., halo:-halo, halo:-halo]
-            per_px = F.cross_entropy(logits, t.clamp(min=0), reduction="none")
-            wt = w * class_w_t[t.clamp(min=0)] * (t >= 0)
-            loss = (per_px * wt).sum() / wt.sum().clamp(min=1e-6)
+            loss = balanced_loss(logits, t, w, k)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -367,7 +416,8 @@ class NetClassifier:
         if isinstance(net, SmallUNet):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return net(x)[0].float().numpy()
+            logits = net(x)[0].float().numpy()
+        return logits + self.class_log_prior[:, None, None]
 
     def logits_job(
         self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
@@ -401,6 +451,7 @@ class NetClassifier:
             "class_values": self.class_values,
             "class_names": self.class_names,
             "temperature": self.temperature,
+            "class_log_prior": self.class_log_prior.tolist(),
             "trained": self.trained,
         }
 
@@ -415,6 +466,8 @@ class NetClassifier:
         )
         clf.net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
         clf.temperature = float(config.get("temperature", 1.0))
+        if config.get("class_log_prior") is not None:
+            clf.class_log_prior = np.asarray(config["class_log_prior"], np.float32)
         clf.trained = bool(config.get("trained", True))
         return clf
 

@@ -157,31 +157,51 @@ class BalancedSampler:
     """Draws labeled pixels with an equal class distribution across all images.
 
     Each draw picks a class uniformly among the labeled ones, then one of its pixels uniformly
-    over every image.
+    over every image. When ``human`` masks are given, half of every batch is drawn from the
+    human-labeled pixels alone, so that the person's labels stay in every batch however many
+    machine labels have been accepted.
     """
 
-    def __init__(self, images: Sequence[LabeledImage], n_classes: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        images: Sequence[LabeledImage],
+        n_classes: int,
+        rng: np.random.Generator,
+        human: Sequence[np.ndarray] | None = None,
+    ):
         self.rng = rng
-        self.by_class: list[tuple[np.ndarray, np.ndarray]] = []
+        self.widths = [im.target.shape[-1] for im in images]
+        self.pools = [self._index(images, n_classes, None)]
+        if human is not None:
+            human_pool = self._index(images, n_classes, human)
+            if human_pool:
+                self.pools.insert(0, human_pool)
+
+    @staticmethod
+    def _index(images, n_classes, masks) -> list[tuple[np.ndarray, np.ndarray]]:
+        by_class = []
         for c in range(n_classes):
             img_ids, flat = [], []
             for i, im in enumerate(images):
-                f = np.flatnonzero(im.target.ravel() == c)
+                sel = im.target == c
+                if masks is not None:
+                    sel &= masks[i]
+                f = np.flatnonzero(sel.ravel())
                 img_ids.append(np.full(f.size, i, np.int32))
                 flat.append(f)
             ids = np.concatenate(img_ids) if img_ids else np.zeros(0, np.int32)
             if ids.size:
-                self.by_class.append((ids, np.concatenate(flat)))
-        self.widths = [im.target.shape[-1] for im in images]
+                by_class.append((ids, np.concatenate(flat)))
+        return by_class
 
     def draw(self, n: int) -> list[tuple[int, int, int]]:
-        """``n`` (image index, row, col) centres."""
+        """``n`` (image index, row, col) centres (the first half human-labeled when possible)."""
         out = []
-        classes = self.rng.integers(0, len(self.by_class), n)
-        for c in classes:
-            ids, flat = self.by_class[c]
-            j = self.rng.integers(0, ids.size)
-            i = int(ids[j])
-            r, col = divmod(int(flat[j]), self.widths[i])
+        for j in range(n):
+            pool = self.pools[0] if (j < n // 2 or len(self.pools) == 1) else self.pools[-1]
+            ids, flat = pool[int(self.rng.integers(0, len(pool)))]
+            k = self.rng.integers(0, ids.size)
+            i = int(ids[k])
+            r, col = divmod(int(flat[k]), self.widths[i])
             out.append((i, r, col))
         return out

@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.classifier import TrainConfig, TrainReport, fit_temperature, split_holdout
+from napari_hitl.core.classifier import (
+    TrainConfig,
+    TrainReport,
+    class_log_prior,
+    fit_temperature,
+    human_class_counts,
+    split_holdout,
+)
 from napari_hitl.core.data import LabeledImage, Normalization, check_trainable
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
@@ -61,6 +68,7 @@ class ForestClassifier:
         self.max_samples_per_class = max_samples_per_class
         self.forest: Any = None
         self.temperature = 1.0
+        self.class_log_prior = np.zeros(len(self.class_values), np.float32)
         self.trained = False
 
     def fit(
@@ -97,6 +105,7 @@ class ForestClassifier:
                 feats_y.append(np.full(take.size, c))
                 feats_w.append(im.weight.ravel()[take])
             yield Progress(i + 1, len(train_images) + 1, f"features {i + 1}/{len(train_images)}")
+        self.class_log_prior = class_log_prior(human_class_counts(images, human, k))
         x = np.concatenate(feats_x)
         y = np.concatenate(feats_y)
         w = np.concatenate(feats_w)
@@ -149,6 +158,7 @@ class ForestClassifier:
         proba[self.forest.classes_] = self.forest.predict_proba(feats.reshape(f, -1).T).T
         h0 = self.halo
         logits = np.log(np.clip(proba, 1e-4, 1.0)).reshape(-1, h, w)
+        logits += self.class_log_prior[:, None, None]  # balanced forest → the project's prior
         return logits[:, h0 : h - h0, h0 : w - h0]
 
     def logits_job(
@@ -177,6 +187,7 @@ class ForestClassifier:
             "class_values": self.class_values,
             "class_names": self.class_names,
             "temperature": self.temperature,
+            "class_log_prior": self.class_log_prior.tolist(),
             "trained": self.trained,
             "n_estimators": self.n_estimators,
         }
@@ -192,5 +203,7 @@ class ForestClassifier:
         )
         clf.forest = pickle.loads(blob)
         clf.temperature = float(config.get("temperature", 1.0))
+        if config.get("class_log_prior") is not None:
+            clf.class_log_prior = np.asarray(config["class_log_prior"], np.float32)
         clf.trained = bool(config.get("trained", True))
         return clf
