@@ -165,6 +165,51 @@ def split_holdout(
     return train, held
 
 
+@dataclass
+class TrainingSplit:
+    """Labels checked and split for one training run (shared by every classifier)."""
+
+    counts: np.ndarray
+    human: list[np.ndarray]
+    train: list[LabeledImage]
+    held: list[tuple[int, np.ndarray]]
+
+
+def prepare_training(
+    images: Sequence[LabeledImage],
+    class_names: Sequence[str],
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> TrainingSplit:
+    """Check the labels can train, and hold out human strokes for calibration."""
+    counts = check_trainable(images, class_names)
+    human = [im.extra.get("human", im.weight >= 1.0) for im in images]
+    train, held = split_holdout(images, config.holdout_fraction, rng, human)
+    check_trainable(train, class_names)
+    return TrainingSplit(counts, human, train, held)
+
+
+def calibrate(
+    clf: Any,
+    images: Sequence[LabeledImage],
+    held: list[tuple[int, np.ndarray]],
+    report: TrainReport,
+) -> None:
+    """Fit ``clf.temperature`` on the held-out human pixels (needs 20 or more)."""
+    clf.temperature = 1.0
+    report.temperature = 1.0
+    if report.holdout_pixels < 20:
+        return
+    logits, target = [], []
+    for i, flat in held:
+        full = clf.logits(images[i].x)
+        logits.append(full.reshape(full.shape[0], -1)[:, flat].T)
+        target.append(images[i].target.ravel()[flat])
+    t_best, before, after = fit_temperature(np.concatenate(logits), np.concatenate(target))
+    clf.temperature = report.temperature = t_best
+    report.holdout_nll_before, report.holdout_nll_after = before, after
+
+
 def class_log_prior(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
     """log of the labeled class frequencies (add-one smoothed), centred to mean 0.
 
@@ -261,10 +306,8 @@ class NetClassifier:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        counts = check_trainable(images, self.class_names)
-        human = [im.extra.get("human", im.weight >= 1.0) for im in images]
-        train_images, held = split_holdout(images, config.holdout_fraction, rng, human)
-        check_trainable(train_images, self.class_names)
+        split = prepare_training(images, self.class_names, config, rng)
+        counts, human, train_images, held = split.counts, split.human, split.train, split.held
         warm = self.trained
         if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
             torch.manual_seed(config.seed)
@@ -379,27 +422,9 @@ class NetClassifier:
             temperature=1.0,
             warm_start=warm,
         )
-        self.temperature = 1.0
-        if report.holdout_pixels >= 20:
-            logits, target = self._holdout_logits(images, held)
-            t_best, before, after = fit_temperature(logits, target)
-            self.temperature = t_best
-            report.temperature = t_best
-            report.holdout_nll_before, report.holdout_nll_after = before, after
+        calibrate(self, images, held, report)
         report.seconds = time.perf_counter() - t0
         return report
-
-    def _holdout_logits(
-        self, images: Sequence[LabeledImage], held: list[tuple[int, np.ndarray]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        logits, target = [], []
-        for i, flat in held:
-            im = images[i]
-            full = self.logits(im.x)
-            k = full.shape[0]
-            logits.append(full.reshape(k, -1)[:, flat].T)
-            target.append(im.target.ravel()[flat])
-        return np.concatenate(logits), np.concatenate(target)
 
     # ----------------------------------------------------------------- inference
     def _inference_net(self) -> nn.Module:

@@ -13,12 +13,12 @@ import numpy as np
 from napari_hitl.core.classifier import (
     TrainConfig,
     TrainReport,
+    calibrate,
     class_log_prior,
-    fit_temperature,
     human_class_counts,
-    split_holdout,
+    prepare_training,
 )
-from napari_hitl.core.data import LabeledImage, Normalization, check_trainable
+from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
@@ -82,10 +82,8 @@ class ForestClassifier:
 
         t0 = time.perf_counter()
         rng = np.random.default_rng(config.seed)
-        counts = check_trainable(images, self.class_names)
-        human = [im.extra.get("human", im.weight >= 1.0) for im in images]
-        train_images, held = split_holdout(images, config.holdout_fraction, rng, human)
-        check_trainable(train_images, self.class_names)
+        split = prepare_training(images, self.class_names, config, rng)
+        counts, human, train_images, held = split.counts, split.human, split.train, split.held
         k = len(self.class_values)
         feats_x, feats_y, feats_w = [], [], []
         self._features_cache = {}
@@ -130,17 +128,7 @@ class ForestClassifier:
             holdout_pixels=int(sum(f.size for _, f in held)),
             temperature=1.0,
         )
-        self.temperature = 1.0
-        if report.holdout_pixels >= 20:
-            logits, target = [], []
-            for i, flat in held:
-                full = self.logits(images[i].x)
-                logits.append(full.reshape(full.shape[0], -1)[:, flat].T)
-                target.append(images[i].target.ravel()[flat])
-            t_best, before, after = fit_temperature(np.concatenate(logits), np.concatenate(target))
-            self.temperature = t_best
-            report.temperature = t_best
-            report.holdout_nll_before, report.holdout_nll_after = before, after
+        calibrate(self, images, held, report)
         self._features_cache = {}
         report.seconds = time.perf_counter() - t0
         return report
