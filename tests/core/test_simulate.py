@@ -13,7 +13,13 @@ from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.simulate import Sample, SimulationConfig, load_image_folder, simulate
+from napari_hitl.core.simulate import (
+    Sample,
+    SimulationConfig,
+    load_image_folder,
+    reliability,
+    simulate,
+)
 
 ITER_KEYS = {
     "iteration",
@@ -77,6 +83,8 @@ def test_simulate_cli_writes_report_and_curves(tiny_set, tmp_path):
     first, second = report["iterations"]
     assert second["labeled_fraction"] >= first["labeled_fraction"]
     assert first["human_pixels"] == second["human_pixels"] > 0
+    cal = second["test_calibration"]
+    assert set(cal["thresholds"]) == {"0.5", "0.8", "0.9", "0.95", "0.99"} and 0 <= cal["ece"] <= 1
     # the oracle removed every wrong accepted pixel that has ground truth
     assert all(r["accepted_accuracy"] == 1.0 for r in report["iterations"] if r["accepted_pixels"])
     assert (out / "curves.png").stat().st_size > 5000
@@ -116,3 +124,13 @@ def test_simulate_bad_input(tiny_set, tmp_path):
     beyond = [Sample("a", np.zeros((2, 8, 8)), np.full((8, 8), 7, np.int64)), one_class[1]]
     with pytest.raises(TrainingDataError, match=r"values \[7\] beyond the classes \[1, 2\]"):
         run_to_end(simulate(beyond, SimulationConfig(), class_values=[1, 2]))
+
+
+def test_reliability_on_a_known_case():
+    truth = np.array([1, 1, 1, 1, 2, 2, 0])
+    pred = np.array([1, 1, 1, 2, 2, 1, 1])
+    conf = np.array([0.99, 0.97, 0.96, 0.96, 0.6, 0.55, 0.99])
+    r = reliability(pred, truth, conf)
+    assert r["thresholds"]["0.95"] == {"share": 4 / 6, "accuracy": 0.75}
+    assert r["thresholds"]["0.5"]["accuracy"] == pytest.approx(4 / 6)
+    assert r["ece"] > 0

@@ -128,6 +128,33 @@ def _miou(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, f
     return acc, float(iou.mean()) if iou.size else float("nan")
 
 
+CALIBRATION_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def reliability(pred: np.ndarray, truth: np.ndarray, confidence: np.ndarray) -> dict[str, Any]:
+    """Does the confidence mean what it says? On pixels with ground truth: for each threshold t,
+    the share of pixels at confidence ≥ t and how many of them are right (should be ≥ t), and
+    the expected calibration error over 10 bins."""
+    m = truth > 0
+    right = pred[m] == truth[m]
+    conf = confidence[m]
+    out: dict[str, Any] = {"thresholds": {}}
+    for t in CALIBRATION_THRESHOLDS:
+        sel = conf >= t
+        out["thresholds"][str(t)] = {
+            "share": float(sel.mean()) if sel.size else float("nan"),
+            "accuracy": float(right[sel].mean()) if sel.any() else float("nan"),
+        }
+    bins = np.clip((conf * 10).astype(int), 0, 9)
+    ece = 0.0
+    for b in range(10):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(right[sel].mean() - conf[sel].mean())
+    out["ece"] = float(ece)
+    return out
+
+
 def simulate(
     samples: Sequence[Sample],
     config: SimulationConfig,
@@ -212,7 +239,7 @@ def simulate(
             accepted_right += int((rec.values[gt > 0] == gt[gt > 0]).sum())
             judged_total += int((gt > 0).sum())
         infer_s = time.perf_counter() - t0
-        preds, truths = [], []
+        preds, truths, confs = [], [], []
         for j, x in enumerate(xs_test):
             pred = yield from _relay(
                 predict_normalized(clf, x, cancel=cancel),
@@ -223,7 +250,11 @@ def simulate(
             done += 1
             preds.append(pred.labels.astype(np.int64).ravel())
             truths.append(test[j].truth.ravel())
+            confs.append(pred.confidence.ravel())
         test_acc, test_miou = _miou(np.concatenate(preds), np.concatenate(truths), k)
+        calibration = reliability(
+            np.concatenate(preds), np.concatenate(truths), np.concatenate(confs)
+        )
         lab_all = np.concatenate([lab.ravel() for lab in labels])
         labeled = (lab_all > 0) & has_gt
         human_px = int(sum(int((p == PROVENANCE_HUMAN).sum()) for p in prov))
@@ -244,6 +275,7 @@ def simulate(
                 "train_seconds": round(train_s, 3),
                 "infer_seconds": round(infer_s, 3),
                 "temperature": train_report.temperature,
+                "test_calibration": calibration,
             }
         )
     return {
