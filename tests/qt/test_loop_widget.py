@@ -1,0 +1,78 @@
+"""The Learning-loop widget in a real viewer: paint → train → infer → threshold → add → undo,
+with real worker threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hitl._qt.loop_widget import result_layer_names
+from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.sample import sparse_scribbles
+from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, machine_provenance
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_with_project(make_napari_viewer, tmp_path):
+    store = build_sample_store(tmp_path / "p.zarr", shape=(128, 128))
+    viewer = make_napari_viewer()
+    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
+    project.open_store(store.path)
+    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    return viewer, loop, store
+
+
+def test_paint_train_infer_threshold_add_undo(viewer_with_project, qtbot):
+    viewer, loop, store = viewer_with_project
+    assert loop.labels_combo.currentText() == "sample labels"
+    layer = viewer.layers["sample labels"]
+    gt = store.read_derived("sample", "ground_truth")
+    painted = sparse_scribbles(gt, 0.03, seed=1)
+    layer.data = painted  # the person paints
+    assert loop.train(TrainConfig(steps=25))
+    assert loop.train_button.text() == "Cancel" and not loop.infer_button.isEnabled()
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    assert "iteration 1" in loop.status.text()
+    saved = ProjectStore.open(store.path)
+    np.testing.assert_array_equal(saved.labels("sample"), painted)  # painted labels persisted
+    assert loop.infer()
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    names = result_layer_names("sample")
+    for key in ("prediction", "confidence", "uncertainty", "accepted"):
+        assert names[key] in viewer.layers
+    assert viewer.layers[names["confidence"]].scale.tolist() == layer.scale.tolist()
+    # the slider updates the preview immediately, without inference
+    loop.threshold_slider.setValue(99)
+    strict = int((viewer.layers[names["accepted"]].data > 0).sum())
+    loop.threshold_slider.setValue(60)
+    loose = int((viewer.layers[names["accepted"]].data > 0).sum())
+    assert loose > strict
+    expected = loop.accepted_mask()
+    added = loop.add_predictions()
+    assert added == int(expected.sum()) > 0
+    labels = np.asarray(layer.data)
+    human = painted > 0
+    np.testing.assert_array_equal(labels[human], painted[human])  # human labels preserved
+    prov = ProjectStore.open(store.path).provenance("sample")
+    assert (prov[human] == PROVENANCE_HUMAN).all()
+    assert int((prov == machine_provenance(1)).sum()) == added
+    assert loop.undo() == added
+    np.testing.assert_array_equal(np.asarray(layer.data), painted)  # undo exact
+    assert "sample labels" in viewer.layers and "vegetation" in loop.areas.text()
+
+
+def test_cancel_training_and_clear_errors(viewer_with_project, qtbot):
+    viewer, loop, store = viewer_with_project
+    assert not loop.train()  # nothing painted yet → a clear message, no job
+    assert "no labels yet" in loop.status.text()
+    assert not loop.infer() and "no model yet" in loop.status.text()
+    gt = store.read_derived("sample", "ground_truth")
+    viewer.layers["sample labels"].data = sparse_scribbles(gt, 0.03, seed=2)
+    assert loop.train(TrainConfig(steps=5000))
+    loop._train_or_cancel()  # the Train button is Cancel now
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=60_000)
+    assert "cancelled" in loop.status.text()
+    assert loop.train_button.text() == "Train"
