@@ -248,7 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = store.image_names() if args.all or not args.image else [args.image]
     for name in names:
         pred = run_to_end(
-            predict_project_image(store, name, state, tile=args.tile), _print_progress
+            predict_project_image(store, name, state, tile=args.tile or "auto"), _print_progress
         )
         above = float((pred.confidence >= args.threshold).mean())
         print(f"{name}: {above:.1%} of pixels at confidence ≥ {args.threshold}")
@@ -468,7 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--image", help="one image (default: all)")
     p.add_argument("--all", action="store_true", help="every image")
-    p.add_argument("--tile", type=int, default=512, help="tile edge for inference")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile edge for inference (default: the model's, 1024 for networks)",
+    )
     p.add_argument("--threshold", type=float, default=0.95, help="for the printed summary")
     p.set_defaults(func=cmd_predict)
 

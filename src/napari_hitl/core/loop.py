@@ -170,7 +170,7 @@ def predict_project_image(
     name: str,
     state: LoopState | None = None,
     write: bool = True,
-    tile: int | None = 512,
+    tile: int | str | None = "auto",
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Predict image ``name`` with the project's model; store the results as signed arrays."""

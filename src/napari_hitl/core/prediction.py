@@ -69,9 +69,15 @@ def predict_normalized(
     classifier,
     x: np.ndarray,
     valid: np.ndarray | None = None,
-    tile: int | None = 512,
+    tile: int | str | None = "auto",
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, Prediction]:
-    """Predict a normalized ``C, H, W`` image with any classifier; a progress generator."""
+    """Predict a normalized ``C, H, W`` image with any classifier; a progress generator.
+
+    ``tile`` is the tile edge, ``None`` for the whole image at once, ``"auto"`` for the
+    classifier's ``default_tile``.
+    """
+    if tile == "auto":
+        tile = int(getattr(classifier, "default_tile", 512))
     logits = yield from classifier.logits_job(x, tile, cancel)
     return prediction_from_logits(logits, classifier.class_values, classifier.temperature, valid)
