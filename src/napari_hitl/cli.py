@@ -322,6 +322,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         train.steps = args.steps
     if args.warm_steps is not None:
         train.warm_steps = args.warm_steps
+    if args.machine_weight is not None:
+        train.machine_weight = args.machine_weight
     config = SimulationConfig(
         model=args.model,
         iterations=args.iterations,
@@ -332,6 +334,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         max_images=args.max_images,
         seed=args.seed,
+        accept_radius=args.accept_radius,
         train=train,
     )
     samples = load_image_folder(args.images, args.masks, args.max_images)
@@ -547,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps, first iteration")
     p.add_argument("--warm-steps", type=int, default=None, help="training steps, later iterations")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--machine-weight",
+        type=float,
+        default=None,
+        help="loss weight of machine labels relative to human ones (default 0.5)",
+    )
+    p.add_argument(
+        "--accept-radius",
+        type=int,
+        default=0,
+        help="accept only pixels whose (2r+1)² neighbourhood agrees (0 = off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate)
 

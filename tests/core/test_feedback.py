@@ -113,3 +113,15 @@ def test_store_push_undo_persist_across_reopen(tmp_path, rng):
     assert store_clear_machine(reopened, "im") == 300
     np.testing.assert_array_equal(reopened.labels("im"), human)
     assert push_history(reopened, "im") == []
+
+
+def test_settled_excludes_boundaries_and_doubtful_neighbours():
+    from napari_hitl.core.feedback import settled
+
+    pred = np.ones((7, 7), np.uint16)
+    pred[:, 4:] = 2
+    conf = np.full((7, 7), 0.99, np.float32)
+    conf[0, 0] = 0.5
+    s = settled(pred, conf, 0.95, 1)
+    assert not s[:, 3].any() and not s[:, 4].any()  # next to the class boundary
+    assert not s[1, 1] and s[3, 1] and s[3, 5]  # next to a doubtful pixel / well inside

@@ -62,6 +62,19 @@ def accept_mask(
     return mask
 
 
+def settled(
+    predicted: np.ndarray, confidence: np.ndarray, threshold: float, radius: int
+) -> np.ndarray:
+    """Pixels whose whole ``(2·radius+1)²`` neighbourhood is predicted as the same class at
+    confidence ≥ ``threshold``: confident pixels away from class boundaries and speckles, where
+    confidently wrong predictions concentrate."""
+    from scipy import ndimage
+
+    size = 2 * radius + 1
+    same = ndimage.maximum_filter(predicted, size) == ndimage.minimum_filter(predicted, size)
+    return same & (ndimage.minimum_filter(confidence, size) >= threshold)
+
+
 def push(
     labels: np.ndarray,
     provenance: np.ndarray,
