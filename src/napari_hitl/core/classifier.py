@@ -268,7 +268,7 @@ def balanced_loss(
 class NetClassifier:
     """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
 
-    default_tile = 1024  # larger tiles waste less on halos (~9 % faster than 512 for the U-Net)
+    default_tile = 1024  # less halo per tile than 512 (measured equally fast on 2 cores)
 
     def __init__(
         self,
