@@ -61,6 +61,10 @@ def test_paint_train_infer_threshold_add_undo(viewer_with_project, qtbot):
     assert int((prov == machine_provenance(1)).sum()) == added
     assert loop.undo() == added
     np.testing.assert_array_equal(np.asarray(layer.data), painted)  # undo exact
+    assert loop.undo() == 0 and "Nothing to undo" in loop.status.text()
+    assert loop.add_predictions() == added
+    assert loop.clear_machine() == added  # clear machine labels: back to the human strokes
+    np.testing.assert_array_equal(np.asarray(layer.data), painted)
     assert "sample labels" in viewer.layers and "vegetation" in loop.areas.text()
 
 

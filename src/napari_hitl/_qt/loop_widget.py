@@ -244,44 +244,36 @@ class LoopWidget(QWidget):
             done,
         )
 
-    def add_predictions(self) -> int:
-        """Push accepted pixels into the labels (human labels untouched); returns pixels added."""
+    def _edit_labels(self, action: Any, message: Any) -> int:
+        """Save the person's edits, apply ``action(store, image)`` to the stored labels, reload the
+        layer and report; returns the pixel count ``action`` reports (0 on an error)."""
         try:
             store, image, layer = self.context()
             self._save_human_edits(store, image, layer)
-            rec = push_project_image(store, image, self.threshold)
+            result = action(store, image)
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return 0
         self._reload_labels(store, image, layer)
-        self.status.setText(f"Added {rec.count} machine labels (iteration {rec.iteration}).")
-        return rec.count
+        self.status.setText(message(result))
+        return int(getattr(result, "count", result))
+
+    def add_predictions(self) -> int:
+        """Push accepted pixels into the labels (human labels untouched); returns pixels added."""
+        return self._edit_labels(
+            lambda store, image: push_project_image(store, image, self.threshold),
+            lambda rec: f"Added {rec.count} machine labels (iteration {rec.iteration}).",
+        )
 
     def undo(self) -> int:
         """Undo the last push of the current image; returns pixels reverted."""
-        try:
-            store, image, layer = self.context()
-            self._save_human_edits(store, image, layer)
-            n = store_undo(store, image)
-        except (HitlError, ValueError) as exc:
-            self._error(exc)
-            return 0
-        self._reload_labels(store, image, layer)
-        self.status.setText(f"Undo: {n} pixels unlabeled again." if n else "Nothing to undo.")
-        return n
+        return self._edit_labels(
+            store_undo, lambda n: f"Undo: {n} pixels unlabeled again." if n else "Nothing to undo."
+        )
 
     def clear_machine(self) -> int:
         """Remove every machine label of the current image."""
-        try:
-            store, image, layer = self.context()
-            self._save_human_edits(store, image, layer)
-            n = store_clear_machine(store, image)
-        except (HitlError, ValueError) as exc:
-            self._error(exc)
-            return 0
-        self._reload_labels(store, image, layer)
-        self.status.setText(f"Removed {n} machine labels.")
-        return n
+        return self._edit_labels(store_clear_machine, lambda n: f"Removed {n} machine labels.")
 
     # ---------------------------------------------------------------- layers
     def _reload_labels(self, store: ProjectStore, image: str, layer: Any) -> None:
