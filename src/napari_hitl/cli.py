@@ -206,14 +206,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------- loop on a store
 def _train_config(args: argparse.Namespace):
+    """The TrainConfig of ``train`` and ``simulate``: their shared options, unset ones default."""
     from napari_hitl.core.classifier import TrainConfig
 
     cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
-    for key in ("steps", "warm_steps"):
+    for key in ("steps", "warm_steps", "machine_weight"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
-    if getattr(args, "machine_weight", None) is not None:
-        cfg.machine_weight = args.machine_weight
     return cfg
 
 
@@ -308,7 +307,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """The simulated-user benchmark on a folder of images and masks."""
-    from napari_hitl.core.classifier import TrainConfig
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.simulate import (
         SimulationConfig,
@@ -317,13 +315,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_report,
     )
 
-    train = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
-    if args.steps is not None:
-        train.steps = args.steps
-    if args.warm_steps is not None:
-        train.warm_steps = args.warm_steps
-    if args.machine_weight is not None:
-        train.machine_weight = args.machine_weight
+    train = _train_config(args)
     config = SimulationConfig(
         model=args.model,
         iterations=args.iterations,

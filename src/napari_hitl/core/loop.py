@@ -76,7 +76,10 @@ def load_state(store: ProjectStore, checkpoint: str = LATEST) -> LoopState | Non
     return LoopState(clf, int(config.get("iteration", 1)), str(config.get("model_hash", "")))
 
 
-def _normalized(store: ProjectStore, name: str, norm: Normalization) -> np.ndarray:
+def _normalized(
+    store: ProjectStore, name: str, norm: Normalization
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image's bands normalized for ``norm``, and its valid-pixel mask (read once)."""
     info = store.image_info(name)
     norm.check(info.band_names, what=f"image {name!r}")
     if info.axes != "CYX":
@@ -84,7 +87,8 @@ def _normalized(store: ProjectStore, name: str, norm: Normalization) -> np.ndarr
             f"image {name!r} is a {info.axes} stack; the loop works on 2-D images for now "
             "(import with --split to make one image per slice)"
         )
-    return norm.apply(np.asarray(store.image(name)[...]), store.valid_mask(name))
+    valid = store.valid_mask(name)
+    return norm.apply(np.asarray(store.image(name)[...]), valid), valid
 
 
 def training_images(
@@ -97,15 +101,10 @@ def training_images(
         labels = store.labels(name)
         if not labels.any():
             continue
+        x, valid = _normalized(store, name, norm)
         out.append(
             make_labeled_image(
-                name,
-                _normalized(store, name, norm),
-                labels,
-                store.provenance(name),
-                values,
-                machine_weight,
-                store.valid_mask(name),
+                name, x, labels, store.provenance(name), values, machine_weight, valid
             )
         )
     return out
@@ -177,8 +176,7 @@ def predict_project_image(
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
-    x = _normalized(store, name, state.classifier.normalization)
-    valid = store.valid_mask(name)
+    x, valid = _normalized(store, name, state.classifier.normalization)
     pred = yield from predict_normalized(state.classifier, x, valid, tile, cancel)
     if write and store.writable:
         sig = store.signature(name, model_hash=state.model_hash, iteration=state.iteration)
