@@ -210,7 +210,7 @@ def _train_config(args: argparse.Namespace):
     from napari_hitl.core.classifier import TrainConfig
 
     cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
-    for key in ("steps", "warm_steps", "machine_weight"):
+    for key in ("steps", "warm_steps", "machine_weight", "warm_shrink"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     return cfg
@@ -254,6 +254,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_warm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--machine-weight",
+        type=float,
+        default=None,
+        help="loss weight of machine labels relative to human ones (default 0.5)",
+    )
+    p.add_argument(
+        "--warm-shrink",
+        type=float,
+        default=None,
+        help="share of the last weights a warm start keeps; the rest is the initial weights "
+        "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+
+
+def _add_margin_option(p: argparse.ArgumentParser) -> None:
+    from napari_hitl.core.feedback import DEFAULT_MARGIN
+
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=DEFAULT_MARGIN,
+        help="accept only pixels this many px inside a confident region of one class "
+        f"(default {DEFAULT_MARGIN}; 0 = every pixel above the threshold)",
+    )
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """Accept confident predictions into unlabeled pixels."""
     from napari_hitl.core.loop import push_project_image
@@ -262,7 +290,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     store = ProjectStore.open(args.store, "a")
     names = store.image_names() if args.all or not args.image else [args.image]
     for name in names:
-        rec = push_project_image(store, name, args.threshold)
+        rec = push_project_image(store, name, args.threshold, margin=args.margin)
         print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
     return 0
 
@@ -326,7 +354,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         max_images=args.max_images,
         seed=args.seed,
-        accept_radius=args.accept_radius,
+        margin=args.margin,
         train=train,
     )
     samples = load_image_folder(args.images, args.masks, args.max_images)
@@ -449,12 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="start from scratch, not the last model")
     p.add_argument("--steps", type=int, default=None, help="training steps (fresh model)")
     p.add_argument("--warm-steps", type=int, default=None, help="training steps (warm start)")
-    p.add_argument(
-        "--machine-weight",
-        type=float,
-        default=None,
-        help="loss weight of machine labels relative to human ones (default 0.5)",
-    )
+    _add_warm_options(p)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
@@ -479,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="one image (default: all)")
     p.add_argument("--all", action="store_true", help="every image")
     p.add_argument("--threshold", type=float, default=0.95)
+    _add_margin_option(p)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")
@@ -542,18 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps, first iteration")
     p.add_argument("--warm-steps", type=int, default=None, help="training steps, later iterations")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument(
-        "--machine-weight",
-        type=float,
-        default=None,
-        help="loss weight of machine labels relative to human ones (default 0.5)",
-    )
-    p.add_argument(
-        "--accept-radius",
-        type=int,
-        default=0,
-        help="accept only pixels whose (2r+1)² neighbourhood agrees (0 = off)",
-    )
+    _add_warm_options(p)
+    _add_margin_option(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate)
 

@@ -125,3 +125,22 @@ def test_settled_excludes_boundaries_and_doubtful_neighbours():
     s = settled(pred, conf, 0.95, 1)
     assert not s[:, 3].any() and not s[:, 4].any()  # next to the class boundary
     assert not s[1, 1] and s[3, 1] and s[3, 5]  # next to a doubtful pixel / well inside
+
+
+def test_margin_keeps_accepted_pixels_off_predicted_boundaries():
+    pred = np.ones((9, 9), np.uint16)
+    pred[:, 5:] = 2
+    conf = np.full((9, 9), 0.99, np.float32)
+    conf[4, 1] = 0.6  # one doubtful pixel inside class 1
+    plain = accept_mask(conf, 0.95)
+    assert plain.sum() == 80
+    m1 = accept_mask(conf, 0.95, predicted=pred, margin=1)
+    assert not m1[:, 4:6].any()  # the two columns along the boundary
+    assert not m1[3:6, 0:3].any()  # the doubtful pixel and its 8 neighbours
+    assert m1[0, 0] and m1[8, 8] and m1[4, 7]
+    m2 = accept_mask(conf, 0.95, predicted=pred, margin=2)
+    assert not m2[:, 3:7].any() and (m2 <= m1).all()
+    with pytest.raises(ValueError, match="predicted"):
+        accept_mask(conf, 0.95, margin=1)
+    with pytest.raises(ValueError, match="margin"):
+        accept_mask(conf, 0.95, predicted=pred, margin=-1)

@@ -78,6 +78,37 @@ def test_training_is_deterministic_and_warm_starts(scenes):
     assert rb.warm_start and rb.steps == 3
 
 
+def test_warm_start_shrinks_towards_the_initial_weights(scenes):
+    """Shrink & perturb: a warm start begins from λ·θ_last + (1 − λ)·θ_init (λ = warm_shrink)."""
+    import copy
+
+    from napari_hitl.core.classifier import _shrink_towards_init
+    from napari_hitl.core.models import build_model
+
+    norm, image, *_ = scenes
+    clf = NetClassifier("unet", norm, CLASSES, list("abcde"))
+    run_to_end(clf.fit([image], TrainConfig(steps=4, seed=3)))
+    last = copy.deepcopy(clf.net)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    init = build_model(clf.spec)
+    _shrink_towards_init(clf.net, clf.spec, 0.25, 3)
+    for p, p_last, p_init in zip(
+        clf.net.parameters(), last.parameters(), init.parameters(), strict=True
+    ):
+        np.testing.assert_allclose(
+            p.detach().numpy(),
+            0.25 * p_last.detach().numpy() + 0.75 * p_init.detach().numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    # λ = 1 is a plain warm start: training continues from the very same weights
+    plain = copy.deepcopy(last)
+    _shrink_towards_init(plain, clf.spec, 1.0, 3)
+    for p, q in zip(plain.parameters(), last.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_cancel_stops_training(scenes):
     norm, image, *_ = scenes
     clf = NetClassifier("unet", norm, CLASSES, list("abcde"))

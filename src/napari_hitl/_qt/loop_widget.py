@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSlider,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -28,7 +29,13 @@ from napari_hitl._qt.jobs import JobRunner
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.feedback import DEFAULT_THRESHOLD, store_clear_machine, store_undo
+from napari_hitl.core.feedback import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    accept_mask,
+    store_clear_machine,
+    store_undo,
+)
 from napari_hitl.core.loop import (
     load_state,
     predict_project_image,
@@ -75,6 +82,14 @@ class LoopWidget(QWidget):
         self.threshold_slider.setRange(50, 100)
         self.threshold_slider.setValue(round(DEFAULT_THRESHOLD * 100))
         self.threshold_label = QLabel()
+        self.margin_spin = QSpinBox()
+        self.margin_spin.setRange(0, 10)
+        self.margin_spin.setValue(DEFAULT_MARGIN)
+        self.margin_spin.setSuffix(" px")
+        self.margin_spin.setToolTip(
+            "Keep accepted pixels this far inside a confident region of one class: wrong "
+            "confident pixels sit on class boundaries (0 = accept every pixel above the threshold)"
+        )
         self.add_button = QPushButton("Add predictions")
         self.undo_button = QPushButton("Undo push")
         self.clear_button = QPushButton("Clear machine labels")
@@ -102,6 +117,9 @@ class LoopWidget(QWidget):
         layout.addWidget(self.infer_button)
         layout.addWidget(QLabel("Confidence threshold"))
         layout.addLayout(thr)
+        margin_form = QFormLayout()
+        margin_form.addRow("Boundary margin", self.margin_spin)
+        layout.addLayout(margin_form)
         layout.addLayout(push_row)
         layout.addWidget(self.clear_button)
         layout.addWidget(self.progress)
@@ -120,6 +138,7 @@ class LoopWidget(QWidget):
         self.train_button.clicked.connect(self._train_or_cancel)
         self.infer_button.clicked.connect(self.infer)
         self.threshold_slider.valueChanged.connect(self._threshold_changed)
+        self.margin_spin.valueChanged.connect(lambda _v: self._update_preview())
         self.add_button.clicked.connect(self.add_predictions)
         self.undo_button.clicked.connect(self.undo)
         self.clear_button.clicked.connect(self.clear_machine)
@@ -261,7 +280,9 @@ class LoopWidget(QWidget):
     def add_predictions(self) -> int:
         """Push accepted pixels into the labels (human labels untouched); returns pixels added."""
         return self._edit_labels(
-            lambda store, image: push_project_image(store, image, self.threshold),
+            lambda store, image: push_project_image(
+                store, image, self.threshold, margin=self.margin_spin.value()
+            ),
             lambda rec: f"Added {rec.count} machine labels (iteration {rec.iteration}).",
         )
 
@@ -314,7 +335,11 @@ class LoopWidget(QWidget):
         layer = self.labels_layer()
         if self.prediction is None or layer is None:
             return None
-        return (self.prediction.confidence >= self.threshold) & (np.asarray(layer.data) == 0)
+        pred = self.prediction
+        accepted = accept_mask(
+            pred.confidence, self.threshold, predicted=pred.labels, margin=self.margin_spin.value()
+        )
+        return accepted & (np.asarray(layer.data) == 0)
 
     def _update_preview(self) -> None:
         accepted = self.accepted_mask()

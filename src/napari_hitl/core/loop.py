@@ -24,7 +24,13 @@ from napari_hitl.core.data import (
     make_labeled_image,
     normalization_from_stats,
 )
-from napari_hitl.core.feedback import DEFAULT_THRESHOLD, PushRecord, accept_mask, store_push
+from napari_hitl.core.feedback import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    PushRecord,
+    accept_mask,
+    store_push,
+)
 from napari_hitl.core.learner import (
     Classifier,
     list_checkpoints,
@@ -208,15 +214,24 @@ def push_project_image(
     threshold: float = DEFAULT_THRESHOLD,
     region: np.ndarray | tuple[int, int, int, int] | None = None,
     state: LoopState | None = None,
+    margin: int = DEFAULT_MARGIN,
 ) -> PushRecord:
     """Accept the current model's stored prediction of ``name`` at ``threshold`` into its labels.
 
-    Only unlabeled pixels change; the push can be undone with
+    Only unlabeled pixels change, and only those ``margin`` px or more inside a confident region
+    of one class (see :func:`napari_hitl.core.feedback.accept_mask`); the push can be undone with
     :func:`napari_hitl.core.feedback.store_undo`.
     """
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
     stored = stored_prediction(store, name, state)
-    accept = accept_mask(stored["confidence"], threshold, region, store.valid_mask(name))
+    accept = accept_mask(
+        stored["confidence"],
+        threshold,
+        region,
+        store.valid_mask(name),
+        predicted=stored["prediction"],
+        margin=margin,
+    )
     return store_push(store, name, stored["prediction"], accept, state.iteration)

@@ -24,7 +24,7 @@ from napari_hitl.core.data import (
     normalization_from_stats,
 )
 from napari_hitl.core.errors import InputFileError
-from napari_hitl.core.feedback import accept_mask, push, settled
+from napari_hitl.core.feedback import DEFAULT_MARGIN, accept_mask, push
 from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress
@@ -46,7 +46,7 @@ class SimulationConfig:
     test_fraction: float = 0.25
     max_images: int | None = None
     seed: int = 0
-    accept_radius: int = 0  # > 0: accept only "settled" pixels (see feedback.settled)
+    margin: int = DEFAULT_MARGIN  # px between accepted pixels and a predicted boundary
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_json(self) -> dict[str, Any]:
@@ -231,9 +231,9 @@ def simulate(
                 f"iteration {it}: pool {j + 1}/{len(pool)} ",
             )
             done += 1
-            acc = accept_mask(pred.confidence, config.threshold) & (labels[j] == 0)
-            if config.accept_radius > 0:
-                acc &= settled(pred.labels, pred.confidence, config.threshold, config.accept_radius)
+            acc = accept_mask(
+                pred.confidence, config.threshold, predicted=pred.labels, margin=config.margin
+            ) & (labels[j] == 0)
             if config.interaction == "oracle":
                 acc &= ~((s.truth > 0) & (pred.labels != s.truth))
             labels[j], prov[j], rec = push(labels[j], prov[j], pred.labels, acc, it)
