@@ -213,6 +213,7 @@ def _train_config(args: argparse.Namespace):
     for key in ("steps", "warm_steps", "machine_weight", "warm_shrink"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
+    cfg.precise_bn = not getattr(args, "no_precise_bn", False)
     return cfg
 
 
@@ -267,6 +268,11 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share of the last weights a warm start keeps; the rest is the initial weights "
         "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+    p.add_argument(
+        "--no-precise-bn",
+        action="store_true",
+        help="keep BatchNorm's running statistics instead of re-estimating them after training",
     )
 
 

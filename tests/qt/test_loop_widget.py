@@ -80,3 +80,44 @@ def test_cancel_training_and_clear_errors(viewer_with_project, qtbot):
     qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=60_000)
     assert "cancelled" in loop.status.text()
     assert loop.train_button.text() == "Train"
+
+
+def test_shortcuts_region_and_class_keys(viewer_with_project, qtbot):
+    """Alt-shortcuts drive the loop; a drawn rectangle limits what Add predictions adds."""
+    from napari.utils.key_bindings import coerce_keybinding
+
+    viewer, loop, store = viewer_with_project
+    layer = viewer.layers["sample labels"]
+    gt = store.read_derived("sample", "ground_truth")
+    painted = sparse_scribbles(gt, 0.03, seed=1)
+    layer.data = painted
+
+    def press(key: str) -> None:
+        viewer.keymap[coerce_keybinding(key)](viewer)
+
+    press("Alt-3")  # paint with the 3rd class of the list
+    assert layer.selected_label == store.classes[2].value and layer.mode == "paint"
+    loop.train_button.setEnabled(True)
+    press("Alt-T")  # Train
+    assert loop.jobs.busy
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    press("Alt-I")  # Infer & filter
+    qtbot.waitUntil(lambda: not loop.jobs.busy and loop.prediction is not None, timeout=120_000)
+    loop.threshold_slider.setValue(60)
+    everywhere = loop.accepted_mask()
+    assert loop.region_box() is None
+    loop.draw_region()
+    region = viewer.layers[result_layer_names("sample")["region"]]
+    assert region.mode == "add_rectangle"
+    region.add_rectangles(np.array([[10, 20], [60, 90]]))  # rows 10–60, columns 20–90
+    assert loop.region_box() == (10, 60, 20, 90)
+    inside = loop.accepted_mask()
+    assert inside.sum() < everywhere.sum()
+    assert not inside[:10].any() and not inside[60:].any() and not inside[:, 90:].any()
+    press("Alt-A")  # Add predictions: only inside the rectangle
+    added = (np.asarray(layer.data) > 0) & (painted == 0)
+    assert added.sum() == inside.sum() > 0 and not added[:10].any()
+    press("Alt-U")  # Undo
+    np.testing.assert_array_equal(np.asarray(layer.data), painted)
+    loop.close()
+    assert coerce_keybinding("Alt-T") not in viewer.keymap  # shortcuts released

@@ -55,6 +55,13 @@ def test_open_navigate_paint_save(make_napari_viewer, two_image_store):
     w.prev_button.click()
     assert w.position_label.text() == "1 of 2" and viewer.layers["first labels"].visible
     assert len([ly for ly in viewer.layers if ly.name == "first labels"]) == 1  # reused by name
+    # Alt-N / Alt-P do the same from the keyboard
+    from napari.utils.key_bindings import coerce_keybinding
+
+    viewer.keymap[coerce_keybinding("Alt-N")](viewer)
+    assert w.position_label.text() == "2 of 2"
+    viewer.keymap[coerce_keybinding("Alt-P")](viewer)
+    assert w.position_label.text() == "1 of 2"
 
 
 def test_machine_pixels_stay_machine_until_touched(make_napari_viewer, two_image_store):

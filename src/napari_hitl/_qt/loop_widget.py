@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from napari_hitl._napari.layers import META, direct_colormap
 from napari_hitl._qt.jobs import JobRunner
+from napari_hitl._qt.shortcuts import LOOP_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import HitlError
@@ -57,6 +58,7 @@ def result_layer_names(image: str) -> dict[str, str]:
         "confidence": f"{image} confidence",
         "uncertainty": f"{image} uncertainty",
         "accepted": f"{image} accepted",
+        "region": f"{image} region",  # a Shapes rectangle drawn by the person
     }
 
 
@@ -93,6 +95,8 @@ class LoopWidget(QWidget):
         self.add_button = QPushButton("Add predictions")
         self.undo_button = QPushButton("Undo push")
         self.clear_button = QPushButton("Clear machine labels")
+        self.region_button = QPushButton("Region…")
+        self.shortcuts_label = QLabel("<i>Shortcuts: Alt-T/I/A/U, Alt-1…9 (hover)</i>")
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)
@@ -111,6 +115,7 @@ class LoopWidget(QWidget):
         push_row = QHBoxLayout()
         push_row.addWidget(self.add_button)
         push_row.addWidget(self.undo_button)
+        push_row.addWidget(self.region_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.train_button)
@@ -125,6 +130,7 @@ class LoopWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.areas)
+        layout.addWidget(self.shortcuts_label)
         layout.addStretch(1)
         for button, tip in (
             (self.train_button, "Train on the labels of every image of the project (warm start)"),
@@ -132,6 +138,11 @@ class LoopWidget(QWidget):
             (self.add_button, "Add predicted pixels above the threshold to unlabeled pixels only"),
             (self.undo_button, "Undo the last Add predictions of this image"),
             (self.clear_button, "Remove every machine label of this image (human labels stay)"),
+            (
+                self.region_button,
+                "Draw a rectangle: Add predictions then only adds pixels inside it "
+                "(delete the rectangle to use the whole image)",
+            ),
         ):
             button.setToolTip(tip)
 
@@ -146,10 +157,21 @@ class LoopWidget(QWidget):
         self.jobs.finished.connect(lambda _n: self._set_busy(False))
         self.jobs.cancelled.connect(lambda n: self.status.setText(f"{n} cancelled."))
         self.jobs.failed.connect(lambda n, msg: self.status.setText(f"{n} failed: {msg}"))
+        self.region_button.clicked.connect(self.draw_region)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._threshold_changed(self.threshold_slider.value())
+        actions = {
+            "Alt-T": self._train_or_cancel,
+            "Alt-I": self.infer,
+            "Alt-A": self.add_predictions,
+            "Alt-U": self.undo,
+        }
+        for i in range(1, 10):
+            actions[f"Alt-{i}"] = lambda i=i: self.select_class(i)
+        self._unbind_shortcuts = bind_shortcuts(self.viewer, actions)
+        self.shortcuts_label.setToolTip(shortcut_tooltip(LOOP_SHORTCUTS))
 
     # ---------------------------------------------------------------- context
     @property
@@ -281,7 +303,7 @@ class LoopWidget(QWidget):
         """Push accepted pixels into the labels (human labels untouched); returns pixels added."""
         return self._edit_labels(
             lambda store, image: push_project_image(
-                store, image, self.threshold, margin=self.margin_spin.value()
+                store, image, self.threshold, self.region_box(), margin=self.margin_spin.value()
             ),
             lambda rec: f"Added {rec.count} machine labels (iteration {rec.iteration}).",
         )
@@ -337,7 +359,11 @@ class LoopWidget(QWidget):
             return None
         pred = self.prediction
         accepted = accept_mask(
-            pred.confidence, self.threshold, predicted=pred.labels, margin=self.margin_spin.value()
+            pred.confidence,
+            self.threshold,
+            self.region_box(),
+            predicted=pred.labels,
+            margin=self.margin_spin.value(),
         )
         return accepted & (np.asarray(layer.data) == 0)
 
@@ -371,8 +397,60 @@ class LoopWidget(QWidget):
             lines.append(line)
         self.areas.setText("<br>".join(lines))
 
+    # ---------------------------------------------------------------- region, classes
+    def draw_region(self) -> None:
+        """Add (or select) the ``<image> region`` Shapes layer in rectangle mode."""
+        try:
+            _store, image, layer = self.context()
+        except HitlError as exc:
+            self._error(exc)
+            return
+        name = result_layer_names(image)["region"]
+        if name not in self.viewer.layers:
+            style = {"edge_color": "yellow", "face_color": "transparent", "edge_width": 2}
+            self.viewer.add_shapes(name=name, scale=layer.scale, translate=layer.translate, **style)
+        shapes = self.viewer.layers[name]
+        shapes.events.data.connect(lambda _e: self._update_preview())
+        self.viewer.layers.selection.active = shapes
+        shapes.mode = "add_rectangle"
+
+    def region_box(self) -> tuple[int, int, int, int] | None:
+        """``(row0, row1, col0, col1)`` of the last rectangle of ``<image> region``.
+
+        In pixels of the labels layer; ``None`` when there is none (the whole image).
+        """
+        layer = self.labels_layer()
+        if layer is None:
+            return None
+        image = layer.metadata.get(META, {}).get("image")
+        name = result_layer_names(image)["region"] if image else None
+        if name not in self.viewer.layers or not len(self.viewer.layers[name].data):
+            return None
+        shapes = self.viewer.layers[name]
+        world = [shapes.data_to_world(v) for v in np.asarray(shapes.data[-1])]
+        pix = np.array([np.asarray(layer.world_to_data(w))[-2:] for w in world])
+        r0, c0 = np.floor(pix.min(0)).astype(int)
+        r1, c1 = np.ceil(pix.max(0)).astype(int)
+        h, w = np.asarray(layer.data).shape[-2:]
+        return max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+
+    def select_class(self, i: int) -> None:
+        """Paint with the ``i``-th class (1-based) of the project's class list."""
+        try:
+            store, _image, layer = self.context()
+        except HitlError as exc:
+            self._error(exc)
+            return
+        if 1 <= i <= len(store.classes):
+            cls = store.classes[i - 1]
+            layer.selected_label = cls.value
+            self.viewer.layers.selection.active = layer
+            layer.mode = "paint"
+            self.status.setText(f"Painting {cls.name} (label {cls.value}).")
+
     def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels a running job and waits for it."""
+        """Closing the widget cancels a running job and waits for it; shortcuts are released."""
+        self._unbind_shortcuts()
         self.jobs.cancel()
         self.jobs.wait(10000)
         super().closeEvent(event)

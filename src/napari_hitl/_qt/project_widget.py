@@ -26,6 +26,7 @@ from napari_hitl._napari.layers import (
     labels_name,
     store_image_layers,
 )
+from napari_hitl._qt.shortcuts import PROJECT_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.rasters import read_raster
 from napari_hitl.core.store import ProjectStore, import_raster
@@ -59,8 +60,8 @@ class ProjectWidget(QWidget):
         self.classes_list = QListWidget()
         self.classes_list.setMaximumHeight(140)
         for b, tip in (
-            (self.prev_button, "Previous image (saves the labels first)"),
-            (self.next_button, "Next image (saves the labels first)"),
+            (self.prev_button, "Previous image (saves the labels first) — Alt-P"),
+            (self.next_button, "Next image (saves the labels first) — Alt-N"),
             (self.save_button, "Write the labels layer into the project store"),
         ):
             b.setToolTip(tip)
@@ -89,6 +90,14 @@ class ProjectWidget(QWidget):
         self.prev_button.clicked.connect(lambda: self.go_to(self.index - 1))
         self.next_button.clicked.connect(lambda: self.go_to(self.index + 1))
         self.save_button.clicked.connect(self.save_labels)
+        self._unbind_shortcuts = bind_shortcuts(
+            self.viewer,
+            {
+                "Alt-N": lambda: self.go_to(self.index + 1),
+                "Alt-P": lambda: self.go_to(self.index - 1),
+            },
+        )
+        self.setToolTip("Shortcuts" + shortcut_tooltip(PROJECT_SHORTCUTS))
         self._adopt_store_from_layers()
         self._refresh()
 
@@ -283,3 +292,8 @@ class ProjectWidget(QWidget):
         )
         if paths:
             self.import_files(paths)
+
+    def closeEvent(self, event: Any) -> None:
+        """Closing the widget releases its shortcuts."""
+        self._unbind_shortcuts()
+        super().closeEvent(event)

@@ -65,6 +65,9 @@ class TrainConfig:
         initial weights ("shrink and perturb"; 1 = plain warm start, 0 = retrain from scratch).
         Plain warm starts make the confidence grow every iteration (see
         ``_shrink_towards_init``).
+    precise_bn
+        Re-estimate the U-Net's BatchNorm statistics after training (see
+        ``_recompute_batchnorm``).
     holdout_fraction
         Share of human strokes kept out of training to fit the temperature (calibration).
     augment
@@ -83,6 +86,7 @@ class TrainConfig:
     lr: float | None = None
     machine_weight: float = 0.5
     warm_shrink: float = 0.5
+    precise_bn: bool = True
     holdout_fraction: float = 0.15
     augment: bool = True
     seed: int = 0
@@ -424,7 +428,8 @@ class NetClassifier:
                 f"training {self.kind}: step {step + 1}/{steps}, loss {loss_value:.3f}",
             )
         if not is_patch:
-            _recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
+            if config.precise_bn:
+                _recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
             net.to(memory_format=torch.contiguous_format)
         self.trained = True
         self._eval_net = None
