@@ -32,13 +32,13 @@ from run_simulations import DEFAULT_CACHE, SET_OPTIONS  # noqa: E402
 
 DEFAULT_OUT = Path.home() / ".cache" / "napari-hitl" / "ablation"
 VARIANTS: dict[str, list[str]] = {
-    "plain warm start": ["--warm-shrink", "1", "--margin", "0", "--no-precise-bn"],
-    "margin 1": ["--warm-shrink", "1", "--margin", "1", "--no-precise-bn"],
-    "margin 2": ["--warm-shrink", "1", "--margin", "2", "--no-precise-bn"],
-    "shrink 0.5": ["--warm-shrink", "0.5", "--margin", "0", "--no-precise-bn"],
-    "shrink 0.5 + margin 1": ["--warm-shrink", "0.5", "--margin", "1", "--no-precise-bn"],
-    "shrink 0.5 + margin 2": ["--warm-shrink", "0.5", "--margin", "2", "--no-precise-bn"],
-    "default (shrink + margin 1 + PreciseBN)": [],
+    "plain warm start": ["--warm-shrink", "1", "--margin", "0"],
+    "margin 1": ["--warm-shrink", "1", "--margin", "1"],
+    "margin 2": ["--warm-shrink", "1", "--margin", "2"],
+    "shrink 0.5": ["--warm-shrink", "0.5", "--margin", "0"],
+    "shrink 0.5 + margin 1 (default)": ["--warm-shrink", "0.5", "--margin", "1"],
+    "shrink 0.5 + margin 2": ["--warm-shrink", "0.5", "--margin", "2"],
+    "shrink 0.5 + margin 1 + PreciseBN": ["--warm-shrink", "0.5", "--margin", "1", "--precise-bn"],
 }
 
 
@@ -88,7 +88,9 @@ def row(reports: list[dict]) -> dict[str, float]:
             if a == a and it["accepted_pixels"]:  # not NaN
                 right += a * it["accepted_pixels"]
                 judged += it["accepted_pixels"]
-    cal = [r["iterations"][-1]["test_calibration"]["thresholds"]["0.95"]["accuracy"] for r in reports]
+    cal = [
+        r["iterations"][-1]["test_calibration"]["thresholds"]["0.95"]["accuracy"] for r in reports
+    ]
     return {
         "seeds": len(reports),
         "miou_first": float(miou[:, 0].mean()),

@@ -213,7 +213,7 @@ def _train_config(args: argparse.Namespace):
     for key in ("steps", "warm_steps", "machine_weight", "warm_shrink"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
-    cfg.precise_bn = not getattr(args, "no_precise_bn", False)
+    cfg.precise_bn = bool(getattr(args, "precise_bn", False))
     return cfg
 
 
@@ -270,9 +270,9 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
         "(default 0.5; 1 = plain warm start, 0 = from scratch)",
     )
     p.add_argument(
-        "--no-precise-bn",
+        "--precise-bn",
         action="store_true",
-        help="keep BatchNorm's running statistics instead of re-estimating them after training",
+        help="re-estimate BatchNorm statistics after training (PreciseBN; +0.3 s per iteration)",
     )
 
 
