@@ -28,7 +28,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run_simulations import DEFAULT_CACHE, SET_OPTIONS  # noqa: E402
+from run_simulations import DEFAULT_CACHE, build_command  # noqa: E402
 
 DEFAULT_OUT = Path.home() / ".cache" / "napari-hitl" / "ablation"
 VARIANTS: dict[str, list[str]] = {
@@ -52,26 +52,8 @@ def run_one(cache: Path, out: Path, sset: str, variant: str, seed: int) -> None:
     dest = out / sset / slug(variant) / f"seed{seed}"
     if (dest / "report.json").exists():
         return
-    cmd = [
-        str(Path(sys.executable).with_name("napari-hitl")),
-        "simulate",
-        "--images",
-        str(cache / sset / "images"),
-        "--masks",
-        str(cache / sset / "masks"),
-        "--out",
-        str(dest),
-        "--model",
-        "unet",
-        "--iterations",
-        "10",
-        "--seed",
-        str(seed),
-        "--threads",
-        "1",
-        *[x for kv in SET_OPTIONS[sset].items() for x in kv],
-        *VARIANTS[variant],
-    ]
+    extra = ["--seed", str(seed), "--threads", "1", *VARIANTS[variant]]
+    cmd = build_command(cache, sset, "unet", "none", 10, dest, {}, extra)
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / "simulate.log", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True,

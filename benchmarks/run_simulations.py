@@ -260,38 +260,25 @@ def write_markdown(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 def plot_set(name: str, reports: dict[str, dict[str, Any]], path: Path) -> None:
     """``<set>_curves.png``: test mIoU and labeled fraction per iteration for all runs of a set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from napari_hitl.core.simulate import plot_curves
 
     colors = {"unet": "tab:blue", "patch-cnn": "tab:orange", "rf": "tab:green"}
-    styles = {"none": "-", "oracle": "--"}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    keys = [("test_miou", "test mIoU"), ("labeled_fraction", "labeled fraction (pool)")]
-    for label, rep in reports.items():
-        cfg = rep["config"]
-        its = [r["iteration"] for r in rep["iterations"]]
-        for ax, (key, title) in zip(axes, keys, strict=True):
-            ax.plot(
-                its,
-                [r[key] for r in rep["iterations"]],
-                color=colors.get(cfg["model"]),
-                linestyle=styles.get(cfg["interaction"], "-"),
-                marker="o",
-                ms=3,
-                label=label,
-            )
-            ax.set_title(f"{name}: {title}")
-            ax.set_xlabel("iteration")
-            ax.set_ylim(0, 1.02)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    dashes = {"none": "-", "oracle": "--"}
+    reps = list(reports.values())
+    plot_curves(
+        reps,
+        path,
+        labels=list(reports),
+        keys=[("test_miou", "test mIoU"), ("labeled_fraction", "labeled fraction (pool)")],
+        title_prefix=f"{name}: ",
+        styles=[
+            {
+                "color": colors.get(r["config"]["model"]),
+                "linestyle": dashes.get(r["config"]["interaction"], "-"),
+            }
+            for r in reps
+        ],
+    )
 
 
 def write_summary(out: Path, sets: list[str]) -> dict[str, dict[str, Any]]:

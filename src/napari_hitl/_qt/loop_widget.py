@@ -408,9 +408,11 @@ class LoopWidget(QWidget):
         name = result_layer_names(image)["region"]
         if name not in self.viewer.layers:
             style = {"edge_color": "yellow", "face_color": "transparent", "edge_width": 2}
-            self.viewer.add_shapes(name=name, scale=layer.scale, translate=layer.translate, **style)
+            added = self.viewer.add_shapes(
+                name=name, scale=layer.scale, translate=layer.translate, **style
+            )
+            added.events.data.connect(lambda _e: self._update_preview())  # once per layer
         shapes = self.viewer.layers[name]
-        shapes.events.data.connect(lambda _e: self._update_preview())
         self.viewer.layers.selection.active = shapes
         shapes.mode = "add_rectangle"
 
