@@ -116,6 +116,37 @@ def training_images(
     return out
 
 
+def classifier_for_training(
+    store: ProjectStore, config: TrainConfig, names: Sequence[str], fresh: bool = False
+) -> tuple[Classifier, int]:
+    """The classifier the next training continues (or a new one) and its iteration number.
+
+    The stored model is continued unless ``fresh``, or it is another model kind, or the classes
+    changed since it was trained.
+
+    Raises
+    ------
+    TrainingDataError
+        No images, or fewer than two classes.
+    """
+    if not names:
+        raise TrainingDataError(f"{store.path} has no images; import some first")
+    classes = store.classes
+    if len(classes) < 2:
+        raise TrainingDataError("define at least two classes before training")
+    previous = None if fresh else load_state(store)
+    if previous is not None and (
+        previous.classifier.kind != config.model
+        or previous.classifier.class_values != [c.value for c in classes]
+    ):
+        previous = None  # another model or other classes: start afresh
+    if previous is not None:
+        return previous.classifier, previous.iteration + 1
+    norm = project_normalization(store, names)
+    values, class_names = [c.value for c in classes], [c.name for c in classes]
+    return make_classifier(config.model, norm, values, class_names), 1
+
+
 def train_project(
     store: ProjectStore,
     config: TrainConfig | None = None,
@@ -134,28 +165,8 @@ def train_project(
     """
     config = config or TrainConfig()
     names = list(images) if images is not None else store.image_names()
-    if not names:
-        raise TrainingDataError(f"{store.path} has no images; import some first")
-    classes = store.classes
-    if len(classes) < 2:
-        raise TrainingDataError("define at least two classes before training")
-    previous = None if fresh else load_state(store)
-    if previous is not None and (
-        previous.classifier.kind != config.model
-        or previous.classifier.class_values != [c.value for c in classes]
-    ):
-        previous = None  # another model or other classes: start afresh
-    if previous is not None:
-        clf = previous.classifier
-        norm = clf.normalization
-        iteration = previous.iteration + 1
-    else:
-        norm = project_normalization(store, names)
-        clf = make_classifier(
-            config.model, norm, [c.value for c in classes], [c.name for c in classes]
-        )
-        iteration = 1
-    data = training_images(store, names, norm, config.machine_weight)
+    clf, iteration = classifier_for_training(store, config, names, fresh)
+    data = training_images(store, names, clf.normalization, config.machine_weight)
     if not data:
         raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
     report = yield from clf.fit(data, config, cancel)
