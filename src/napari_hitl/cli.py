@@ -27,6 +27,19 @@ def _split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    """``--region row0,row1,col0,col1`` as a box (``None`` when not given)."""
+    if not text:
+        return None
+    items = _split_list(text) or []
+    if len(items) != 4 or not all(i.lstrip("-").isdigit() for i in items):
+        raise HitlError(
+            f"--region {text!r} must be four integers ROW0,ROW1,COL0,COL1 (pixels, end exclusive)"
+        )
+    r0, r1, c0, c1 = (int(i) for i in items)
+    return r0, r1, c0, c1
+
+
 # --------------------------------------------------------------------------- import
 def cmd_import(args: argparse.Namespace) -> int:
     """Import rasters into a store (created if missing)."""
@@ -214,6 +227,7 @@ def _train_config(args: argparse.Namespace):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
+    cfg.bands = _split_list(getattr(args, "bands", None))
     return cfg
 
 
@@ -239,19 +253,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict images with the project's model; store prediction, confidence and uncertainty."""
-    from napari_hitl.core.loop import load_state, predict_project_image
+    from napari_hitl.core.loop import clip_region, load_state, predict_project_image
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import ProjectStore
 
     store = ProjectStore.open(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
+    region = _parse_region(args.region)
     for name in names:
         pred = run_to_end(
-            predict_project_image(store, name, state, tile=args.tile or "auto"), _print_progress
+            predict_project_image(
+                store, name, state, tile=args.tile or "auto", index=args.slice, region=region
+            ),
+            _print_progress,
         )
-        above = float((pred.confidence >= args.threshold).mean())
-        print(f"{name}: {above:.1%} of pixels at confidence ≥ {args.threshold}")
+        conf = pred.confidence
+        where = ""
+        if region is not None:
+            r0, r1, c0, c1 = clip_region(region, conf.shape[-2:])
+            conf = conf[..., r0:r1, c0:c1]
+            where = f" of rows {r0}:{r1}, cols {c0}:{c1}"
+        if args.slice is not None:
+            where += f" of slice {args.slice}"
+        elif conf.ndim == 3:
+            where += f" of {conf.shape[0]} slices"
+        above = float((conf >= args.threshold).mean())
+        print(f"{name}: {above:.1%} of pixels{where} at confidence ≥ {args.threshold}")
     return 0
 
 
@@ -295,8 +323,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     store = ProjectStore.open(args.store, "a")
     names = store.image_names() if args.all or not args.image else [args.image]
+    region = _parse_region(args.region)
     for name in names:
-        rec = push_project_image(store, name, args.threshold, margin=args.margin)
+        rec = push_project_image(
+            store, name, args.threshold, region, margin=args.margin, index=args.slice
+        )
         print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
     return 0
 
@@ -480,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
     )
     p.add_argument("--images", nargs="+", default=None, help="train on these images only")
+    p.add_argument(
+        "--bands",
+        default=None,
+        help="names of the bands the model uses, comma-separated, e.g. B04,B03,B02 (default: "
+        "all); images are read by band name, a model on other bands is not continued",
+    )
     p.add_argument("--fresh", action="store_true", help="start from scratch, not the last model")
     p.add_argument("--steps", type=int, default=None, help="training steps (fresh model)")
     p.add_argument("--warm-steps", type=int, default=None, help="training steps (warm start)")
@@ -499,6 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="tile edge for inference (default: the model's, 1024 for networks)",
     )
     p.add_argument("--threshold", type=float, default=0.95, help="for the printed summary")
+    p.add_argument(
+        "--slice",
+        type=int,
+        default=None,
+        help="stacks: predict this slice (0-based) only (default: every slice)",
+    )
+    p.add_argument(
+        "--region",
+        default=None,
+        help="ROW0,ROW1,COL0,COL1: predict only this box (pixels, end exclusive); outside it "
+        "prediction and confidence are 0",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -509,6 +558,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every image")
     p.add_argument("--threshold", type=float, default=0.95)
     _add_margin_option(p)
+    p.add_argument(
+        "--slice",
+        type=int,
+        default=None,
+        help="stacks: push this slice (0-based) only (default: every slice the model has "
+        "predicted)",
+    )
+    p.add_argument(
+        "--region",
+        default=None,
+        help="ROW0,ROW1,COL0,COL1: push only inside this box (pixels, end exclusive)",
+    )
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")

@@ -77,6 +77,12 @@ class TrainConfig:
         Makes training deterministic.
     threads
         torch threads (default: all cores).
+    extra
+        Model-specific options (e.g. ``{"optimizer": "sgd"}``).
+    bands
+        Names of the bands the model uses, in this order (``None``: every band of the images).
+        Each image is read by band name, so images may hold other bands as well; a stored model
+        trained on other bands is not continued (training starts afresh).
     """
 
     model: str = "unet"
@@ -93,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    bands: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

@@ -25,6 +25,10 @@ class IncompatibleBandsError(HitlError, ValueError):
     """A model is applied to data whose bands differ from the ones it was trained on."""
 
 
+class StackIndexError(HitlError, ValueError):
+    """A slice index does not fit the image: a 2-D image has none, a stack needs one in range."""
+
+
 @dataclass
 class Normalization:
     """Per-band affine normalization ``(x - low) / (high - low)`` and the band names it is for."""
@@ -54,6 +58,36 @@ class Normalization:
                 f"{list(band_names)}; import the image with the same bands (--bands) or train "
                 "a new model"
             )
+
+    def band_indices(self, band_names: Sequence[str], what: str = "the image") -> list[int]:
+        """Where the trained bands are in ``band_names`` (the model's order; extra bands ignored).
+
+        Parameters
+        ----------
+        band_names
+            The bands of an image, in its order.
+        what
+            How the image is named in the error message.
+
+        Returns
+        -------
+        list[int]
+            For each of :attr:`band_names`, its index in ``band_names``.
+
+        Raises
+        ------
+        IncompatibleBandsError
+            A trained band is missing (the message names it).
+        """
+        names = list(band_names)
+        missing = [b for b in self.band_names if b not in names]
+        if missing:
+            raise IncompatibleBandsError(
+                f"the model was trained on bands {self.band_names}, but {what} has no band "
+                f"{', '.join(repr(b) for b in missing)} (its bands: {names}); import the image "
+                "with those bands (--bands) or train a model on bands it has (train --bands)"
+            )
+        return [names.index(b) for b in self.band_names]
 
     def apply(self, bands: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Normalized float32 copy; NaN/inf and invalid pixels become 0, values clipped to ±10."""

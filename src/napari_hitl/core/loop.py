@@ -4,6 +4,33 @@ This is what the CLI (``napari-hitl train/predict/push/undo``) and the napari wi
 trained model is kept in the store as the checkpoint ``latest`` with its configuration (bands,
 normalization, classes, iteration); predictions are stored as derived arrays signed with the
 model's hash, so pushing from a prediction made by an older model is refused.
+
+Bands
+    A model uses the bands named in its normalization (``TrainConfig.bands``, default every band
+    of the images). Every read of an image for a model picks those bands by name, so an image may
+    hold other bands as well; an image lacking one of them is refused
+    (:class:`~napari_hitl.core.data.IncompatibleBandsError` naming the band).
+
+Stacks (``CZYX`` / ``CTYX`` images)
+    The model is 2-D: it trains on and predicts one slice at a time. Every slice holding a label
+    is one training image (named ``"NAME[z=3]"``); unlabeled slices are skipped.
+
+    Stored predictions of a stack are *full-stack arrays*: ``prediction``, ``confidence``,
+    ``margin`` and ``entropy`` are ``Z, H, W`` and ``probabilities`` is ``K, Z, H, W``, the same
+    keys as for 2-D images. Their signature holds, besides the model's hash and iteration,
+    ``slices``: the slices this model has predicted. Predicting one slice writes that slice in
+    place and adds it to ``slices`` when the arrays already belong to the current model;
+    otherwise (no arrays yet, or another model's) the arrays are first reset to zeros, so an
+    array never mixes two models' predictions. Predicting the whole stack writes every slice.
+    Reading or pushing a slice that is not in ``slices`` is refused
+    (:class:`~napari_hitl.core.errors.StaleDataError`: predict it first).
+
+Regions
+    ``predict_project_image(..., region=(row0, row1, col0, col1))`` runs the model on the box
+    plus the context (halo) it needs only, so the box equals a prediction of the whole image up
+    to float rounding. The stored and returned arrays are still full size, with zeros outside
+    the box (prediction 0, confidence 0, probabilities 0): a push can never accept a pixel outside
+    it. The box is kept in the signature (``region``, or ``regions`` per slice of a stack).
 """
 
 from __future__ import annotations
@@ -20,10 +47,12 @@ from napari_hitl.core.data import (
     IncompatibleBandsError,
     LabeledImage,
     Normalization,
+    StackIndexError,
     TrainingDataError,
     make_labeled_image,
     normalization_from_stats,
 )
+from napari_hitl.core.errors import StaleDataError, StoreError
 from napari_hitl.core.feedback import (
     DEFAULT_MARGIN,
     DEFAULT_THRESHOLD,
@@ -40,10 +69,11 @@ from napari_hitl.core.learner import (
 )
 from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.store import ProjectStore
+from napari_hitl.core.store import ATTR, LABEL_DTYPE, ImageInfo, ProjectStore
 
 LATEST = "latest"
 PREDICTION_KEYS = ("prediction", "confidence", "margin", "entropy", "probabilities")
+Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (pixels, end exclusive)
 
 
 @dataclass
@@ -59,17 +89,53 @@ def _hash(blob: bytes) -> str:
     return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
-def project_normalization(store: ProjectStore, names: Sequence[str]) -> Normalization:
-    """Per-band normalization from the store's statistics of ``names`` (all must share bands)."""
+def project_normalization(
+    store: ProjectStore, names: Sequence[str], *, bands: Sequence[str] | None = None
+) -> Normalization:
+    """Per-band normalization from the store's statistics of images ``names``.
+
+    Parameters
+    ----------
+    store
+        The project.
+    names
+        The images whose band statistics are combined.
+    bands
+        The band names the model uses, in its order; every image must hold them (it may hold
+        others). ``None``: every band, and then all images must have the same bands.
+
+    Raises
+    ------
+    IncompatibleBandsError
+        With ``bands``: an image lacks one (named). Without: images with different bands.
+    ValueError
+        ``bands`` is empty or names a band twice.
+    """
     infos = [store.image_info(n) for n in names]
-    bands = infos[0].band_names
-    for info in infos[1:]:
-        if info.band_names != bands:
+    if bands is None:
+        first = infos[0].band_names
+        for info in infos[1:]:
+            if info.band_names != first:
+                raise IncompatibleBandsError(
+                    f"images {infos[0].name!r} and {info.name!r} have different bands "
+                    f"({first} vs {info.band_names}); one model needs the same bands everywhere "
+                    "(train --bands picks bands every image has)"
+                )
+        return normalization_from_stats(first, [[b.stats for b in i.bands] for i in infos])
+    wanted = list(bands)
+    if not wanted or len(set(wanted)) != len(wanted):
+        raise ValueError(f"bands {wanted} must name at least one band, each once")
+    stats = []
+    for info in infos:
+        missing = [b for b in wanted if b not in info.band_names]
+        if missing:
             raise IncompatibleBandsError(
-                f"images {infos[0].name!r} and {info.name!r} have different bands "
-                f"({bands} vs {info.band_names}); one model needs the same bands everywhere"
+                f"image {info.name!r} has no band {', '.join(repr(b) for b in missing)} (its "
+                f"bands: {info.band_names}); train on bands every image has, or leave it out "
+                "(--images)"
             )
-    return normalization_from_stats(bands, [[b.stats for b in info.bands] for info in infos])
+        stats.append([info.bands[info.band_names.index(b)].stats for b in wanted])
+    return normalization_from_stats(wanted, stats)
 
 
 def load_state(store: ProjectStore, checkpoint: str = LATEST) -> LoopState | None:
@@ -82,37 +148,155 @@ def load_state(store: ProjectStore, checkpoint: str = LATEST) -> LoopState | Non
     return LoopState(clf, int(config.get("iteration", 1)), str(config.get("model_hash", "")))
 
 
-def _normalized(
-    store: ProjectStore, name: str, norm: Normalization
-) -> tuple[np.ndarray, np.ndarray]:
-    """The image's bands normalized for ``norm``, and its valid-pixel mask (read once)."""
-    info = store.image_info(name)
-    norm.check(info.band_names, what=f"image {name!r}")
-    if info.axes != "CYX":
-        raise IncompatibleBandsError(
-            f"image {name!r} is a {info.axes} stack; the loop works on 2-D images for now "
-            "(import with --split to make one image per slice)"
+# ----------------------------------------------------------------------- stacks and boxes
+def stack_depth(info: ImageInfo) -> int:
+    """Number of slices of a ``CZYX``/``CTYX`` stack, 0 for a 2-D image."""
+    return int(info.spatial_shape[0]) if len(info.spatial_shape) == 3 else 0
+
+
+def slice_name(name: str, axis: str, index: int) -> str:
+    """Name of one slice of a stack as training reports it: ``"cells[z=3]"``."""
+    return f"{name}[{axis.lower()}={index}]"
+
+
+def _check_index(info: ImageInfo, index: int | None) -> int | None:
+    """``index`` validated for image ``info`` (``None`` stays ``None``)."""
+    if index is None:
+        return None
+    depth = stack_depth(info)
+    if not depth:
+        raise StackIndexError(
+            f"image {info.name!r} is 2-D ({info.axes}): it has no slices; leave the slice out"
         )
-    valid = store.valid_mask(name)
-    return norm.apply(np.asarray(store.image(name)[...]), valid), valid
+    if not 0 <= int(index) < depth:
+        raise StackIndexError(
+            f"slice {index} is outside image {info.name!r}: it has {depth} "
+            f"{info.axes[1]} slices (0..{depth - 1})"
+        )
+    return int(index)
 
 
+def clip_region(region: Sequence[int], shape: tuple[int, int]) -> Box:
+    """A ``(row0, row1, col0, col1)`` box clipped to an image of ``shape`` (``H, W``).
+
+    Raises
+    ------
+    ValueError
+        Not four numbers, or nothing of the box lies inside the image.
+    """
+    if len(region) != 4:
+        raise ValueError(f"a region is (row0, row1, col0, col1), got {tuple(region)}")
+    h, w = shape
+    r0, r1, c0, c1 = (int(v) for v in region)
+    box = (max(0, min(r0, h)), max(0, min(r1, h)), max(0, min(c0, w)), max(0, min(c1, w)))
+    if box[1] <= box[0] or box[3] <= box[2]:
+        raise ValueError(
+            f"region rows {r0}..{r1}, cols {c0}..{c1} has no pixel inside the image "
+            f"({h} x {w}); rows and cols are (start, end) with start < end"
+        )
+    return box
+
+
+def _valid_window(
+    store: ProjectStore, name: str, index: int | None, window: Box | None, shape: tuple[int, ...]
+) -> np.ndarray:
+    """The valid-pixel mask of one slice/window, reading only that part."""
+    group = store._image_group(name)
+    sel = (*(() if index is None else (index,)), *_window_slices(window))
+    if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
+        return np.asarray(group["hitl"]["valid"][sel])  # type: ignore[index]
+    return np.ones(shape, dtype=bool)
+
+
+def _window_slices(window: Box | None) -> tuple[slice, slice]:
+    if window is None:
+        return slice(None), slice(None)
+    r0, r1, c0, c1 = window
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _normalized(
+    store: ProjectStore,
+    name: str,
+    norm: Normalization,
+    *,
+    index: int | None = None,
+    window: Box | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's bands of image ``name`` normalized for ``norm``, and its valid-pixel mask.
+
+    Only the bands of ``norm`` are read (picked by name), and only slice ``index`` of a stack
+    and the ``window`` ``(row0, row1, col0, col1)`` (already inside the image) when given.
+
+    Returns
+    -------
+    x, valid
+        ``C, H, W`` float32 and ``H, W`` bool.
+
+    Raises
+    ------
+    IncompatibleBandsError
+        The image lacks one of the model's bands.
+    StackIndexError
+        A stack without ``index``, an index outside it, or an index on a 2-D image.
+    """
+    info = store.image_info(name)
+    idx = norm.band_indices(info.band_names, what=f"image {name!r}")
+    index = _check_index(info, index)
+    if stack_depth(info) and index is None:
+        raise StackIndexError(
+            f"image {name!r} is a {info.axes} stack of {stack_depth(info)} slices: read one "
+            f"slice at a time (index 0..{stack_depth(info) - 1})"
+        )
+    arr = store.image(name)
+    spatial = (*(() if index is None else (index,)), *_window_slices(window))
+    if idx == list(range(arr.shape[0])):
+        data = np.asarray(arr[(slice(None), *spatial)])
+    elif idx == list(range(idx[0], idx[-1] + 1)):
+        data = np.asarray(arr[(slice(idx[0], idx[-1] + 1), *spatial)])
+    else:
+        data = np.asarray(arr.oindex[(np.asarray(idx), *spatial)])
+    valid = _valid_window(store, name, index, window, data.shape[1:])
+    return norm.apply(data, valid), valid
+
+
+# ------------------------------------------------------------------------------ training
 def training_images(
     store: ProjectStore, names: Sequence[str], norm: Normalization, machine_weight: float
 ) -> list[LabeledImage]:
-    """The labeled images among ``names`` ready for training."""
+    """The labeled images among ``names`` ready for training.
+
+    A 2-D image with labels is one :class:`LabeledImage`; a stack gives one per slice holding a
+    label (named by :func:`slice_name`, with that slice's provenance), unlabeled slices skipped.
+    """
     values = [c.value for c in store.classes]
     out = []
     for name in names:
         labels = store.labels(name)
         if not labels.any():
             continue
-        x, valid = _normalized(store, name, norm)
-        out.append(
-            make_labeled_image(
-                name, x, labels, store.provenance(name), values, machine_weight, valid
+        provenance = store.provenance(name)
+        info = store.image_info(name)
+        if not stack_depth(info):
+            x, valid = _normalized(store, name, norm)
+            out.append(
+                make_labeled_image(name, x, labels, provenance, values, machine_weight, valid)
             )
-        )
+            continue
+        labeled = np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))
+        for k in (int(i) for i in labeled):
+            x, valid = _normalized(store, name, norm, index=k)
+            out.append(
+                make_labeled_image(
+                    slice_name(name, info.axes[1], k),
+                    x,
+                    labels[k],
+                    provenance[k],
+                    values,
+                    machine_weight,
+                    valid,
+                )
+            )
     return out
 
 
@@ -122,27 +306,31 @@ def classifier_for_training(
     """The classifier the next training continues (or a new one) and its iteration number.
 
     The stored model is continued unless ``fresh``, or it is another model kind, or the classes
-    changed since it was trained.
+    changed since it was trained, or it uses other bands than ``config.bands`` (every band of
+    the images when ``None``). A new classifier is normalized on those bands only.
 
     Raises
     ------
     TrainingDataError
         No images, or fewer than two classes.
+    IncompatibleBandsError
+        An image lacks one of ``config.bands``, or (``bands`` unset) images with other bands.
     """
     if not names:
         raise TrainingDataError(f"{store.path} has no images; import some first")
     classes = store.classes
     if len(classes) < 2:
         raise TrainingDataError("define at least two classes before training")
+    norm = project_normalization(store, names, bands=config.bands)
     previous = None if fresh else load_state(store)
     if previous is not None and (
         previous.classifier.kind != config.model
         or previous.classifier.class_values != [c.value for c in classes]
+        or previous.classifier.normalization.band_names != norm.band_names
     ):
-        previous = None  # another model or other classes: start afresh
+        previous = None  # another model, other classes or other bands: start afresh
     if previous is not None:
         return previous.classifier, previous.iteration + 1
-    norm = project_normalization(store, names)
     values, class_names = [c.value for c in classes], [c.name for c in classes]
     return make_classifier(config.model, norm, values, class_names), 1
 
@@ -156,12 +344,14 @@ def train_project(
 ) -> Generator[Progress, None, tuple[TrainReport, LoopState]]:
     """Train on every labeled image (warm start from ``latest`` unless ``fresh``); save ``latest``.
 
+    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses.
+
     Raises
     ------
     TrainingDataError
         No labels, one class only, or no classes defined.
     IncompatibleBandsError
-        Images with different bands, or bands unlike the stored model's.
+        Images with different bands, or lacking one of ``config.bands``.
     """
     config = config or TrainConfig()
     names = list(images) if images is not None else store.image_names()
@@ -181,6 +371,74 @@ def train_project(
     return report, LoopState(clf, iteration, model_hash)
 
 
+# ---------------------------------------------------------------------------- prediction
+def _relay(
+    job: Generator[Progress, None, Any], part: int, parts: int, prefix: str
+) -> Generator[Progress, None, Any]:
+    """Re-yield a job's progress as part ``part`` of ``parts`` equal parts."""
+    while True:
+        try:
+            report = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(
+            part * report.total + report.done,
+            parts * report.total,
+            f"{prefix}: {report.message}" if prefix else report.message,
+        )
+
+
+def _predict_plane(
+    clf: Classifier,
+    store: ProjectStore,
+    name: str,
+    index: int | None,
+    box: Box | None,
+    tile: int | str | None,
+    cancel: CancelToken | None,
+) -> Generator[Progress, None, Prediction]:
+    """Predict one 2-D plane (an image or one slice), all of it or only ``box`` (full size)."""
+    norm = clf.normalization
+    if box is None:
+        x, valid = _normalized(store, name, norm, index=index)
+        return (yield from predict_normalized(clf, x, valid, tile, cancel))
+    h, w = store.image_info(name).spatial_shape[-2:]
+    r0, r1, c0, c1 = box
+    halo = int(getattr(clf, "halo", 0))
+    align = int(getattr(getattr(clf, "net", None), "align", 1))
+    # The window starts on a multiple of the network's alignment so that its pooling grid is the
+    # one of a whole-image prediction, and carries `halo` pixels of real context on every side.
+    y0, x0 = max(r0 - halo, 0) // align * align, max(c0 - halo, 0) // align * align
+    window = (y0, min(r1 + halo, h), x0, min(c1 + halo, w))
+    x, valid = _normalized(store, name, norm, index=index, window=window)
+    part = yield from predict_normalized(clf, x, valid, tile, cancel)
+    inner = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+    k = part.probabilities.shape[0]
+    out = Prediction(
+        np.zeros((h, w), part.labels.dtype),
+        np.zeros((k, h, w), np.float32),
+        np.zeros((h, w), np.float32),
+        np.zeros((h, w), np.float32),
+        np.zeros((h, w), np.float32),
+    )
+    out.labels[r0:r1, c0:c1] = part.labels[inner]
+    out.probabilities[:, r0:r1, c0:c1] = part.probabilities[(slice(None), *inner)]
+    out.confidence[r0:r1, c0:c1] = part.confidence[inner]
+    out.margin[r0:r1, c0:c1] = part.margin[inner]
+    out.entropy[r0:r1, c0:c1] = part.entropy[inner]
+    return out
+
+
+def _arrays(pred: Prediction) -> dict[str, np.ndarray]:
+    return {
+        "prediction": pred.labels,
+        "confidence": pred.confidence,
+        "margin": pred.margin,
+        "entropy": pred.entropy,
+        "probabilities": pred.probabilities,
+    }
+
+
 def predict_project_image(
     store: ProjectStore,
     name: str,
@@ -188,35 +446,248 @@ def predict_project_image(
     write: bool = True,
     tile: int | str | None = "auto",
     cancel: CancelToken | None = None,
+    *,
+    index: int | None = None,
+    region: Sequence[int] | None = None,
 ) -> Generator[Progress, None, Prediction]:
-    """Predict image ``name`` with the project's model; store the results as signed arrays."""
+    """Predict image ``name`` with the project's model; store the results as signed arrays.
+
+    Parameters
+    ----------
+    store
+        The project (the results are written when it is writable and ``write``).
+    name
+        The image.
+    state
+        The model (default: the stored ``latest``).
+    write
+        Store the prediction, confidence, margin, entropy and probabilities.
+    tile
+        Tile edge of the inference, ``None`` for one piece, ``"auto"`` for the model's.
+    cancel
+        Checked between tiles (and slices).
+    index
+        For a stack: predict this slice only (``None``: every slice). Must be ``None`` for a 2-D
+        image.
+    region
+        ``(row0, row1, col0, col1)`` in pixels: predict only this box (with the context the
+        model needs); everything outside it is 0 in the results.
+
+    Returns
+    -------
+    Prediction
+        2-D (``H, W``; probabilities ``K, H, W``) for a 2-D image or one slice; for a whole
+        stack the arrays have the stack axis (``Z, H, W``; probabilities ``K, Z, H, W``).
+
+    Raises
+    ------
+    TrainingDataError
+        No model yet.
+    IncompatibleBandsError
+        The image lacks one of the model's bands.
+    StackIndexError
+        ``index`` on a 2-D image or outside the stack.
+    """
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
-    x, valid = _normalized(store, name, state.classifier.normalization)
-    pred = yield from predict_normalized(state.classifier, x, valid, tile, cancel)
+    clf = state.classifier
+    info = store.image_info(name)
+    index = _check_index(info, index)
+    clf.normalization.band_indices(info.band_names, what=f"image {name!r}")
+    box = None if region is None else clip_region(region, info.spatial_shape[-2:])
+    depth = stack_depth(info)
+    sig_base = store.signature(name, model_hash=state.model_hash, iteration=state.iteration)
+    region_sig = {} if box is None else {"region": list(box)}
+    if not depth or index is not None:
+        pred = yield from _predict_plane(clf, store, name, index, box, tile, cancel)
+        if write and store.writable:
+            if not depth:
+                for key, arr in _arrays(pred).items():
+                    store.write_derived(name, key, arr, {**sig_base, **region_sig})
+            else:
+                _write_slice(store, name, pred, index, sig_base, box, info)  # type: ignore[arg-type]
+        return pred
+
+    # the whole stack, slice after slice, into preallocated stack-shaped arrays
+    h, w = info.spatial_shape[-2:]
+    k = len(clf.class_values)
+    out = Prediction(
+        np.zeros((depth, h, w), LABEL_DTYPE),
+        np.zeros((k, depth, h, w), np.float32),
+        np.zeros((depth, h, w), np.float32),
+        np.zeros((depth, h, w), np.float32),
+        np.zeros((depth, h, w), np.float32),
+    )
+    axis = info.axes[1].lower()
+    for z in range(depth):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        plane = yield from _relay(
+            _predict_plane(clf, store, name, z, box, tile, cancel),
+            z,
+            depth,
+            f"{axis}={z} ({z + 1}/{depth})",
+        )
+        out.labels[z] = plane.labels
+        out.probabilities[:, z] = plane.probabilities
+        out.confidence[z] = plane.confidence
+        out.margin[z] = plane.margin
+        out.entropy[z] = plane.entropy
+        del plane
     if write and store.writable:
-        sig = store.signature(name, model_hash=state.model_hash, iteration=state.iteration)
-        for key, arr in (
-            ("prediction", pred.labels),
-            ("confidence", pred.confidence),
-            ("margin", pred.margin),
-            ("entropy", pred.entropy),
-            ("probabilities", pred.probabilities),
-        ):
+        sig = {**sig_base, "slices": list(range(depth))}
+        if box is not None:
+            sig["regions"] = {str(z): list(box) for z in range(depth)}
+        for key, arr in _arrays(out).items():
             store.write_derived(name, key, arr, sig)
-    return pred
+    return out
+
+
+def _stack_shapes(info: ImageInfo, k: int) -> dict[str, tuple[int, ...]]:
+    spatial = tuple(int(v) for v in info.spatial_shape)
+    return {key: ((k, *spatial) if key == "probabilities" else spatial) for key in PREDICTION_KEYS}
+
+
+def _is_current(sig: dict[str, Any], base: dict[str, Any]) -> bool:
+    return all(sig.get(k) == v for k, v in base.items())
+
+
+def _write_slice(
+    store: ProjectStore,
+    name: str,
+    pred: Prediction,
+    index: int,
+    sig_base: dict[str, Any],
+    box: Box | None,
+    info: ImageInfo,
+) -> None:
+    """Write one slice's prediction into the stack's arrays (reset first if another model's)."""
+    hitl = store._image_group(name).require_group("hitl")
+    arrays = _arrays(pred)
+    shapes = _stack_shapes(info, pred.probabilities.shape[0])
+    present = set(hitl.array_keys())
+    sigs = {
+        key: dict(hitl[key].attrs).get(ATTR, {}).get("signature", {})  # type: ignore[union-attr]
+        for key in PREDICTION_KEYS
+        if key in present
+    }
+    current = all(
+        key in sigs
+        and _is_current(sigs[key], sig_base)
+        and tuple(hitl[key].shape) == shapes[key]  # type: ignore[union-attr]
+        and hitl[key].dtype == arrays[key].dtype  # type: ignore[union-attr]
+        for key in PREDICTION_KEYS
+    )
+    slices: set[int] = set()
+    regions: dict[str, list[int]] = {}
+    if current:
+        first = sigs["prediction"]
+        slices = {int(s) for s in first.get("slices", [])}
+        regions = dict(first.get("regions", {}))
+    regions.pop(str(index), None)
+    if box is not None:
+        regions[str(index)] = list(box)
+    for key, data in arrays.items():
+        if current:
+            arr = hitl[key]
+        else:  # empty (all-zero) arrays cost no memory and no disk: zero chunks are not written
+            shape = shapes[key]
+            arr = hitl.create_array(
+                key,
+                shape=shape,
+                dtype=data.dtype,
+                chunks=(*(1,) * (len(shape) - 2), min(512, shape[-2]), min(512, shape[-1])),
+                fill_value=0,
+                overwrite=True,
+                attributes={ATTR: {"signature": {**sig_base, "slices": []}}},
+            )
+        if key == "probabilities":
+            arr[:, index] = data  # type: ignore[index]
+        else:
+            arr[index] = data  # type: ignore[index]
+        # the slice is listed only once its data are written
+        sig = {**sig_base, "slices": sorted(slices | {index})}
+        if regions:
+            sig["regions"] = regions
+        arr.attrs.update({ATTR: {"signature": sig}})
+
+
+def _current_derived(
+    store: ProjectStore, name: str, key: str, expected: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """A derived zarr array (not read) and its signature, refused like ``read_derived``."""
+    if key not in store.derived_keys(name):
+        raise StoreError(f"image {name!r} has no {key!r} yet: predict it first")
+    arr = store._image_group(name)["hitl"][key]  # type: ignore[index]
+    sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
+    want = store.signature(name, **expected)
+    stale = [k for k, v in want.items() if sig.get(k) != v]
+    if stale:
+        detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)
+        raise StaleDataError(
+            f"{key!r} of image {name!r} is out of date ({detail}); predict it again"
+        )
+    return arr, sig
 
 
 def stored_prediction(
-    store: ProjectStore, name: str, state: LoopState | None = None
+    store: ProjectStore,
+    name: str,
+    state: LoopState | None = None,
+    *,
+    index: int | None = None,
 ) -> dict[str, Any]:
-    """The stored prediction and confidence of ``name``, refused if made by another model."""
+    """The stored prediction and confidence of ``name``, refused if made by another model.
+
+    Parameters
+    ----------
+    store, name
+        The project and image.
+    state
+        The current model (default: the stored ``latest``).
+    index
+        For a stack: one slice (2-D arrays). ``None`` returns the whole stack's arrays and
+        ``"slices"``, the slices the current model has predicted.
+
+    Raises
+    ------
+    StoreError
+        Nothing predicted yet.
+    StaleDataError
+        Predicted by another model, the image changed, or (stacks) the slice was not predicted
+        by the current model.
+    """
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
     expected = {"model_hash": state.model_hash, "iteration": state.iteration}
-    return {k: store.read_derived(name, k, expected) for k in ("prediction", "confidence")}
+    info = store.image_info(name)
+    index = _check_index(info, index)
+    if not stack_depth(info):
+        return {k: store.read_derived(name, k, expected) for k in ("prediction", "confidence")}
+    found = {k: _current_derived(store, name, k, expected) for k in ("prediction", "confidence")}
+    slices = sorted(
+        set.intersection(*({int(s) for s in sig.get("slices", [])} for _, sig in found.values()))
+    )
+    axis = info.axes[1].lower()
+    hint = f"napari-hitl predict STORE --image {name} --slice N"
+    if index is None:
+        if not slices:
+            raise StaleDataError(
+                f"no slice of image {name!r} is predicted by the current model (iteration "
+                f"{state.iteration}); predict it first ({hint})"
+            )
+        out: dict[str, Any] = {k: np.asarray(arr[...]) for k, (arr, _) in found.items()}
+        out["slices"] = slices
+        return out
+    if index not in slices:
+        raise StaleDataError(
+            f"slice {axis}={index} of image {name!r} is out of date: the current model "
+            f"(iteration {state.iteration}) has predicted slices {slices or 'none'} of it; "
+            f"predict that slice first ({hint.replace('N', str(index))})"
+        )
+    return {k: np.asarray(arr[index]) for k, (arr, _) in found.items()}
 
 
 def push_project_image(
@@ -226,23 +697,69 @@ def push_project_image(
     region: np.ndarray | tuple[int, int, int, int] | None = None,
     state: LoopState | None = None,
     margin: int = DEFAULT_MARGIN,
+    *,
+    index: int | None = None,
 ) -> PushRecord:
     """Accept the current model's stored prediction of ``name`` at ``threshold`` into its labels.
 
     Only unlabeled pixels change, and only those ``margin`` px or more inside a confident region
     of one class (see :func:`napari_hitl.core.feedback.accept_mask`); the push can be undone with
     :func:`napari_hitl.core.feedback.store_undo`.
+
+    Parameters
+    ----------
+    store, name
+        The project and image.
+    threshold
+        Minimum confidence.
+    region
+        A box ``(row0, row1, col0, col1)`` or a boolean mask (``H, W``, or ``Z, H, W`` for a
+        stack) limiting the push.
+    state
+        The current model (default: the stored ``latest``).
+    margin
+        Pixels kept away from predicted class boundaries.
+    index
+        For a stack: push this slice only; ``None`` pushes every slice the current model has
+        predicted (one push, undone at once). Must be ``None`` for a 2-D image.
+
+    Raises
+    ------
+    TrainingDataError
+        No model yet.
+    StaleDataError
+        The prediction (or the slice's) was made by another model.
     """
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
-    stored = stored_prediction(store, name, state)
-    accept = accept_mask(
-        stored["confidence"],
-        threshold,
-        region,
-        store.valid_mask(name),
-        predicted=stored["prediction"],
-        margin=margin,
-    )
-    return store_push(store, name, stored["prediction"], accept, state.iteration)
+    info = store.image_info(name)
+    index = _check_index(info, index)
+    stored = stored_prediction(store, name, state, index=index)
+    if not stack_depth(info):
+        accept = accept_mask(
+            stored["confidence"],
+            threshold,
+            region,
+            store.valid_mask(name),
+            predicted=stored["prediction"],
+            margin=margin,
+        )
+        return store_push(store, name, stored["prediction"], accept, state.iteration)
+    valid = store.valid_mask(name)
+    accept = np.zeros(info.spatial_shape, bool)
+    if index is not None:
+        predicted = np.zeros(info.spatial_shape, LABEL_DTYPE)
+        predicted[index] = stored["prediction"]
+        planes = [(index, stored["prediction"], stored["confidence"])]
+    else:
+        predicted = stored["prediction"]
+        planes = [(z, predicted[z], stored["confidence"][z]) for z in stored["slices"]]
+    for z, pred_z, conf_z in planes:
+        region_z = region
+        if isinstance(region, np.ndarray) and region.ndim == 3:
+            region_z = region[z]
+        accept[z] = accept_mask(
+            conf_z, threshold, region_z, valid[z], predicted=pred_z, margin=margin
+        )
+    return store_push(store, name, predicted, accept, state.iteration)
