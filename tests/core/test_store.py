@@ -240,3 +240,47 @@ def test_tifffile_import_sanity(tmp_path):
     p = write_geotiff(tmp_path / "g.tif", np.zeros((2, 4, 4), np.uint8), ["a", "b"])
     with tifffile.TiffFile(p) as t:
         assert t.is_geotiff
+
+
+def test_set_display_rewrites_rgb_and_height_band_only(store, rng):
+    data = (rng.random((5, 16, 20)) * 100).astype(np.float32)
+    raster = Raster(data, "CYX", ["B02", "B03", "B04", "B08", "DSM"])
+    add_image(store, raster, "img")
+    before = store.image_info("img")
+    assert before.rgb == (2, 1, 0) and before.dsm_band == 4
+    group_json = store.path / "images/img/zarr.json"
+    meta = json.loads(group_json.read_text())
+    meta["attributes"]["napari_hitl"]["note"] = "kept"  # metadata this version does not know
+    meta["attributes"]["custom"] = {"kept": True}
+    group_json.write_text(json.dumps(meta))
+    store.write_derived("img", "prediction", np.zeros((16, 20), np.uint8))
+
+    info = store.set_display("img", rgb=(3, 2, 1), dsm_band=3)
+    assert info.rgb == (3, 2, 1) and info.dsm_band == 3
+    reopened = ProjectStore.open(store.path)
+    info = reopened.image_info("img")
+    assert info.rgb == (3, 2, 1) and info.dsm_band == 3
+    assert [b.role for b in info.bands] == ["spectral"] * 3 + ["dsm", "other"]
+    attrs = json.loads(group_json.read_text())["attributes"]
+    assert attrs["napari_hitl"]["note"] == "kept" and attrs["custom"] == {"kept": True}
+    channels = attrs["ome"]["omero"]["channels"]
+    assert [c["color"] for c in channels] == ["FFFFFF", "0000FF", "00FF00", "FF0000", "FFFFFF"]
+    assert [c["active"] for c in channels] == [False, True, True, True, False]
+    # no height band: the band chosen as height gets its spectral role back
+    info = store.set_display("img", dsm_band=None)
+    assert info.dsm_band is None and info.rgb == (3, 2, 1)
+    assert [b.role for b in info.bands] == ["spectral"] * 4 + ["other"]
+    assert all(not b.extra for b in info.bands)
+    assert store.set_display("img", dsm_band=4).dsm_band == 4  # "keep" leaves it
+    assert store.set_display("img", rgb=(0, 1, 2)).dsm_band == 4
+    # pixels and derived arrays are untouched, their signatures still hold
+    np.testing.assert_array_equal(store.image("img")[...], data)
+    assert store.read_derived("img", "prediction").shape == (16, 20)
+    with pytest.raises(ValueError, match=r"3 indices in 0\.\.4"):
+        store.set_display("img", rgb=(0, 1, 5))
+    with pytest.raises(ValueError, match="height band 7"):
+        store.set_display("img", dsm_band=7)
+    with pytest.raises(StoreError, match="read-only"):
+        ProjectStore.open(store.path).set_display("img", rgb=(0, 1, 2))
+    with pytest.raises(StoreError, match="has no image"):
+        store.set_display("nope", rgb=(0, 1, 2))

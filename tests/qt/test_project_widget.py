@@ -121,3 +121,186 @@ def test_sample_data_opens_with_widget(make_napari_viewer):
         "building",
         "water",
     ]
+
+
+# ------------------------------------------------------------ class editor, band choice
+@pytest.fixture
+def sample_store(tmp_path):
+    from napari_hitl.core.sample_store import build_sample_store
+
+    return build_sample_store(tmp_path / "p.zarr", shape=(96, 96))
+
+
+def _rgba(hex_color):
+    return np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)] + [1.0])
+
+
+def _shown_color(layer, value):
+    return np.asarray(layer.colormap.map(value)).reshape(-1)[:4]
+
+
+def _stored(store):
+    return {c.value: (c.name, c.color) for c in ProjectStore.open(store.path).classes}
+
+
+def test_class_editor_add_rename_recolor(make_napari_viewer, sample_store, monkeypatch, qtbot):
+    from qtpy.QtGui import QColor
+    from qtpy.QtWidgets import QColorDialog
+
+    from napari_hitl._qt.class_editor import NAME_COL
+    from napari_hitl.core.classes import default_color
+
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    w.open_store(sample_store.path)
+    editor = w.class_editor
+    shown = []
+    monkeypatch.setattr(editor, "_notify", shown.append)
+    labels = viewer.layers["sample labels"]
+    pred = viewer.add_labels(np.zeros((96, 96), np.uint16), name="sample prediction")
+    other = viewer.add_labels(np.zeros((96, 96), np.uint16), name="unrelated")
+    assert editor.table.rowCount() == 5
+
+    # add: next free value, palette colour, written at once and painted in that colour
+    new = editor.add_class()
+    assert (new.value, new.name, new.color) == (6, "class 6", default_color(6))
+    assert _stored(sample_store)[6] == ("class 6", default_color(6))
+    assert editor.table.rowCount() == 6
+    for layer in (labels, pred):
+        np.testing.assert_allclose(_shown_color(layer, 6), _rgba(default_color(6)), atol=1e-6)
+    assert editor.add_class("cloud", "#FFFFFF").value == 7
+
+    # rename in code and by editing the name cell in place
+    assert editor.rename_class(6, "  shadow ")
+    assert _stored(sample_store)[6][0] == "shadow"
+    editor.table.item(0, NAME_COL).setText("trees")
+    assert _stored(sample_store)[1][0] == "trees"
+    qtbot.waitUntil(lambda: editor.table.item(0, NAME_COL).text() == "trees")
+    # duplicate (any case) and empty names are refused with a message, nothing changes
+    before = _stored(sample_store)
+    assert not editor.rename_class(6, "ROAD")
+    assert "already a class named 'road'" in shown[-1]
+    assert not editor.rename_class(6, "   ")
+    assert "cannot be empty" in shown[-1]
+    assert editor.add_class("Shadow") is None and "already a class named 'shadow'" in shown[-1]
+    editor.table.item(0, NAME_COL).setText("water")  # typed in the table: refused, put back
+    assert "already a class named 'water'" in shown[-1]
+    qtbot.waitUntil(lambda: editor.table.item(0, NAME_COL).text() == "trees")
+    assert _stored(sample_store) == before
+
+    # recolour, from code and through the colour dialog (not opened: its answer is faked)
+    assert editor.set_color(6, "#123456")
+    assert _stored(sample_store)[6][1] == "#123456"
+    for layer in (labels, pred):
+        np.testing.assert_allclose(_shown_color(layer, 6), _rgba("#123456"), atol=1e-6)
+    monkeypatch.setattr(QColorDialog, "getColor", lambda *a, **k: QColor("#abcdef"))
+    editor.choose_color(2)
+    assert _stored(sample_store)[2][1] == "#abcdef"
+    np.testing.assert_allclose(_shown_color(labels, 2), _rgba("#abcdef"), atol=1e-6)
+    assert not editor.set_color(2, "not a colour") and "not a colour" in shown[-1]
+    assert _stored(sample_store)[2][1] == "#abcdef"
+    # a layer of no project keeps its own colours
+    assert not np.allclose(_shown_color(other, 6), _rgba("#123456"))
+
+
+def test_class_editor_remove_only_unused(make_napari_viewer, sample_store, monkeypatch):
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    w.open_store(sample_store.path)
+    editor = w.class_editor
+    shown = []
+    monkeypatch.setattr(editor, "_notify", shown.append)
+    labels = viewer.layers["sample labels"]
+    editor.add_class("shadow", "#123456")
+    # unsaved paint counts
+    labels.data[0:2, 0:2] = 6
+    assert not editor.remove_class(6)
+    assert "used by the labels of sample (unsaved)" in shown[-1]
+    w.save_labels()
+    assert not editor.remove_class(6)
+    assert "used by the labels of sample;" in shown[-1]
+    assert 6 in _stored(sample_store)
+    # erased and saved: it goes, and its colour with it
+    labels.data[0:2, 0:2] = 0
+    w.save_labels()
+    assert editor.remove_class(6)
+    assert 6 not in _stored(sample_store) and editor.table.rowCount() == 5
+    assert _shown_color(labels, 6)[3] == 0  # transparent, like any value without a class
+    assert editor.add_class().value == 6  # the value is free again
+
+
+def test_band_choice_updates_layers_in_place_and_persists(
+    make_napari_viewer, sample_store, monkeypatch
+):
+    from napari_hitl._napari.layers import composite_data
+
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    w.open_store(sample_store.path)
+    panel = w.band_panel
+    monkeypatch.setattr(panel, "_notify", lambda m: pytest.fail(m))
+    info = sample_store.image_info("sample")
+    assert info.dsm_band is not None
+    assert panel.rgb() == info.rgb and panel.height_band() == info.dsm_band
+    composite = viewer.layers["sample"]
+    composite.scale = (2.0, 2.0)
+    before = np.asarray(composite.data).copy()
+
+    panel.red_combo.setCurrentIndex(7)  # as the user does
+    assert viewer.layers["sample"] is composite  # the same layer, new content
+    new_rgb = (7, info.rgb[1], info.rgb[2])
+    after = np.asarray(composite.data)
+    assert not np.allclose(after[..., 0], before[..., 0])
+    np.testing.assert_allclose(after[..., 1:], before[..., 1:])
+    np.testing.assert_allclose(after, np.asarray(composite_data(sample_store, "sample", new_rgb)))
+    assert tuple(composite.scale) == (2.0, 2.0)
+    assert composite.metadata["napari_hitl"]["rgb"] == list(new_rgb)
+    assert ProjectStore.open(sample_store.path).image_info("sample").rgb == new_rgb
+    assert f"RGB = bands {', '.join(map(str, new_rgb))}" in w.info_label.text()
+
+    # a height band: its own layer, under the labels, updated by name
+    panel.height_combo.setCurrentIndex(1)  # band 0
+    height = viewer.layers["sample height"]
+    assert height.visible and height.colormap.name == "gist_earth"
+    np.testing.assert_array_equal(np.asarray(height.data), sample_store.image("sample")[0])
+    names = [ly.name for ly in viewer.layers]
+    assert names.index("sample height") == names.index("sample labels") - 1
+    assert viewer.layers.selection.active is viewer.layers["sample labels"]
+    assert ProjectStore.open(sample_store.path).image_info("sample").dsm_band == 0
+    assert panel.set_height_band(info.dsm_band)
+    assert viewer.layers["sample height"] is height
+    np.testing.assert_array_equal(
+        np.asarray(height.data), sample_store.image("sample")[info.dsm_band]
+    )
+    # "none": the layer stays, hidden
+    panel.height_combo.setCurrentIndex(0)
+    assert not height.visible and "sample height" in viewer.layers
+    assert ProjectStore.open(sample_store.path).image_info("sample").dsm_band is None
+
+    # reopened, the choice is still there
+    w.open_store(sample_store.path)
+    assert panel.rgb() == new_rgb and panel.height_band() is None
+    assert panel.red_combo.currentText() == info.band_names[7]
+
+
+def test_height_layer_follows_navigation(make_napari_viewer, two_image_store):
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    w.open_store(two_image_store.path)
+    assert w.band_panel.height_combo.currentText() == "DSM"  # found by name at import
+    assert "first height" not in viewer.layers  # only made when asked for
+    w.band_panel.set_height_band(4)
+    height = viewer.layers["first height"]
+    assert height.visible
+    w.save_labels()
+    w.show_image(0)  # the same image again (as after an import): stays as it is
+    assert height.visible
+    w.next_button.click()
+    assert not height.visible and w.band_panel.image == "second"
+    assert "second height" not in viewer.layers
+    w.prev_button.click()
+    assert height.visible  # back with its image
+    height.visible = False  # hidden by hand: stays hidden across navigation
+    w.next_button.click()
+    w.prev_button.click()
+    assert not height.visible

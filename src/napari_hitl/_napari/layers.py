@@ -1,14 +1,15 @@
 """Turn store contents into napari layer data, and keep layers in step by name.
 
 Layer names follow one scheme so that widgets find and update layers in place:
-``"<image>"`` (RGB composite), ``"<image> bands"`` (all bands, band axis as a slider) and
-``"<image> labels"``. Every layer carries ``metadata["napari_hitl"]`` with the store path, the
-image name and the layer's role.
+``"<image>"`` (RGB composite), ``"<image> bands"`` (all bands, band axis as a slider),
+``"<image> labels"`` and ``"<image> height"`` (the height band, when one is chosen). Every layer
+carries ``metadata["napari_hitl"]`` with the store path, the image name and the layer's role.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dask.array as da
@@ -41,6 +42,14 @@ def bands_name(image: str) -> str:
 def labels_name(image: str) -> str:
     """Name of an image's labels layer."""
     return f"{image} labels"
+
+
+def height_name(image: str) -> str:
+    """Name of an image's height (DSM) layer."""
+    return f"{image} height"
+
+
+CLASS_LAYER_SUFFIXES = (" prediction", " accepted")  # labels layers of the learning loop
 
 
 def _window(band: BandInfo) -> tuple[float, float]:
@@ -166,3 +175,110 @@ def raster_layers(data: Any, band_names: Sequence[str], name: str) -> list[Layer
         out.append((rgb_composite(arr, infos, rgb), {"name": f"{name} RGB", "rgb": True}, "image"))
     out.append((arr, {"name": name, "visible": arr.shape[0] < 3, "metadata": meta}, "image"))
     return out
+
+
+def composite_data(store: ProjectStore, name: str, rgb: Sequence[int] | None = None) -> Any:
+    """The lazily computed RGB composite of a stored image.
+
+    Parameters
+    ----------
+    store
+        The project store.
+    name
+        The image.
+    rgb
+        Band indices (red, green, blue); the image's stored choice when omitted.
+
+    Returns
+    -------
+    dask.array.Array
+        ``[Z|T,] Y, X, 3`` float32 in [0, 1], the data of the ``"<image>"`` layer.
+    """
+    info = store.image_info(name)
+    return rgb_composite(da.from_zarr(store.image(name)), info.bands, rgb or info.rgb)
+
+
+def height_layer(
+    store: ProjectStore, name: str, band: int | None = None, visible: bool = True
+) -> LayerData:
+    """Layer data of an image's height band, shown as the ``"<image> height"`` layer.
+
+    Parameters
+    ----------
+    store
+        The project store.
+    name
+        The image.
+    band
+        Band index; the image's height band (role ``"dsm"``) when omitted.
+    visible
+        Whether the layer is shown.
+
+    Returns
+    -------
+    LayerData
+        ``(data, kwargs, "image")`` with a terrain colormap and the band's contrast window.
+
+    Raises
+    ------
+    ValueError
+        No ``band`` given and the image has no height band.
+    """
+    info = store.image_info(name)
+    band = info.dsm_band if band is None else band
+    if band is None:
+        raise ValueError(f"image {name!r} has no height band; choose one")
+    kwargs = {
+        "name": height_name(name),
+        "colormap": "gist_earth",
+        "contrast_limits": list(_window(info.bands[band])),
+        "visible": visible,
+        "axis_labels": _axis_labels(info.axes[1:]),
+        "metadata": _meta(store, info, "height"),
+    }
+    kwargs["metadata"][META]["band"] = band
+    return da.from_zarr(store.image(name))[band], kwargs, "image"
+
+
+def same_store(path: Any, store: ProjectStore) -> bool:
+    """Whether ``path`` (from a layer's metadata) names the directory of ``store``."""
+    if not path:
+        return False
+    return os.path.realpath(os.fspath(path)) == os.path.realpath(store.path)
+
+
+def class_layers(layers: Iterable[Any], store: ProjectStore) -> list[Any]:
+    """The open Labels layers that show class values of ``store``.
+
+    These are its labels layers (role ``"labels"`` in ``metadata["napari_hitl"]``) and the
+    learning loop's ``"<image> prediction"`` and ``"<image> accepted"`` layers of its images.
+    """
+    from napari.layers import Labels
+
+    images = set(store.image_names())
+    loop_names = {image + suffix for image in images for suffix in CLASS_LAYER_SUFFIXES}
+    out = []
+    for layer in layers:
+        if not isinstance(layer, Labels):
+            continue
+        meta = layer.metadata.get(META, {})
+        if (meta.get("role") == "labels" and same_store(meta.get("store"), store)) or (
+            layer.name in loop_names
+        ):
+            out.append(layer)
+    return out
+
+
+def recolor_class_layers(layers: Iterable[Any], store: ProjectStore) -> list[Any]:
+    """Give every layer of :func:`class_layers` the colours of the store's classes.
+
+    Returns
+    -------
+    list
+        The layers recoloured.
+    """
+    targets = class_layers(layers, store)
+    classes = store.classes
+    for layer in targets:
+        layer.colormap = direct_colormap(classes)  # one colormap object per layer
+    return targets

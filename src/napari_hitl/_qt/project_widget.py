@@ -1,5 +1,5 @@
 """The Project dock widget: open or create a project store, import images, move between images,
-save labels, and see what the store holds."""
+save labels, edit the classes, choose the displayed bands, and see what the store holds."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -26,6 +23,8 @@ from napari_hitl._napari.layers import (
     labels_name,
     store_image_layers,
 )
+from napari_hitl._qt.band_panel import BandPanel
+from napari_hitl._qt.class_editor import ClassEditor
 from napari_hitl._qt.shortcuts import PROJECT_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.rasters import read_raster
@@ -57,8 +56,8 @@ class ProjectWidget(QWidget):
         self.save_button = QPushButton("Save labels")
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
-        self.classes_list = QListWidget()
-        self.classes_list.setMaximumHeight(140)
+        self.class_editor = ClassEditor(self.viewer)
+        self.band_panel = BandPanel(self.viewer)
         for b, tip in (
             (self.prev_button, "Previous image (saves the labels first) — Alt-P"),
             (self.next_button, "Next image (saves the labels first) — Alt-N"),
@@ -79,8 +78,10 @@ class ProjectWidget(QWidget):
         layout.addWidget(self.import_button)
         layout.addLayout(nav)
         layout.addWidget(self.save_button)
-        layout.addWidget(QLabel("Classes"))
-        layout.addWidget(self.classes_list)
+        layout.addWidget(QLabel("<b>Bands shown</b>"))
+        layout.addWidget(self.band_panel)
+        layout.addWidget(QLabel("<b>Classes</b>"))
+        layout.addWidget(self.class_editor)
         layout.addWidget(self.info_label)
         layout.addStretch(1)
 
@@ -90,6 +91,7 @@ class ProjectWidget(QWidget):
         self.prev_button.clicked.connect(lambda: self.go_to(self.index - 1))
         self.next_button.clicked.connect(lambda: self.go_to(self.index + 1))
         self.save_button.clicked.connect(self.save_labels)
+        self.band_panel.display_changed.connect(lambda _image: self._refresh())
         self._unbind_shortcuts = bind_shortcuts(
             self.viewer,
             {
@@ -146,11 +148,18 @@ class ProjectWidget(QWidget):
         for layer in self.viewer.layers:
             meta = layer.metadata.get(META, {})
             if meta.get("store") == str(self.store.path) and meta.get("image") != name:
+                if meta.get("role") == "height" and layer.visible:
+                    meta["was_visible"] = True  # shown again when its image comes back
                 layer.visible = False
         existing = self._layers_of(name)
         if existing:
+            roles = {layer.metadata[META]["role"] for layer in existing}
             for layer in existing:
-                layer.visible = layer.metadata[META]["role"] != "bands" or len(existing) == 2
+                meta = layer.metadata[META]
+                if meta["role"] == "height":
+                    layer.visible = meta.pop("was_visible", False) or layer.visible
+                else:
+                    layer.visible = meta["role"] != "bands" or "composite" not in roles
         else:
             for data, kwargs, kind in store_image_layers(self.store, name):
                 getattr(self.viewer, f"add_{kind}")(data, **kwargs)
@@ -240,16 +249,13 @@ class ProjectWidget(QWidget):
         self.save_button.setEnabled(has)
         self.import_button.setEnabled(self.store is not None)
         self.position_label.setText(f"{self.index + 1} of {len(names)}" if has else "no images")
-        self.classes_list.clear()
+        self.class_editor.set_store(self.store)
+        self.band_panel.set_image(self.store, self.current_image())
         if self.store is None:
             self.info_label.setText(
                 "Open a project store (.zarr) or create one, then import images."
             )
             return
-        for c in self.store.classes:
-            pix = QPixmap(12, 12)
-            pix.fill(QColor(c.color))
-            self.classes_list.addItem(QListWidgetItem(QIcon(pix), f"{c.value}  {c.name}"))
         name = self.current_image()
         if name is None:
             self.info_label.setText(f"{self.store.path.name}: no images yet")

@@ -334,6 +334,82 @@ class ProjectStore:
         """Metadata of one image."""
         return ImageInfo.from_json(name, dict(self._image_group(name).attrs)[ATTR])
 
+    def set_display(
+        self,
+        name: str,
+        rgb: Sequence[int] | None = None,
+        dsm_band: int | str | None = "keep",
+    ) -> ImageInfo:
+        """Change how an image is shown: the bands of its RGB composite and its height band.
+
+        Only the ``rgb`` entry and the band roles of the image's ``napari_hitl`` attributes
+        change (the height band is the band with role ``"dsm"``); every other key, and the
+        OME-Zarr metadata beyond the channel colours, is kept as it is. Pixels, labels and
+        derived arrays are untouched (their signatures stay valid).
+
+        Parameters
+        ----------
+        name
+            The image.
+        rgb
+            Three band indices (red, green, blue); ``None`` keeps the current ones.
+        dsm_band
+            Index of the height band, ``None`` for no height band, or ``"keep"`` (default)
+            to leave it as it is. A band that stops being the height band gets back the role
+            it had before it was chosen (``"other"`` for a band imported as height).
+
+        Returns
+        -------
+        ImageInfo
+            The image's metadata after the change.
+
+        Raises
+        ------
+        ValueError
+            ``rgb`` is not three band indices, or ``dsm_band`` is not a band index.
+        StoreError
+            No such image, or the store is open read-only.
+        """
+        self._require_writable()
+        group_json = self.path / "images" / name / "zarr.json"
+        self._image_group(name)  # raises StoreError for an unknown image
+        meta = json.loads(group_json.read_text())
+        attrs = meta.setdefault("attributes", {})
+        data = attrs[ATTR]
+        n = len(data["bands"])
+        if rgb is not None:
+            rgb = [int(i) for i in rgb]
+            if len(rgb) != 3 or not all(0 <= i < n for i in rgb):
+                raise ValueError(f"RGB bands {tuple(rgb)} must be 3 indices in 0..{n - 1}")
+            data["rgb"] = rgb
+        if dsm_band != "keep":
+            if dsm_band is not None and not (
+                isinstance(dsm_band, int | np.integer) and 0 <= int(dsm_band) < n
+            ):
+                raise ValueError(f"height band {dsm_band!r} must be None or an index in 0..{n - 1}")
+            for i, band in enumerate(data["bands"]):
+                role = band.get("role", "spectral")
+                extra = band.get("extra") or {}
+                if dsm_band is not None and i == int(dsm_band):
+                    if role != "dsm":
+                        band["extra"] = {**extra, "role_before_height": role}
+                        band["role"] = "dsm"
+                elif role == "dsm":
+                    band["role"] = extra.pop("role_before_height", "other")
+                    if extra:
+                        band["extra"] = extra
+                    else:
+                        band.pop("extra", None)
+        omero = attrs.get("ome", {}).get("omero", {})
+        channels = omero.get("channels", [])
+        if rgb is not None and len(channels) == n:
+            colors = {rgb[2]: "0000FF", rgb[1]: "00FF00", rgb[0]: "FF0000"}
+            for i, ch in enumerate(channels):
+                ch["color"] = colors.get(i, "FFFFFF")
+                ch["active"] = i in colors
+        _atomic_write_json(group_json, meta)
+        return self.image_info(name)
+
     def image(self, name: str) -> zarr.Array:
         """The bands of an image as a lazily read zarr array (``C, [Z|T,] Y, X``)."""
         return self._image_group(name)["0"]  # type: ignore[return-value]
