@@ -18,13 +18,15 @@ class JobRunner(QObject):
     ``start(make_job, on_done)`` calls ``make_job(token)`` — a generator of
     :class:`~napari_hitl.core.progress.Progress` that returns a value — in a worker thread;
     ``on_done(value)`` runs on the GUI thread. ``cancel()`` sets the token; the job stops at its
-    next step and ``cancelled`` is emitted. Errors become napari notifications.
+    next step and ``cancelled`` is emitted. Errors become napari notifications. Whatever else the
+    job yields (not a ``Progress``, not ``None``) is passed on by the ``update`` signal.
     """
 
     started = Signal(str)
     finished = Signal(str)  # the job's name, after success, error or cancel
     cancelled = Signal(str)
     failed = Signal(str, str)  # name, message
+    update = Signal(object)  # anything else a job yields (a live round's result)
 
     def __init__(self, progress_bar: QProgressBar | None = None) -> None:
         super().__init__()
@@ -85,8 +87,13 @@ class JobRunner(QObject):
             QApplication.processEvents()
             time.sleep(0.01)
 
-    def _on_progress(self, report: Progress) -> None:
-        if self.progress_bar is not None and isinstance(report, Progress):
+    def _on_progress(self, report: Any) -> None:
+        if report is None:  # a heartbeat: lets napari's worker see a quit request
+            return
+        if not isinstance(report, Progress):
+            self.update.emit(report)
+            return
+        if self.progress_bar is not None:
             self.progress_bar.setMaximum(max(report.total, 1))
             self.progress_bar.setValue(report.done)
             self.progress_bar.setFormat(report.message[:80] or f"{self.name} %p%")

@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -24,8 +27,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META, direct_colormap
+from napari_hitl._napari.layers import META
 from napari_hitl._qt.jobs import JobRunner
+from napari_hitl._qt.live_controller import LiveController
+from napari_hitl._qt.points_tool import PointsTool
+from napari_hitl._qt.result_layers import (
+    UNCERTAINTY_KINDS,
+    Box,
+    result_layer_names,
+    show_prediction,
+    write_part,
+)
 from napari_hitl._qt.shortcuts import LOOP_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError
@@ -41,6 +53,7 @@ from napari_hitl.core.loop import (
     load_state,
     predict_project_image,
     push_project_image,
+    stack_depth,
     train_project,
 )
 from napari_hitl.core.models import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
@@ -51,15 +64,7 @@ if TYPE_CHECKING:
     import napari
 
 
-def result_layer_names(image: str) -> dict[str, str]:
-    """Names of the result layers of ``image`` (updated in place by these names)."""
-    return {
-        "prediction": f"{image} prediction",
-        "confidence": f"{image} confidence",
-        "uncertainty": f"{image} uncertainty",
-        "accepted": f"{image} accepted",
-        "region": f"{image} region",  # a Shapes rectangle drawn by the person
-    }
+__all__ = ["LoopWidget", "result_layer_names"]
 
 
 class LoopWidget(QWidget):
@@ -92,6 +97,27 @@ class LoopWidget(QWidget):
             "Keep accepted pixels this far inside a confident region of one class: wrong "
             "confident pixels sit on class boundaries (0 = accept every pixel above the threshold)"
         )
+        self.uncertainty_combo = QComboBox()
+        self.uncertainty_combo.addItems(UNCERTAINTY_KINDS)
+        self.uncertainty_combo.setToolTip(
+            "Uncertainty layer: entropy of the class probabilities, or 1 − margin between the "
+            "two most likely classes (high where two classes compete)"
+        )
+        self.bands_list = QListWidget()
+        self.bands_list.setMaximumHeight(90)
+        self.bands_list.setToolTip("Bands the model trains on (untick noisy bands)")
+        self.stack_combo = QComboBox()
+        self.stack_combo.addItems(["current slice", "whole stack"])
+        self.stack_combo.setToolTip("A Z/T stack: predict the slice on show or every slice")
+        self.live_check = QCheckBox("Live")
+        self.live_check.setToolTip(
+            "Train in the background while you paint; the visible part of the image is "
+            "predicted again after each stroke. Switching it off saves the model and predicts "
+            "the whole image."
+        )
+        self.update_button = QPushButton("Update")
+        self.update_button.setToolTip("One live round: train briefly on the labels and predict "
+                                      "the visible part of the image")  # fmt: skip
         self.add_button = QPushButton("Add predictions")
         self.undo_button = QPushButton("Undo push")
         self.clear_button = QPushButton("Clear machine labels")
@@ -105,10 +131,18 @@ class LoopWidget(QWidget):
         self.areas = QLabel()
         self.areas.setWordWrap(True)
         self.jobs = JobRunner(self.progress)
+        self.live = LiveController(self)
+        self.points = PointsTool(self)
+        self.after_live = False
+        self._stack_prediction: Prediction | None = None
+        self._pred_index: int | None = None
 
         form = QFormLayout()
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Model", self.model_combo)
+        form.addRow("Model bands", self.bands_list)
+        form.addRow("Predict", self.stack_combo)
+        form.addRow("Uncertainty", self.uncertainty_combo)
         thr = QHBoxLayout()
         thr.addWidget(self.threshold_slider)
         thr.addWidget(self.threshold_label)
@@ -120,6 +154,10 @@ class LoopWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.train_button)
         layout.addWidget(self.infer_button)
+        live_row = QHBoxLayout()
+        live_row.addWidget(self.live_check)
+        live_row.addWidget(self.update_button)
+        layout.addLayout(live_row)
         layout.addWidget(QLabel("Confidence threshold"))
         layout.addLayout(thr)
         margin_form = QFormLayout()
@@ -127,6 +165,7 @@ class LoopWidget(QWidget):
         layout.addLayout(margin_form)
         layout.addLayout(push_row)
         layout.addWidget(self.clear_button)
+        layout.addLayout(self.points.row())
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.areas)
@@ -158,15 +197,23 @@ class LoopWidget(QWidget):
         self.jobs.cancelled.connect(lambda n: self.status.setText(f"{n} cancelled."))
         self.jobs.failed.connect(lambda n, msg: self.status.setText(f"{n} failed: {msg}"))
         self.region_button.clicked.connect(self.draw_region)
+        self.live_check.toggled.connect(self._live_toggled)
+        self.update_button.clicked.connect(lambda: self.live.start(once=True))
+        self.live.state_changed.connect(self._live_state)
+        self.uncertainty_combo.currentTextChanged.connect(lambda _t: self._restyle_uncertainty())
+        self.labels_combo.currentTextChanged.connect(lambda _t: self._image_changed())
+        self.viewer.dims.events.current_step.connect(self._slice_changed)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+        self._image_changed()
         self._threshold_changed(self.threshold_slider.value())
         actions = {
             "Alt-T": self._train_or_cancel,
             "Alt-I": self.infer,
             "Alt-A": self.add_predictions,
             "Alt-U": self.undo,
+            "Alt-L": lambda: self.live_check.setChecked(not self.live_check.isChecked()),
         }
         for i in range(1, 10):
             actions[f"Alt-{i}"] = lambda i=i: self.select_class(i)
@@ -211,12 +258,61 @@ class LoopWidget(QWidget):
         if current in names:
             self.labels_combo.setCurrentText(current)
         self.labels_combo.blockSignals(False)
+        if self.labels_combo.currentText() != current:
+            self._image_changed()
+
+    def _image_changed(self) -> None:
+        """A new labels layer was chosen: its bands fill the band list; stack options show."""
+        self.bands_list.clear()
+        try:
+            store, image, _layer = self.context()
+        except HitlError:
+            self.stack_combo.setEnabled(False)
+            return
+        info = store.image_info(image)
+        for band in info.band_names:
+            item = QListWidgetItem(band)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            self.bands_list.addItem(item)
+        self.stack_combo.setEnabled(bool(stack_depth(info)))
+        self._update_areas()
+
+    def plane_index(self) -> int | None:
+        """The slice of a Z/T stack on show (``None`` for a 2-D image)."""
+        layer = self.labels_layer()
+        if layer is None or np.ndim(layer.data) < 3:
+            return None
+        data_point = np.asarray(layer.world_to_data(self.viewer.dims.point))
+        depth = np.shape(layer.data)[0]
+        return int(np.clip(np.round(data_point[-3]), 0, depth - 1))
+
+    def model_bands(self) -> list[str] | None:
+        """The ticked bands (``None`` when all are ticked: every band)."""
+        items = [self.bands_list.item(i) for i in range(self.bands_list.count())]
+        chosen = [it.text() for it in items if it.checkState() == Qt.CheckState.Checked]
+        return None if len(chosen) == len(items) else chosen
+
+    def train_config(self) -> TrainConfig:
+        """The training settings chosen in the widget."""
+        return TrainConfig(model=self.model_combo.currentText(), bands=self.model_bands())
 
     def _set_busy(self, busy: bool) -> None:
-        self.train_button.setText("Cancel" if busy and self.jobs.name == "Training" else "Train")
-        for b in (self.infer_button, self.add_button, self.undo_button, self.clear_button):
+        name = self.jobs.name
+        self.train_button.setText("Cancel" if busy and name == "Training" else "Train")
+        for b in (
+            self.infer_button,
+            self.add_button,
+            self.undo_button,
+            self.clear_button,
+            self.update_button,
+        ):
             b.setEnabled(not busy)
-        self.train_button.setEnabled(not busy or self.jobs.name == "Training")
+        self.train_button.setEnabled(not busy or name == "Training")
+        self.live_check.setEnabled(not busy or name == "Live")
+        if not busy and self.after_live:
+            self.after_live = False
+            self.infer()
 
     def _error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
@@ -246,7 +342,7 @@ class LoopWidget(QWidget):
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return False
-        config = config or TrainConfig(model=self.model_combo.currentText())
+        config = config or self.train_config()
 
         def done(result: Any) -> None:
             report, state = result
@@ -261,7 +357,8 @@ class LoopWidget(QWidget):
         )
 
     def infer(self) -> bool:
-        """Predict the current image in a worker thread; results appear as layers."""
+        """Predict the current image (inside the region rectangle if one is drawn; the slice on
+        show or the whole stack for a Z/T stack) in a worker thread; results appear as layers."""
         try:
             store, image, layer = self.context()
             state = load_state(store)
@@ -270,18 +367,36 @@ class LoopWidget(QWidget):
         except HitlError as exc:
             self._error(exc)
             return False
+        index = self.plane_index()
+        whole_stack = index is not None and self.stack_combo.currentIndex() == 1
+        region = self.region_box()
 
         def done(pred: Prediction) -> None:
-            self.prediction, self._predicted_image = pred, image
-            self._show_results(store, image, layer, pred)
+            self._predicted_image = image
+            if whole_stack:
+                self._stack_prediction = pred
+                self._show_results(store, image, layer, pred, None)
+                self._slice_changed()
+            else:
+                self._stack_prediction = None
+                self.prediction, self._pred_index = pred, index
+                self._show_results(store, image, layer, pred, index)
+            where = " inside the region" if region else ""
             self.status.setText(
-                f"Predicted {image} with iteration {state.iteration}. Move the threshold, then "
-                "Add predictions."
+                f"Predicted {image}{where} with iteration {state.iteration}. Move the threshold, "
+                "then Add predictions."
             )
 
         return self.jobs.start(
             "Inference",
-            lambda token: predict_project_image(store, image, state, cancel=token),
+            lambda token: predict_project_image(
+                store,
+                image,
+                state,
+                cancel=token,
+                index=None if whole_stack else index,
+                region=region,
+            ),
             done,
         )
 
@@ -301,9 +416,15 @@ class LoopWidget(QWidget):
 
     def add_predictions(self) -> int:
         """Push accepted pixels into the labels (human labels untouched); returns pixels added."""
+        index = self.plane_index()
         return self._edit_labels(
             lambda store, image: push_project_image(
-                store, image, self.threshold, self.region_box(), margin=self.margin_spin.value()
+                store,
+                image,
+                self.threshold,
+                self.region_box(),
+                margin=self.margin_spin.value(),
+                index=index,
             ),
             lambda rec: f"Added {rec.count} machine labels (iteration {rec.iteration}).",
         )
@@ -324,29 +445,79 @@ class LoopWidget(QWidget):
         self._update_preview()
         self._update_areas()
 
-    def _upsert(self, name: str, data: Any, kind: str, like: Any, **kwargs: Any) -> Any:
-        """Update a layer in place by name, or add it aligned with ``like``."""
-        if name in self.viewer.layers:
-            target = self.viewer.layers[name]
-            target.data = data
-            return target
-        add = getattr(self.viewer, f"add_{kind}")
-        return add(data, name=name, scale=like.scale, translate=like.translate, **kwargs)
-
-    def _show_results(self, store: ProjectStore, image: str, layer: Any, pred: Prediction) -> None:
-        names = result_layer_names(image)
-        cmap = direct_colormap(store.classes)
-        self._upsert(names["prediction"], pred.labels, "labels", layer, colormap=cmap,
-                     opacity=0.6, visible=False)  # fmt: skip
-        self._upsert(names["confidence"], pred.confidence, "image", layer, colormap="magma",
-                     contrast_limits=(0.0, 1.0), opacity=0.7, visible=False)  # fmt: skip
-        self._upsert(names["uncertainty"], pred.entropy, "image", layer, colormap="viridis",
-                     visible=False)  # fmt: skip
-        self._upsert(names["accepted"], np.zeros_like(pred.labels), "labels", layer,
-                     colormap=cmap, opacity=0.5)  # fmt: skip
+    def _show_results(
+        self,
+        store: ProjectStore,
+        image: str,
+        layer: Any,
+        pred: Prediction,
+        index: int | None,
+        box: Box | None = None,
+    ) -> None:
+        kind = self.uncertainty_combo.currentText()
+        show_prediction(self.viewer, image, layer, pred, store.classes, kind, index, box)
         self.viewer.layers.selection.active = layer
         self._update_preview()
         self._update_areas()
+
+    def show_partial_prediction(
+        self,
+        store: ProjectStore,
+        image: str,
+        layer: Any,
+        part: Prediction,
+        index: int | None,
+        box: Box,
+    ) -> None:
+        """Show the prediction of one box (a live round) and keep it for the preview."""
+        h, w = np.shape(layer.data)[-2:]
+        k = part.probabilities.shape[0]
+        pred = self.prediction
+        if (
+            pred is None
+            or self._predicted_image != image
+            or self._pred_index != index
+            or pred.probabilities.shape != (k, h, w)
+        ):
+            z = np.zeros((h, w), np.float32)
+            pred = Prediction(
+                np.zeros((h, w), np.uint16), np.zeros((k, h, w), np.float32), z, z.copy(), z.copy()
+            )
+        r0, r1, c0, c1 = box
+        pred.labels[r0:r1, c0:c1] = part.labels
+        pred.probabilities[:, r0:r1, c0:c1] = part.probabilities
+        for key in ("confidence", "margin", "entropy"):
+            getattr(pred, key)[r0:r1, c0:c1] = getattr(part, key)
+        self.prediction, self._pred_index, self._predicted_image = pred, index, image
+        self._stack_prediction = None
+        self._show_results(store, image, layer, part, index, box)
+
+    def _restyle_uncertainty(self) -> None:
+        if self.prediction is None or self._predicted_image is None:
+            return
+        from napari_hitl._qt.result_layers import uncertainty
+
+        name = result_layer_names(self._predicted_image)["uncertainty"]
+        if name in self.viewer.layers:
+            unc = uncertainty(self.prediction, self.uncertainty_combo.currentText())
+            write_part(self.viewer.layers[name], unc, self._pred_index, None)
+
+    def _slice_changed(self, *_: Any) -> None:
+        """A new slice of a stack is on show: its part of a whole-stack prediction drives the
+        preview."""
+        stack = self._stack_prediction
+        index = self.plane_index()
+        if stack is None or index is None or stack.labels.ndim != 3:
+            return
+        self.prediction = Prediction(
+            stack.labels[index],
+            stack.probabilities[:, index],
+            stack.confidence[index],
+            stack.margin[index],
+            stack.entropy[index],
+        )
+        self._pred_index = index
+        self._update_preview()
 
     def _threshold_changed(self, value: int) -> None:
         self.threshold_label.setText(f"{value / 100:.2f}")
@@ -365,7 +536,12 @@ class LoopWidget(QWidget):
             predicted=pred.labels,
             margin=self.margin_spin.value(),
         )
-        return accepted & (np.asarray(layer.data) == 0)
+        labels = np.asarray(layer.data)
+        if self._pred_index is not None:
+            labels = labels[self._pred_index]
+        if labels.shape != accepted.shape:
+            return None
+        return accepted & (labels == 0)
 
     def _update_preview(self) -> None:
         accepted = self.accepted_mask()
@@ -373,7 +549,8 @@ class LoopWidget(QWidget):
             return
         name = result_layer_names(self._predicted_image)["accepted"]
         if name in self.viewer.layers:
-            self.viewer.layers[name].data = np.where(accepted, self.prediction.labels, 0)
+            part = np.where(accepted, self.prediction.labels, 0).astype(np.uint16)
+            write_part(self.viewer.layers[name], part, self._pred_index, None)
         share = accepted.mean()
         self.status.setText(
             f"{accepted.sum()} pixels ({share:.1%}) would be added at confidence "
@@ -450,9 +627,47 @@ class LoopWidget(QWidget):
             layer.mode = "paint"
             self.status.setText(f"Painting {cls.name} (label {cls.value}).")
 
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels a running job and waits for it; shortcuts are released."""
+    # ---------------------------------------------------------------- live mode
+    def _live_toggled(self, on: bool) -> None:
+        if on and not self.live.active:
+            if not self.live.start():
+                self.live_check.blockSignals(True)
+                self.live_check.setChecked(False)
+                self.live_check.blockSignals(False)
+            else:
+                self.status.setText("Live: paint, and watch the prediction follow.")
+        elif not on and self.live.active:
+            self.status.setText("Live: saving the model…")
+            self.live.stop()
+
+    def _live_state(self, on: bool) -> None:
+        self.live_check.blockSignals(True)
+        self.live_check.setChecked(on and not self.live.once)
+        self.live_check.blockSignals(False)
+
+    # ---------------------------------------------------------------- closing
+    def shutdown(self) -> None:
+        """Cancel a running job and wait for it (at most 10 s); release the shortcuts."""
         self._unbind_shortcuts()
+        self._unbind_shortcuts = lambda: None
         self.jobs.cancel()
         self.jobs.wait(10000)
+
+    def showEvent(self, event: Any) -> None:
+        """Watch the viewer's window: closing napari mid-job cancels the job cleanly."""
+        window = self.window()
+        if window is not self and not getattr(self, "_watching", False):
+            window.installEventFilter(self)
+            self._watching = True
+        super().showEvent(event)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        """Cancel jobs when the viewer's window closes."""
+        if event.type() == QEvent.Type.Close:
+            self.shutdown()
+        return False
+
+    def closeEvent(self, event: Any) -> None:
+        """Closing the widget cancels a running job and waits for it; shortcuts are released."""
+        self.shutdown()
         super().closeEvent(event)

@@ -15,6 +15,7 @@ LOOP_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Alt-I", "Infer & filter the current image"),
     ("Alt-A", "Add predictions"),
     ("Alt-U", "Undo the last push"),
+    ("Alt-L", "Live mode on / off"),
     ("Alt-1 … Alt-9", "paint with class 1 … 9 of the class list"),
 )
 #: (key, what it does) — the project widget's shortcuts

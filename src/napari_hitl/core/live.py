@@ -229,14 +229,15 @@ def live_training(
     cancel: CancelToken | None = None,
     max_rounds: int | None = None,
     index: int | None = None,
-) -> Generator[Progress | LiveUpdate, None, LoopState | None]:
+) -> Generator[Progress | LiveUpdate | None, None, LoopState | None]:
     """Train in rounds on the labels posted to ``inbox`` and predict the visible box each round.
 
-    A generator: it yields a :class:`LiveUpdate` after each round (and :class:`Progress` while
-    it saves). It ends after ``max_rounds`` rounds or when :meth:`LiveInbox.request_stop` is
-    called; it then fits the temperature on held-out strokes, saves the model as the store's
-    ``latest`` checkpoint (the next iteration) and returns its :class:`LoopState` — or ``None``
-    when it never trained. Cancelling ``cancel`` stops it at once without saving.
+    A generator: it yields a :class:`LiveUpdate` after each round, :class:`Progress` while it
+    saves, and ``None`` while paused (a heartbeat, so a worker thread can stop it). It ends
+    after ``max_rounds`` rounds or when :meth:`LiveInbox.request_stop` is called; it then fits
+    the temperature on held-out strokes, saves the model as the store's ``latest`` checkpoint
+    (the next iteration) and returns its :class:`LoopState` — or ``None`` when it never
+    trained. Cancelling ``cancel`` stops it at once without saving.
 
     Labels of the other images of the project (and of the other slices of a stack) are read
     once at the start; the labels of ``image`` (slice ``index`` of a stack) come from the inbox
@@ -295,6 +296,7 @@ def live_training(
         train_now = not blocked and idle < settings.idle_rounds
         if not train_now and (box == last_box or not clf.trained):
             inbox.wait(settings.poll_seconds)
+            yield None  # a heartbeat: a worker thread running this can stop here
             continue
         t0 = time.perf_counter()
         trained = False
