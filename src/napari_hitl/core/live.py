@@ -12,7 +12,8 @@ worker thread and talks to it through a :class:`LiveInbox`:
 
 Each *round* trains a few warm optimizer steps on the latest labels, then predicts only the
 visible box and yields a :class:`LiveUpdate` — about 1 s on 2 cores for a 512 × 512 view with the
-U-Net (``napari-hitl bench``-like figures in ``docs/napari.md``). When no new labels arrive for
+U-Net; a stroke shows in the view after 1.5 rounds on average (``benchmarks/live_latency.py``
+measures it; figures in ``docs/benchmarks.md``). When no new labels arrive for
 ``idle_rounds`` rounds the trainer pauses and only re-predicts when the view moves, so an idle
 session costs no CPU.
 
@@ -57,7 +58,9 @@ class LiveSettings:
     Attributes
     ----------
     round_steps
-        Warm optimizer steps per round (each round ends with a prediction of the view).
+        Warm optimizer steps per round (each round ends with a prediction of the view). Fewer
+        steps refresh the view sooner after a stroke; 5 kept the 512² view's refresh under 2 s
+        (``benchmarks/live_latency.py``).
     idle_rounds
         Rounds without new labels after which training pauses until the next stroke.
     poll_seconds
@@ -68,7 +71,7 @@ class LiveSettings:
         by ±0.01 (many short rounds add up to a long training run).
     """
 
-    round_steps: int = 8
+    round_steps: int = 5
     idle_rounds: int = 6
     poll_seconds: float = 0.05
     lr_factor: float = 0.3
