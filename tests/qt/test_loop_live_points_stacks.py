@@ -177,3 +177,20 @@ def test_closing_napari_mid_job_cancels(make_napari_viewer, tmp_path, qtbot):
     viewer.close()
     assert not loop.jobs.busy  # cancelled and waited for
     assert list_checkpoints(ProjectStore.open(store.path)) == []
+
+
+def test_strokes_are_saved_without_pressing_anything(make_napari_viewer, tmp_path, qtbot):
+    """Painting, then closing napari, loses nothing: strokes reach the store by themselves."""
+    store = build_sample_store(tmp_path / "p.zarr", shape=(64, 64))
+    viewer = make_napari_viewer()
+    _open(viewer, store)
+    layer = viewer.layers["sample labels"]
+    layer.paint((10, 10), 2)  # a brush stroke
+    qtbot.waitUntil(
+        lambda: ProjectStore.open(store.path).labels("sample")[10, 10] == 2, timeout=5000
+    )
+    layer.paint((30, 30), 3)
+    viewer.close()  # at once: the pending save happens on close
+    reopened = ProjectStore.open(store.path)
+    assert reopened.labels("sample")[30, 30] == 3
+    assert reopened.provenance("sample")[30, 30] == PROVENANCE_HUMAN

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["LoopWidget", "result_layer_names"]
+AUTOSAVE_MS = 1000  # save painted labels this long after the last stroke
 
 
 class LoopWidget(QWidget):
@@ -136,6 +137,13 @@ class LoopWidget(QWidget):
         self.after_live = False
         self._stack_prediction: Prediction | None = None
         self._pred_index: int | None = None
+        # brush strokes are written into the project store a moment after the last one, so that
+        # closing napari never loses painting (see save_labels_now)
+        self._autosave = QTimer(self)
+        self._autosave.setSingleShot(True)
+        self._autosave.setInterval(AUTOSAVE_MS)
+        self._autosave.timeout.connect(self.save_labels_now)
+        self._watched: Any = None
 
         form = QFormLayout()
         form.addRow("Labels layer", self.labels_combo)
@@ -262,8 +270,10 @@ class LoopWidget(QWidget):
             self._image_changed()
 
     def _image_changed(self) -> None:
-        """A new labels layer was chosen: its bands fill the band list; stack options show."""
+        """A new labels layer was chosen: its bands fill the band list; stack options show;
+        its strokes are saved automatically."""
         self.bands_list.clear()
+        self._watch(self.labels_layer())
         try:
             store, image, _layer = self.context()
         except HitlError:
@@ -277,6 +287,34 @@ class LoopWidget(QWidget):
             self.bands_list.addItem(item)
         self.stack_combo.setEnabled(bool(stack_depth(info)))
         self._update_areas()
+
+    def _watch(self, layer: Any) -> None:
+        if self._watched is layer:
+            return
+        if self._watched is not None:
+            self.save_labels_now()
+            self._watched.events.paint.disconnect(self._stroke)
+        self._watched = layer
+        if layer is not None:
+            layer.events.paint.connect(self._stroke)
+
+    def _stroke(self, _event: Any = None) -> None:
+        if not self.live.active:  # live mode saves every stroke itself
+            self._autosave.start()
+
+    def save_labels_now(self) -> int:
+        """Write the watched labels layer into the project store now; returns changed pixels."""
+        self._autosave.stop()
+        layer = self._watched
+        meta = layer.metadata.get(META, {}) if layer is not None else {}
+        if not meta.get("store"):
+            return 0
+        try:
+            store = ProjectStore.open(meta["store"], "a")
+            return store.save_edited_labels(meta["image"], np.asarray(layer.data))
+        except (HitlError, ValueError) as exc:
+            self._error(exc)
+            return 0
 
     def plane_index(self) -> int | None:
         """The slice of a Z/T stack on show (``None`` for a 2-D image)."""
@@ -647,7 +685,10 @@ class LoopWidget(QWidget):
 
     # ---------------------------------------------------------------- closing
     def shutdown(self) -> None:
-        """Cancel a running job and wait for it (at most 10 s); release the shortcuts."""
+        """Save pending strokes, cancel a running job and wait for it (at most 10 s); release
+        the shortcuts."""
+        if self._autosave.isActive():
+            self.save_labels_now()
         self._unbind_shortcuts()
         self._unbind_shortcuts = lambda: None
         self.jobs.cancel()
