@@ -194,3 +194,33 @@ def test_strokes_are_saved_without_pressing_anything(make_napari_viewer, tmp_pat
     reopened = ProjectStore.open(store.path)
     assert reopened.labels("sample")[30, 30] == 3
     assert reopened.provenance("sample")[30, 30] == PROVENANCE_HUMAN
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_label_any_image_layer(make_napari_viewer, tmp_path, monkeypatch, qtbot, rgb):
+    """An image opened some other way gets a project (and a labels layer); reopening resumes."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+    data = (rng.random((40, 50, 3)) * 255).astype(np.uint8) if rgb else rng.random((4, 40, 50))
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="my scan", rgb=rgb)
+    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    assert loop.image_combo.currentText() == "my scan" and loop.labels_combo.count() == 0
+    assert loop.start_labeling()
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=60_000)
+    assert loop.labels_combo.currentText() == "my_scan labels"
+    layer = viewer.layers["my_scan labels"]
+    assert layer.data.shape == (40, 50)
+    path = tmp_path / "napari-hitl" / "my_scan.zarr"
+    store = ProjectStore.open(path)
+    assert store.image_info("my_scan").shape == (3 if rgb else 4, 40, 50)
+    assert [c.name for c in store.classes] == ["class 1", "class 2"]
+    layer.data = np.pad(np.ones((5, 5), np.uint16), ((0, 35), (0, 45)))
+    assert loop.save_labels_now() == 25
+    # the same layer in a new session: the project is reused, labels and all
+    viewer2 = make_napari_viewer()
+    viewer2.add_image(data, name="my scan", rgb=rgb)
+    _dock, loop2 = viewer2.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    assert loop2.start_labeling("my scan")
+    qtbot.waitUntil(lambda: not loop2.jobs.busy, timeout=60_000)
+    assert int(np.asarray(viewer2.layers["my_scan labels"].data).sum()) == 25

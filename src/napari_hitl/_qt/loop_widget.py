@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META
+from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
+from napari_hitl._napari.layers import META, labels_name, store_image_layers
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.live_controller import LiveController
 from napari_hitl._qt.points_tool import PointsTool
@@ -78,6 +79,15 @@ class LoopWidget(QWidget):
         self._predicted_image: str | None = None
 
         self.labels_combo = QComboBox()
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip(
+            "An image layer that is not in a project yet (e.g. a TIFF opened by another reader)"
+        )
+        self.adopt_button = QPushButton("Label this image")
+        self.adopt_button.setToolTip(
+            "Put the image into a project store (next to its file as NAME.hitl.zarr, or in "
+            "~/napari-hitl/) and add a labels layer to paint in; reopening it resumes"
+        )
         self.model_combo = QComboBox()
         for name in MODEL_NAMES:
             self.model_combo.addItem(name)
@@ -146,6 +156,10 @@ class LoopWidget(QWidget):
         self._watched: Any = None
 
         form = QFormLayout()
+        adopt_row = QHBoxLayout()
+        adopt_row.addWidget(self.image_combo, 1)
+        adopt_row.addWidget(self.adopt_button)
+        form.addRow("New image", adopt_row)
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Model", self.model_combo)
         form.addRow("Model bands", self.bands_list)
@@ -205,6 +219,7 @@ class LoopWidget(QWidget):
         self.jobs.cancelled.connect(lambda n: self.status.setText(f"{n} cancelled."))
         self.jobs.failed.connect(lambda n, msg: self.status.setText(f"{n} failed: {msg}"))
         self.region_button.clicked.connect(self.draw_region)
+        self.adopt_button.clicked.connect(self.start_labeling)
         self.live_check.toggled.connect(self._live_toggled)
         self.update_button.clicked.connect(lambda: self.live.start(once=True))
         self.live.state_changed.connect(self._live_state)
@@ -266,8 +281,50 @@ class LoopWidget(QWidget):
         if current in names:
             self.labels_combo.setCurrentText(current)
         self.labels_combo.blockSignals(False)
+        from napari.layers import Image
+
+        outside = [
+            ly.name for ly in self.viewer.layers
+            if isinstance(ly, Image) and not ly.metadata.get(META, {}).get("store")
+        ]  # fmt: skip
+        self.image_combo.clear()
+        self.image_combo.addItems(outside)
+        self.adopt_button.setEnabled(bool(outside))
         if self.labels_combo.currentText() != current:
             self._image_changed()
+
+    def start_labeling(self, layer_name: str | None = None) -> bool:
+        """Put an image layer that is in no project into one (in a worker thread), then show
+        its layers with a labels layer to paint in; returns whether the job started."""
+        from napari.layers import Image
+
+        name = layer_name or self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        if not isinstance(layer, Image):
+            self._error(HitlError("choose an image layer first"))
+            return False
+        source = getattr(layer.source, "path", None)
+        path, image = project_path_for(name, source), image_name_for(name)
+        bands = layer.metadata.get(META, {}).get("band_names")
+        data, rgb = layer.data, bool(layer.rgb)
+
+        def done(store: ProjectStore) -> None:
+            for arr, kwargs, kind in store_image_layers(store, image):
+                if kwargs["name"] not in self.viewer.layers:
+                    getattr(self.viewer, f"add_{kind}")(arr, **kwargs)
+            layer.visible = False
+            self._refresh_layers()
+            self.labels_combo.setCurrentText(labels_name(image))
+            self._image_changed()
+            self.viewer.layers.selection.active = self.viewer.layers[labels_name(image)]
+            self.status.setText(
+                f"Project {path}: paint a few pixels of each class into '{labels_name(image)}' "
+                "(rename the classes in the Project widget), then Train."
+            )
+
+        return self.jobs.start(
+            "Import", lambda token: adopt_layer(path, image, data, rgb, bands, token), done
+        )
 
     def _image_changed(self) -> None:
         """A new labels layer was chosen: its bands fill the band list; stack options show;
