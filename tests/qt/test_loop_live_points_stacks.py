@@ -94,6 +94,7 @@ def test_update_points_uncertainty_and_bands(sample, qtbot):
     names = result_layer_names("sample")
     conf = viewer.layers[names["confidence"]]
     assert conf.colorbar.visible  # a legend for the confidence colours
+    assert loop.image_combo.findText(names["confidence"]) < 0  # results are not new images
     unc = viewer.layers[names["uncertainty"]]
     entropy = np.array(unc.data)
     loop.uncertainty_combo.setCurrentText("1 − margin")

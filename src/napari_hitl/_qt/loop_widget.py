@@ -133,7 +133,7 @@ class LoopWidget(QWidget):
         self.undo_button = QPushButton("Undo push")
         self.clear_button = QPushButton("Clear machine labels")
         self.region_button = QPushButton("Region…")
-        self.shortcuts_label = QLabel("<i>Shortcuts: Alt-T/I/A/U, Alt-1…9 (hover)</i>")
+        self.shortcuts_label = QLabel("<i>Shortcuts: Alt-T/I/A/U/L, Alt-1…9 (hover)</i>")
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)
@@ -285,7 +285,9 @@ class LoopWidget(QWidget):
 
         outside = [
             ly.name for ly in self.viewer.layers
-            if isinstance(ly, Image) and not ly.metadata.get(META, {}).get("store")
+            if isinstance(ly, Image)
+            and not ly.metadata.get(META, {}).get("store")
+            and ly.metadata.get(META, {}).get("role") != "result"
         ]  # fmt: skip
         self.image_combo.clear()
         self.image_combo.addItems(outside)

@@ -46,6 +46,9 @@ def _target(index: int | None, box: Box | None) -> tuple[Any, ...]:
 def _ensure(
     viewer: Any, name: str, kind: str, like: Any, dtype: Any, **kwargs: Any
 ) -> tuple[Any, bool]:
+    from napari_hitl._napari.layers import META
+
+    kwargs.setdefault("metadata", {META: {"role": "result"}})
     """The layer ``name`` shaped like ``like`` (added, or re-created after a shape change)."""
     shape = np.shape(like.data)
     if name in viewer.layers:
