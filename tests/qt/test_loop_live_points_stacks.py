@@ -55,7 +55,8 @@ def test_live_mode_trains_while_the_person_paints(sample, qtbot):
     for col in range(90, 110):
         assert loop.jobs.busy
         layer.paint((100, col), layer.selected_label)
-    assert loop.live.inbox.version > version  # each stroke reached the trainer
+    # each stroke reaches the trainer (on the next turn of the event loop)
+    qtbot.waitUntil(lambda: loop.live.inbox.version >= version + 20, timeout=10_000)
     saved = ProjectStore.open(store.path)
     assert (saved.labels("sample")[100, 90:110] == gt[100, 100]).all()  # saved at once
     assert (saved.provenance("sample")[100, 90:110] == PROVENANCE_HUMAN).all()
@@ -87,7 +88,8 @@ def test_update_points_uncertainty_and_bands(sample, qtbot):
         "B04",
     ]
     assert loop.live.start(once=True)  # the Update button
-    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    # one round, the model saved, then the image predicted so that Add predictions can use it
+    qtbot.waitUntil(lambda: not loop.jobs.busy and loop.jobs.name == "Inference", timeout=120_000)
     state = load_state(ProjectStore.open(store.path))
     assert sorted(state.classifier.normalization.band_names) == ["B02", "B03", "B04"]
     assert not loop.live_check.isChecked() and loop.live.rounds == 1
@@ -100,6 +102,9 @@ def test_update_points_uncertainty_and_bands(sample, qtbot):
     loop.uncertainty_combo.setCurrentText("1 − margin")
     assert not np.allclose(np.array(unc.data), entropy)
     np.testing.assert_allclose(unc.data, 1 - loop.prediction.margin, atol=1e-6)
+    loop.threshold_slider.setValue(60)
+    pushed = loop.add_predictions()
+    assert pushed > 0 and loop.undo() == pushed  # Update's model can be pushed from
     # points: a positive point of a class labels a small disk; a human stroke stays
     points = loop.points.add_layer()
     assert points.mode == "add"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_hitl._qt.result_layers import Box
 from napari_hitl.core.errors import HitlError
@@ -121,7 +121,11 @@ class LiveController(QObject):
         inbox.post_labels(store.labels(image)[sel], store.provenance(image)[sel])
 
     def _on_paint(self, _event: Any = None) -> None:
-        """A stroke ended: save it and hand the labels to the trainer."""
+        """A stroke ended: save it and hand the labels to the trainer (on the next turn of the
+        event loop: napari emits ``paint`` before it writes a single dab)."""
+        QTimer.singleShot(0, self._save_and_post)
+
+    def _save_and_post(self) -> None:
         if self.inbox is None or self._where is None:
             return
         store, image, index = self._where
@@ -157,8 +161,7 @@ class LiveController(QObject):
         w.status.setText(
             f"Live model saved as iteration {state.iteration} after {self.rounds} rounds."
         )
-        if not self.once:
-            w.after_live = True  # predict the whole image once the job slot is free
+        w.after_live = True  # predict the image once the job slot is free: Add needs it
 
     def _finished(self, _name: str) -> None:
         self.widget.jobs.finished.disconnect(self._finished)

@@ -370,10 +370,12 @@ class LoopWidget(QWidget):
             return 0
         try:
             store = ProjectStore.open(meta["store"], "a")
-            return store.save_edited_labels(meta["image"], np.asarray(layer.data))
+            changed = store.save_edited_labels(meta["image"], np.asarray(layer.data))
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return 0
+        self._update_areas()
+        return changed
 
     def plane_index(self) -> int | None:
         """The slice of a Z/T stack on show (``None`` for a 2-D image)."""
@@ -403,6 +405,9 @@ class LoopWidget(QWidget):
             self.undo_button,
             self.clear_button,
             self.update_button,
+            self.points.apply_button,
+            self.region_button,
+            self.adopt_button,
         ):
             b.setEnabled(not busy)
         self.train_button.setEnabled(not busy or name == "Training")
@@ -448,6 +453,7 @@ class LoopWidget(QWidget):
                 f"({'warm start' if report.warm_start else 'fresh'}, {report.seconds:.1f} s, "
                 f"temperature {report.temperature:.2f}). Now Infer & filter."
             )
+            self._update_areas()
 
         return self.jobs.start(
             "Training", lambda token: train_project(store, config, cancel=token), done

@@ -92,6 +92,7 @@ class PointsTool(QObject):
         if layer is None or lab is None:
             return
         positive = not self.negative_check.isChecked()
+        layer.selected_data = set()  # the new colour is for the next points, not the last one
         layer.feature_defaults = {"positive": positive, "label": int(lab.selected_label)}
         layer.current_face_color = COLORS[positive]
 
@@ -134,10 +135,11 @@ class PointsTool(QObject):
             return None
         lab.data = store.labels(image)
         layer.data = np.zeros((0, layer.ndim))
+        w._update_preview()
+        w._update_areas()
         w.status.setText(
             f"Points: {result.labeled} pixels labeled, {result.removed} machine pixels removed"
             + (f", {result.skipped} points changed nothing" if result.skipped else "")
             + "."
         )
-        w._update_preview()
         return result
