@@ -582,15 +582,8 @@ class LoopWidget(QWidget):
             or self._pred_index != index
             or pred.probabilities.shape != (k, h, w)
         ):
-            z = np.zeros((h, w), np.float32)
-            pred = Prediction(
-                np.zeros((h, w), np.uint16), np.zeros((k, h, w), np.float32), z, z.copy(), z.copy()
-            )
-        r0, r1, c0, c1 = box
-        pred.labels[r0:r1, c0:c1] = part.labels
-        pred.probabilities[:, r0:r1, c0:c1] = part.probabilities
-        for key in ("confidence", "margin", "entropy"):
-            getattr(pred, key)[r0:r1, c0:c1] = getattr(part, key)
+            pred = Prediction.empty(k, (h, w))
+        pred.paste(part, box)
         self.prediction, self._pred_index, self._predicted_image = pred, index, image
         self._stack_prediction = None
         self._show_results(store, image, layer, part, index, box)

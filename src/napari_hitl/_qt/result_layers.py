@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from napari_hitl.core.classes import ClassInfo
+from napari_hitl.core.loop import Box
 from napari_hitl.core.prediction import Prediction
 
-Box = tuple[int, int, int, int]
 UNCERTAINTY_KINDS = ("entropy", "1 − margin")
 
 

@@ -34,21 +34,20 @@ import numpy as np
 
 from napari_hitl.core.classifier import MODEL_DEFAULTS, TrainConfig
 from napari_hitl.core.data import LabeledImage, TrainingDataError, make_labeled_image
-from napari_hitl.core.learner import save_checkpoint
 from napari_hitl.core.loop import (
-    LATEST,
+    Box,
     LoopState,
-    _hash,
     _normalized,
     classifier_for_training,
+    clip_region,
+    context_window,
+    save_latest,
     slice_name,
     training_images,
 )
 from napari_hitl.core.prediction import Prediction, predict_normalized
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, run_to_end
 from napari_hitl.core.store import ProjectStore
-
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (pixels, end exclusive)
 
 
 @dataclass
@@ -172,55 +171,25 @@ class LiveInbox:
 
 
 def clip_box(box: Box | None, shape: tuple[int, int]) -> Box:
-    """``box`` clipped to an image of ``shape`` (the whole image for ``None`` or an empty box)."""
-    h, w = shape
-    if box is None:
-        return 0, h, 0, w
-    r0, r1, c0, c1 = (int(v) for v in box)
-    r0, r1 = max(0, min(r0, h)), max(0, min(r1, h))
-    c0, c1 = max(0, min(c0, w)), max(0, min(c1, w))
-    if r1 <= r0 or c1 <= c0:
-        return 0, h, 0, w
-    return r0, r1, c0, c1
+    """``box`` clipped to an image of ``shape``; the whole image for ``None`` or a box with no
+    pixel inside it (the view panned off the image)."""
+    if box is not None:
+        with contextlib.suppress(ValueError):
+            return clip_region(box, shape)
+    return 0, shape[0], 0, shape[1]
 
 
 def predict_box(
     classifier, x: np.ndarray, valid: np.ndarray, box: Box, cancel: CancelToken | None = None
 ) -> Generator[Progress, None, Prediction]:
     """Predict the box of a normalized ``C, H, W`` image, with the context the network needs
-    around it, so that the box's pixels equal a prediction of the whole image.
-
-    The window starts on a multiple of the network's alignment (its pooling grid is then that
-    of a whole-image prediction) and carries ``halo`` pixels of real context on every side.
-    """
-    r0, r1, c0, c1 = box
-    halo = int(getattr(classifier, "halo", 0))
-    align = int(getattr(getattr(classifier, "net", None), "align", 1))
-    h, w = x.shape[-2:]
-    y0, x0 = max(r0 - halo, 0) // align * align, max(c0 - halo, 0) // align * align
-    y1, x1 = min(r1 + halo, h), min(c1 + halo, w)
+    around it (:func:`~napari_hitl.core.loop.context_window`), so that the box's pixels equal a
+    prediction of the whole image."""
+    (y0, y1, x0, x1), inner = context_window(classifier, box, x.shape[-2:])
     pred = yield from predict_normalized(
         classifier, x[:, y0:y1, x0:x1], valid[y0:y1, x0:x1], "auto", cancel
     )
-    inner = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
-    return Prediction(
-        pred.labels[inner],
-        pred.probabilities[(slice(None), *inner)],
-        pred.confidence[inner],
-        pred.margin[inner],
-        pred.entropy[inner],
-    )
-
-
-def _drain(job: Generator, cancel: CancelToken | None):
-    """Run a progress generator to its end (checking ``cancel``) and return its value."""
-    while True:
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        try:
-            next(job)
-        except StopIteration as stop:
-            return stop.value
+    return pred.crop(*inner)
 
 
 def live_training(
@@ -309,7 +278,7 @@ def live_training(
             if not clf.trained:  # the first round trains a fresh model at the full rate
                 cfg = replace(cfg, lr=config.lr)
             try:
-                _drain(clf.fit(data, cfg, cancel), cancel)
+                run_to_end(clf.fit(data, cfg, cancel))
             except TrainingDataError as exc:
                 blocked = str(exc)
                 rounds += 1
@@ -318,7 +287,7 @@ def live_training(
             if trained_rounds:  # live rounds keep the last calibration
                 clf.temperature = temperature
             trained, idle, trained_rounds = True, idle + 1, trained_rounds + 1
-        pred = _drain(predict_box(clf, x, valid, box, cancel), cancel)
+        pred = run_to_end(predict_box(clf, x, valid, box, cancel))
         rounds += 1
         last_box = box
         seconds = time.perf_counter() - t0
@@ -339,15 +308,7 @@ def live_training(
         round_config, holdout_fraction=config.holdout_fraction, seed=config.seed + rounds
     )
     with contextlib.suppress(TrainingDataError):  # too few strokes to hold out: keep T
-        _drain(clf.fit(data, calibration, cancel), cancel)
-    blob, _ = clf.state()
-    model_hash = _hash(blob)
-    train_config = {**config.to_json(), "live_rounds": trained_rounds}
-    save_checkpoint(
-        store,
-        LATEST,
-        clf,
-        {"iteration": iteration, "model_hash": model_hash, "train_config": train_config},
-    )
+        run_to_end(clf.fit(data, calibration, cancel))
+    state = save_latest(store, clf, iteration, {**config.to_json(), "live_rounds": trained_rounds})
     yield Progress(1, 1, "live: model saved")
-    return LoopState(clf, iteration, model_hash)
+    return state

@@ -360,15 +360,22 @@ def train_project(
     if not data:
         raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
     report = yield from clf.fit(data, config, cancel)
+    return report, save_latest(store, clf, iteration, config.to_json())
+
+
+def save_latest(
+    store: ProjectStore, clf: Classifier, iteration: int, train_config: dict[str, Any]
+) -> LoopState:
+    """Save ``clf`` as the project's ``latest`` model of ``iteration``, signed by its hash."""
     blob, _ = clf.state()
     model_hash = _hash(blob)
     save_checkpoint(
         store,
         LATEST,
         clf,
-        {"iteration": iteration, "model_hash": model_hash, "train_config": config.to_json()},
+        {"iteration": iteration, "model_hash": model_hash, "train_config": train_config},
     )
-    return report, LoopState(clf, iteration, model_hash)
+    return LoopState(clf, iteration, model_hash)
 
 
 # ---------------------------------------------------------------------------- prediction
@@ -388,6 +395,24 @@ def _relay(
         )
 
 
+def context_window(
+    clf: Classifier, box: Box, shape: tuple[int, int]
+) -> tuple[Box, tuple[slice, slice]]:
+    """The window to predict for ``box`` of an image of ``shape``, and ``box`` inside it.
+
+    The window starts on a multiple of the network's alignment, so that its pooling grid is the
+    one of a whole-image prediction, and carries ``halo`` pixels of real context on every side:
+    the box's pixels then equal those of a whole-image prediction.
+    """
+    r0, r1, c0, c1 = box
+    h, w = shape
+    halo = int(getattr(clf, "halo", 0))
+    align = int(getattr(getattr(clf, "net", None), "align", 1))
+    y0, x0 = max(r0 - halo, 0) // align * align, max(c0 - halo, 0) // align * align
+    window = (y0, min(r1 + halo, h), x0, min(c1 + halo, w))
+    return window, (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+
+
 def _predict_plane(
     clf: Classifier,
     store: ProjectStore,
@@ -403,29 +428,11 @@ def _predict_plane(
         x, valid = _normalized(store, name, norm, index=index)
         return (yield from predict_normalized(clf, x, valid, tile, cancel))
     h, w = store.image_info(name).spatial_shape[-2:]
-    r0, r1, c0, c1 = box
-    halo = int(getattr(clf, "halo", 0))
-    align = int(getattr(getattr(clf, "net", None), "align", 1))
-    # The window starts on a multiple of the network's alignment so that its pooling grid is the
-    # one of a whole-image prediction, and carries `halo` pixels of real context on every side.
-    y0, x0 = max(r0 - halo, 0) // align * align, max(c0 - halo, 0) // align * align
-    window = (y0, min(r1 + halo, h), x0, min(c1 + halo, w))
+    window, inner = context_window(clf, box, (h, w))
     x, valid = _normalized(store, name, norm, index=index, window=window)
     part = yield from predict_normalized(clf, x, valid, tile, cancel)
-    inner = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
-    k = part.probabilities.shape[0]
-    out = Prediction(
-        np.zeros((h, w), part.labels.dtype),
-        np.zeros((k, h, w), np.float32),
-        np.zeros((h, w), np.float32),
-        np.zeros((h, w), np.float32),
-        np.zeros((h, w), np.float32),
-    )
-    out.labels[r0:r1, c0:c1] = part.labels[inner]
-    out.probabilities[:, r0:r1, c0:c1] = part.probabilities[(slice(None), *inner)]
-    out.confidence[r0:r1, c0:c1] = part.confidence[inner]
-    out.margin[r0:r1, c0:c1] = part.margin[inner]
-    out.entropy[r0:r1, c0:c1] = part.entropy[inner]
+    out = Prediction.empty(part.probabilities.shape[0], (h, w))
+    out.paste(part.crop(*inner), box)
     return out
 
 

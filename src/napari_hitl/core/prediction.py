@@ -34,6 +34,37 @@ class Prediction:
     margin: np.ndarray
     entropy: np.ndarray
 
+    @classmethod
+    def empty(cls, n_classes: int, shape: tuple[int, int]) -> Prediction:
+        """An all-zero prediction of ``n_classes`` classes over ``shape`` (nothing predicted)."""
+        z = np.zeros(shape, np.float32)
+        return cls(
+            np.zeros(shape, np.uint16),
+            np.zeros((n_classes, *shape), np.float32),
+            z,
+            z.copy(),
+            z.copy(),
+        )
+
+    def crop(self, rows: slice, cols: slice) -> Prediction:
+        """The prediction of rows ``rows`` and columns ``cols`` (views, not copies)."""
+        return Prediction(
+            self.labels[rows, cols],
+            self.probabilities[:, rows, cols],
+            self.confidence[rows, cols],
+            self.margin[rows, cols],
+            self.entropy[rows, cols],
+        )
+
+    def paste(self, part: Prediction, box: tuple[int, int, int, int]) -> None:
+        """Write ``part``, the prediction of ``box`` ``(row0, row1, col0, col1)``, in place."""
+        r0, r1, c0, c1 = box
+        self.labels[r0:r1, c0:c1] = part.labels
+        self.probabilities[:, r0:r1, c0:c1] = part.probabilities
+        self.confidence[r0:r1, c0:c1] = part.confidence
+        self.margin[r0:r1, c0:c1] = part.margin
+        self.entropy[r0:r1, c0:c1] = part.entropy
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0, axis: int = 0) -> np.ndarray:
     """Numerically stable softmax of ``logits / temperature`` along ``axis`` (float32)."""
