@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from napari_hitl import __version__
+from napari_hitl.core.active import STRATEGIES
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import Progress
 
@@ -372,6 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """The simulated-user benchmark on a folder of images and masks."""
+    from napari_hitl.core.active import Schedule
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.simulate import (
         SimulationConfig,
@@ -393,6 +395,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         margin=args.margin,
         train=train,
+        strategy=args.strategy,
+        budget=args.budget,
+        tile=args.tile,
+        pseudo=args.pseudo,
+        schedule=Schedule(
+            beta0=args.beta0,
+            dbeta=args.dbeta,
+            gamma0=args.gamma0,
+            dgamma=args.dgamma,
+            delta=args.threshold,
+        ),
+        background=tuple(int(v) for v in (_split_list(args.background) or [])),
     )
     samples = load_image_folder(args.images, args.masks, args.max_images)
     classes = list(range(1, args.classes + 1)) if args.classes else None
@@ -405,6 +419,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"at {row['label_accuracy']:.3f}; accepted {row['accepted_pixels']} "
             f"({row['accepted_accuracy']:.3f} right); train {row['train_seconds']:.1f}s, "
             f"infer {row['infer_seconds']:.1f}s"
+            + (f"; human px {row['human_pixels']}" if args.strategy else "")
         )
     print(f"wrote {rpath} and {cpath}")
     return 0
@@ -636,6 +651,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_warm_options(p)
     _add_margin_option(p)
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group(
+        "active learning",
+        "with --strategy, each iteration the simulated human strokes the top-ranked pool "
+        "items (images, or tiles with --tile) until --budget pixels are spent",
+    )
+    g.add_argument("--strategy", choices=STRATEGIES, default=None)
+    g.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="human pixels per iteration (default: 2 images' worth of strokes)",
+    )
+    g.add_argument("--tile", type=int, default=None, help="rank tiles of this edge (px)")
+    g.add_argument(
+        "--pseudo",
+        choices=["all", "routed", "none"],
+        default="all",
+        help="pseudo-labels above --threshold on every pool image (all), only on "
+        "the easiest gamma share of the ranking (routed, HISE), or none",
+    )
+    g.add_argument("--beta0", type=float, default=0.9)
+    g.add_argument("--dbeta", type=float, default=0.02)
+    g.add_argument("--gamma0", type=float, default=0.3)
+    g.add_argument("--dgamma", type=float, default=0.1)
+    g.add_argument("--background", default=None, help="class values that are not objects")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
@@ -657,6 +697,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="iterations of the simulated-user loop on sample scenes (0: skip)",
     )
     p.set_defaults(func=cmd_demo)
+
+    from napari_hitl.cli_queue import add_queue_commands
+
+    add_queue_commands(sub)
     return parser
 
 

@@ -134,3 +134,36 @@ def test_reliability_on_a_known_case():
     assert r["thresholds"]["0.95"] == {"share": 4 / 6, "accuracy": 0.75}
     assert r["thresholds"]["0.5"]["accuracy"] == pytest.approx(4 / 6)
     assert r["ece"] > 0
+
+
+def test_simulate_active_learning_spends_the_budget_on_ranked_items(tiny_set, tmp_path):
+    samples = load_image_folder(tiny_set / "images", tiny_set / "masks")
+    reports = {}
+    for strategy in ("hise", "random"):
+        cfg = SimulationConfig(
+            iterations=3, seed_images=1, scribble_fraction=0.03, strategy=strategy,
+            budget=150, tile=48, pseudo="routed", test_fraction=0.25,
+        )  # fmt: skip
+        cfg.train.steps, cfg.train.warm_steps = 10, 4
+        reports[strategy] = run_to_end(simulate(samples, cfg))
+    for strategy, report in reports.items():
+        rows = report["iterations"]
+        # the model of iteration 1 saw only the seed image's strokes; each later one more
+        assert rows[0]["human_pixels"] > 0
+        for a, b in zip(rows, rows[1:], strict=False):
+            assert b["human_pixels"] == a["human_pixels"] + a["human_pixels_added"]
+        for row in rows:
+            # the budget is spent (a stroke may overshoot it a little), on ranked tiles
+            assert 150 <= row["human_pixels_added"] <= 150 + 200, strategy
+            assert row["chosen"] and all("@" in key for key in row["chosen"])
+            assert row["gamma"] == pytest.approx(0.3 + 0.1 * (row["iteration"] - 1))
+        # the simulated human never strokes the same tile twice
+        chosen = [k for row in rows for k in row["chosen"]]
+        assert len(chosen) == len(set(chosen))
+        # the difficulty report ranks every pool tile (3 images × 2 × 2 tiles)
+        assert len(report["difficulty"]) == 12
+        assert sorted(r["rank"] for r in report["difficulty"]) == list(range(1, 13))
+    taus = [r["tau_l"] for r in reports["hise"]["difficulty"]]
+    assert taus == sorted(taus)  # hise: lowest local consistency first
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run_to_end(simulate(samples, SimulationConfig(strategy="best", iterations=1)))

@@ -638,6 +638,40 @@ def _current_derived(
     return arr, sig
 
 
+def current_prediction(
+    store: ProjectStore, name: str, state: LoopState, *, index: int | None = None
+) -> Prediction | None:
+    """The stored whole-plane prediction of a 2-D image (or of slice ``index`` of a stack) made
+    by ``state``'s model, or ``None`` when it is missing, stale or limited to a region."""
+    expected = {"model_hash": state.model_hash, "iteration": state.iteration}
+    try:
+        found = {k: _current_derived(store, name, k, expected) for k in PREDICTION_KEYS}
+    except (StoreError, StaleDataError):
+        return None
+    sigs = [sig for _, sig in found.values()]
+    if index is None:
+        if any("region" in sig or "slices" in sig for sig in sigs):
+            return None
+        arrays = {k: np.asarray(arr[...]) for k, (arr, _) in found.items()}
+    else:
+        if any(
+            index not in sig.get("slices", []) or str(index) in sig.get("regions", {})
+            for sig in sigs
+        ):
+            return None
+        arrays = {
+            k: np.asarray(arr[:, index] if k == "probabilities" else arr[index])
+            for k, (arr, _) in found.items()
+        }
+    return Prediction(
+        arrays["prediction"],
+        arrays["probabilities"],
+        arrays["confidence"],
+        arrays["margin"],
+        arrays["entropy"],
+    )
+
+
 def stored_prediction(
     store: ProjectStore,
     name: str,

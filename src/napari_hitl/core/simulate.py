@@ -16,6 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.active import (
+    STRATEGIES,
+    Box,
+    Schedule,
+    item_stats,
+    pooled_features,
+    priorities,
+    rank_order,
+    split_routes,
+    tile_boxes,
+)
 from napari_hitl.core.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import (
@@ -26,7 +37,7 @@ from napari_hitl.core.data import (
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.feedback import DEFAULT_MARGIN, accept_mask, push
 from napari_hitl.core.learner import make_classifier
-from napari_hitl.core.prediction import predict_normalized
+from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.sample import sparse_scribbles
@@ -48,6 +59,13 @@ class SimulationConfig:
     seed: int = 0
     margin: int = DEFAULT_MARGIN  # px between accepted pixels and a predicted boundary
     train: TrainConfig = field(default_factory=TrainConfig)
+    # active learning (None: the seed images are all the human ever labels)
+    strategy: str | None = None
+    budget: int | None = None  # human pixels per iteration (default: 2 images' strokes)
+    tile: int | None = None  # rank tiles of this edge instead of whole images
+    pseudo: str = "all"  # "all" pool images | "routed" (the machine's γ share) | "none"
+    schedule: Schedule = field(default_factory=Schedule)
+    background: tuple[int, ...] = ()  # classes that are not objects for τ_l
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -209,6 +227,13 @@ def simulate(
     iterations: list[dict[str, Any]] = []
     total = config.iterations * (1 + len(pool) + len(test))
     done = 0
+    if config.strategy is not None and config.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {config.strategy!r}; choose from {STRATEGIES}")
+    if config.pseudo not in ("all", "routed", "none"):
+        raise ValueError(f"pseudo must be 'all', 'routed' or 'none', got {config.pseudo!r}")
+    budget = config.budget or _default_budget(pool, config.scribble_fraction)
+    visited: set[tuple[int, Box]] = set()  # items the simulated human has stroked
+    difficulty: list[dict[str, Any]] = []
     for it in range(1, config.iterations + 1):
         images = [
             make_labeled_image(s.name, x, lab, pv, values, train_cfg.machine_weight)
@@ -221,9 +246,10 @@ def simulate(
         )
         train_s = time.perf_counter() - t0
         done += 1
+        human_px = int(sum(int((p == PROVENANCE_HUMAN).sum()) for p in prov))
         t0 = time.perf_counter()
-        accepted = accepted_right = judged_total = 0
-        for j, (s, x) in enumerate(zip(pool, xs_pool, strict=True)):
+        preds: list[Prediction] = []
+        for j, x in enumerate(xs_pool):
             pred = yield from _relay(
                 predict_normalized(clf, x, cancel=cancel),
                 done,
@@ -231,8 +257,53 @@ def simulate(
                 f"iteration {it}: pool {j + 1}/{len(pool)} ",
             )
             done += 1
+            preds.append(pred)
+        # active learning: rank the pool's items, the human strokes the top ones
+        chosen: list[str] = []
+        machine_boxes: dict[int, list[Box]] | None = None
+        if config.strategy is not None:
+            items, prio = _rank_pool(config, preds, labels, prov, it - 1, visited)
+            order = [items[k] for k in rank_order(prio)]
+            open_ = [(j, box) for j, box, _ in order if (j, box) not in visited]
+            difficulty = [
+                {
+                    "iteration": it,
+                    "rank": r + 1,
+                    "image": pool[j].name,
+                    "box": list(box),
+                    **st.to_json(),
+                }
+                for r, (j, box, st) in enumerate(order)
+            ]
+            n_human, _ = split_routes(len(open_), config.schedule.gamma(it - 1))
+            machine_boxes = {}
+            for j, box in open_[n_human:]:
+                machine_boxes.setdefault(j, []).append(box)
+            spent = 0
+            for j, box in open_:
+                if spent >= budget:
+                    break
+                spent += _human_strokes(pool[j], labels[j], prov[j], box, budget - spent,
+                                        config, seed=it * 100003 + len(visited))  # fmt: skip
+                visited.add((j, box))
+                chosen.append(_item_key(pool[j].name, box))
+        accepted = accepted_right = judged_total = 0
+        for j, (s, pred) in enumerate(zip(pool, preds, strict=True)):
+            if config.pseudo == "none" or (
+                config.pseudo == "routed" and machine_boxes is not None and j not in machine_boxes
+            ):
+                continue
+            region = None
+            if config.pseudo == "routed" and machine_boxes is not None:
+                region = np.zeros(s.truth.shape, bool)
+                for r0, r1, c0, c1 in machine_boxes[j]:
+                    region[r0:r1, c0:c1] = True
             acc = accept_mask(
-                pred.confidence, config.threshold, predicted=pred.labels, margin=config.margin
+                pred.confidence,
+                config.threshold,
+                region,
+                predicted=pred.labels,
+                margin=config.margin,
             ) & (labels[j] == 0)
             if config.interaction == "oracle":
                 acc &= ~((s.truth > 0) & (pred.labels != s.truth))
@@ -241,8 +312,9 @@ def simulate(
             accepted += rec.count
             accepted_right += int((rec.values[gt > 0] == gt[gt > 0]).sum())
             judged_total += int((gt > 0).sum())
+        del preds
         infer_s = time.perf_counter() - t0
-        preds, truths, confs = [], [], []
+        preds_t, truths, confs = [], [], []
         for j, x in enumerate(xs_test):
             pred = yield from _relay(
                 predict_normalized(clf, x, cancel=cancel),
@@ -251,36 +323,41 @@ def simulate(
                 f"iteration {it}: test {j + 1}/{len(test)} ",
             )
             done += 1
-            preds.append(pred.labels.astype(np.int64).ravel())
+            preds_t.append(pred.labels.astype(np.int64).ravel())
             truths.append(test[j].truth.ravel())
             confs.append(pred.confidence.ravel())
-        test_acc, test_miou = _miou(np.concatenate(preds), np.concatenate(truths), k)
+        test_acc, test_miou = _miou(np.concatenate(preds_t), np.concatenate(truths), k)
         calibration = reliability(
-            np.concatenate(preds), np.concatenate(truths), np.concatenate(confs)
+            np.concatenate(preds_t), np.concatenate(truths), np.concatenate(confs)
         )
         lab_all = np.concatenate([lab.ravel() for lab in labels])
         labeled = (lab_all > 0) & has_gt
-        human_px = int(sum(int((p == PROVENANCE_HUMAN).sum()) for p in prov))
-        iterations.append(
-            {
-                "iteration": it,
-                "labeled_fraction": float(labeled.sum() / max(has_gt.sum(), 1)),
-                "label_accuracy": float((lab_all[labeled] == gt_pool[labeled]).mean())
-                if labeled.any()
-                else float("nan"),
-                "test_pixel_accuracy": test_acc,
-                "test_miou": test_miou,
-                "human_pixels": human_px,
-                "accepted_pixels": accepted,
-                "accepted_accuracy": float(accepted_right / judged_total)
-                if judged_total
-                else float("nan"),
-                "train_seconds": round(train_s, 3),
-                "infer_seconds": round(infer_s, 3),
-                "temperature": train_report.temperature,
-                "test_calibration": calibration,
-            }
-        )
+        human_after = int(sum(int((p == PROVENANCE_HUMAN).sum()) for p in prov))
+        row = {
+            "iteration": it,
+            "labeled_fraction": float(labeled.sum() / max(has_gt.sum(), 1)),
+            "label_accuracy": float((lab_all[labeled] == gt_pool[labeled]).mean())
+            if labeled.any()
+            else float("nan"),
+            "test_pixel_accuracy": test_acc,
+            "test_miou": test_miou,
+            "human_pixels": human_px,
+            "accepted_pixels": accepted,
+            "accepted_accuracy": float(accepted_right / judged_total)
+            if judged_total
+            else float("nan"),
+            "train_seconds": round(train_s, 3),
+            "infer_seconds": round(infer_s, 3),
+            "temperature": train_report.temperature,
+            "test_calibration": calibration,
+        }
+        if config.strategy is not None:
+            row["human_pixels_added"] = human_after - human_px
+            row["chosen"] = chosen
+            row["machine_items"] = sum(len(v) for v in (machine_boxes or {}).values())
+            row["beta"] = config.schedule.beta(it - 1)
+            row["gamma"] = config.schedule.gamma(it - 1)
+        iterations.append(row)
     return {
         "config": {
             **config.to_json(),
@@ -292,7 +369,74 @@ def simulate(
             "seed_image_names": [pool[j].name for j in seeds],
         },
         "iterations": iterations,
+        "difficulty": difficulty,
     }
+
+
+def _default_budget(pool: Sequence[Sample], fraction: float) -> int:
+    """Two median pool images' worth of strokes per iteration."""
+    return max(1, round(2 * fraction * float(np.median([s.truth.size for s in pool]))))
+
+
+def _item_key(name: str, box: Box) -> str:
+    return f"{name}@{box[0]}:{box[1]},{box[2]}:{box[3]}"
+
+
+def _rank_pool(
+    config: SimulationConfig,
+    preds: Sequence[Prediction],
+    labels: Sequence[np.ndarray],
+    prov: Sequence[np.ndarray],
+    t: int,
+    visited: set[tuple[int, Box]],
+) -> tuple[list[tuple[int, Box, Any]], np.ndarray]:
+    """Every pool item (image or tile) with its stats, and its priority under the strategy."""
+    beta = config.schedule.beta(t)
+    items, confs, feats = [], [], []
+    for j, pred in enumerate(preds):
+        for box in tile_boxes(pred.labels.shape, config.tile):
+            part = pred.crop(slice(box[0], box[1]), slice(box[2], box[3]))
+            lab = labels[j][box[0] : box[1], box[2] : box[3]]
+            human = prov[j][box[0] : box[1], box[2] : box[3]] == PROVENANCE_HUMAN
+            st = item_stats(part.confidence, part.labels, part.margin, part.entropy, beta,
+                            config.background, labeled=lab > 0, human=human)  # fmt: skip
+            items.append((j, box, st))
+            confs.append(part.confidence)
+            feats.append(pooled_features(part.probabilities))
+    covered = np.array([st.human_fraction > 0 or (j, b) in visited for j, b, st in items])
+    prio = priorities(
+        config.strategy or "random",
+        [st for _, _, st in items],
+        confidences=confs,
+        features=np.stack(feats),
+        covered=covered,
+        seed=config.seed * 7919 + t,
+    )
+    return items, prio
+
+
+def _human_strokes(
+    sample: Sample,
+    labels: np.ndarray,
+    prov: np.ndarray,
+    box: Box,
+    budget: int,
+    config: SimulationConfig,
+    seed: int,
+) -> int:
+    """The simulated human strokes one item: ``scribble_fraction`` of it (less when the budget
+    is nearly spent), from the ground truth, over unlabeled or machine pixels (a person paints
+    over machine labels she disagrees with; her own strokes stay). Returns the new human pixels.
+    """
+    r0, r1, c0, c1 = box
+    truth = sample.truth[r0:r1, c0:c1]
+    frac = min(config.scribble_fraction, max(budget, 1) / truth.size)
+    strokes = sparse_scribbles(truth.astype(np.int64), frac, seed=seed)
+    lab, pv = labels[r0:r1, c0:c1], prov[r0:r1, c0:c1]
+    new = (strokes > 0) & (pv != PROVENANCE_HUMAN)
+    lab[new] = strokes[new]
+    pv[new] = PROVENANCE_HUMAN
+    return int(new.sum())
 
 
 def _relay(job, done: int, total: int, prefix: str):
@@ -306,11 +450,16 @@ def _relay(job, done: int, total: int, prefix: str):
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
-    """``OUT/report.json`` and ``OUT/curves.png`` (accuracy and labeled fraction per iteration)."""
+    """``OUT/report.json`` and ``OUT/curves.png`` (accuracy and labeled fraction per iteration);
+    with active learning also ``OUT/difficulty.csv`` (the last ranking of the pool)."""
+    from napari_hitl.core.active import write_csv
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rpath = out / "report.json"
     rpath.write_text(json.dumps(report, indent=2, allow_nan=True))
+    if report.get("difficulty"):
+        write_csv(report["difficulty"], out / "difficulty.csv")
     return rpath, plot_curves([report], out / "curves.png")
 
 

@@ -276,6 +276,20 @@ class ProjectStore:
         _atomic_write_json(meta_path, meta)
         self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
 
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A project setting (JSON value kept in the root attributes), or ``default``."""
+        return self._attrs.get("settings", {}).get(key, default)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a project setting (any JSON value; ``None`` removes it)."""
+        settings = dict(self._attrs.get("settings", {}))
+        if value is None:
+            settings.pop(key, None)
+        else:
+            json.dumps(value)  # refuse what cannot be stored before touching the file
+            settings[key] = value
+        self._set_attrs(settings=settings)
+
     @property
     def schema_version(self) -> int:
         """The schema version the store was written with."""
