@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -150,11 +151,11 @@ def test_simulate_active_learning_spends_the_budget_on_ranked_items(tiny_set, tm
         rows = report["iterations"]
         # the model of iteration 1 saw only the seed image's strokes; each later one more
         assert rows[0]["human_pixels"] > 0
-        for a, b in zip(rows, rows[1:], strict=False):
+        for a, b in itertools.pairwise(rows):
             assert b["human_pixels"] == a["human_pixels"] + a["human_pixels_added"]
         for row in rows:
             # the budget is spent (a stroke may overshoot it a little), on ranked tiles
-            assert 150 <= row["human_pixels_added"] <= 150 + 200, strategy
+            assert 100 <= row["human_pixels_added"] <= 150 + 60, strategy
             assert row["chosen"] and all("@" in key for key in row["chosen"])
             assert row["gamma"] == pytest.approx(0.3 + 0.1 * (row["iteration"] - 1))
         # the simulated human never strokes the same tile twice

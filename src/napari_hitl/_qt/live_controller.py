@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from napari_hitl._napari.view import camera
 from napari_hitl._qt.result_layers import Box
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training
@@ -22,19 +23,13 @@ if TYPE_CHECKING:
     from napari_hitl._qt.loop_widget import LoopWidget
 
 
-def _camera(viewer: Any) -> Any:
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
-
-
 def visible_box(viewer: Any, layer: Any) -> Box | None:
     """The part of ``layer`` (in its pixels) that the canvas shows, or ``None`` if unknown."""
     h, w = (float(v) for v in viewer.canvas.size)
-    zoom = float(_camera(viewer).zoom)
+    zoom = float(camera(viewer).zoom)
     if zoom <= 0 or h <= 0 or w <= 0:
         return None
-    cy, cx = np.asarray(_camera(viewer).center, float)[-2:]
+    cy, cx = np.asarray(camera(viewer).center, float)[-2:]
     point = np.asarray(viewer.dims.point, float)
     corners = []
     for dy, dx in ((-h, -w), (h, w)):
@@ -86,8 +81,8 @@ class LiveController(QObject):
         self.inbox, self.once, self.rounds = inbox, once, 0
         self._layer, self._where = layer, (store, image, index)
         layer.events.paint.connect(self._on_paint)
-        _camera(w.viewer).events.center.connect(self._on_view)
-        _camera(w.viewer).events.zoom.connect(self._on_view)
+        camera(w.viewer).events.center.connect(self._on_view)
+        camera(w.viewer).events.zoom.connect(self._on_view)
         started = w.jobs.start(
             "Update" if once else "Live",
             lambda token: live_training(
@@ -171,7 +166,7 @@ class LiveController(QObject):
     def _disconnect(self) -> None:
         if self._layer is not None:
             self._layer.events.paint.disconnect(self._on_paint)
-        camera = _camera(self.widget.viewer).events
-        camera.center.disconnect(self._on_view)
-        camera.zoom.disconnect(self._on_view)
+        events = camera(self.widget.viewer).events
+        events.center.disconnect(self._on_view)
+        events.zoom.disconnect(self._on_view)
         self.inbox, self._layer, self._where = None, None, None

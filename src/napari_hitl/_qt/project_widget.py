@@ -17,12 +17,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import (
-    META,
-    direct_colormap,
-    labels_name,
-    store_image_layers,
-)
+from napari_hitl._napari.layers import META, direct_colormap, labels_name
+from napari_hitl._napari.view import show_store_image
 from napari_hitl._qt.band_panel import BandPanel
 from napari_hitl._qt.class_editor import ClassEditor
 from napari_hitl._qt.shortcuts import PROJECT_SHORTCUTS, bind_shortcuts, shortcut_tooltip
@@ -100,6 +96,8 @@ class ProjectWidget(QWidget):
             },
         )
         self.setToolTip("Shortcuts" + shortcut_tooltip(PROJECT_SHORTCUTS))
+        # another widget (the queue) may show another image: follow it
+        self.viewer.layers.selection.events.active.connect(self._active_changed)
         self._adopt_store_from_layers()
         self._refresh()
 
@@ -142,30 +140,8 @@ class ProjectWidget(QWidget):
     def show_image(self, index: int) -> None:
         """Show image ``index``'s layers (added once, then reused by name); hide the others."""
         assert self.store is not None
-        names = self.image_names()
         self.index = index
-        name = names[index]
-        for layer in self.viewer.layers:
-            meta = layer.metadata.get(META, {})
-            if meta.get("store") == str(self.store.path) and meta.get("image") != name:
-                if meta.get("role") == "height" and layer.visible:
-                    meta["was_visible"] = True  # shown again when its image comes back
-                layer.visible = False
-        existing = self._layers_of(name)
-        if existing:
-            roles = {layer.metadata[META]["role"] for layer in existing}
-            for layer in existing:
-                meta = layer.metadata[META]
-                if meta["role"] == "height":
-                    layer.visible = meta.pop("was_visible", False) or layer.visible
-                else:
-                    layer.visible = meta["role"] != "bands" or "composite" not in roles
-        else:
-            for data, kwargs, kind in store_image_layers(self.store, name):
-                getattr(self.viewer, f"add_{kind}")(data, **kwargs)
-        lab = self._labels_layer(name)
-        if lab is not None:
-            self.viewer.layers.selection.active = lab
+        show_store_image(self.viewer, self.store, self.image_names()[index])
         self._refresh()
 
     def save_labels(self) -> int:
@@ -241,6 +217,16 @@ class ProjectWidget(QWidget):
                 self.path_edit.setText(str(self.store.path))
                 return
 
+    def _active_changed(self, event: Any = None) -> None:
+        layer = self.viewer.layers.selection.active
+        meta = layer.metadata.get(META, {}) if layer is not None else {}
+        if self.store is None or meta.get("store") != str(self.store.path):
+            return
+        names = self.image_names()
+        if meta.get("image") in names and names.index(meta["image"]) != self.index:
+            self.index = names.index(meta["image"])
+            self._refresh()
+
     def _refresh(self) -> None:
         names = self.image_names()
         has = bool(names)
@@ -302,4 +288,5 @@ class ProjectWidget(QWidget):
     def closeEvent(self, event: Any) -> None:
         """Closing the widget releases its shortcuts."""
         self._unbind_shortcuts()
+        self.viewer.layers.selection.events.active.disconnect(self._active_changed)
         super().closeEvent(event)

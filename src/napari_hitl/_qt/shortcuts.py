@@ -23,6 +23,14 @@ PROJECT_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Alt-N", "next image"),
     ("Alt-P", "previous image"),
 )
+#: (key, what it does) — the active-learning widget's shortcuts
+QUEUE_SHORTCUTS: tuple[tuple[str, str], ...] = (
+    ("Alt-R", "rank the images / tiles"),
+    ("Alt-J", "jump to the next item for the human"),
+    ("Alt-Q", "next question: centre on the pixel the model is least sure of"),
+    ("Alt-S", "skip the question"),
+    ("Alt-1 … Alt-9", "answer the question with class 1 … 9 (only while one is asked)"),
+)
 
 
 def shortcut_tooltip(table: tuple[tuple[str, str], ...]) -> str:

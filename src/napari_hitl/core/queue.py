@@ -319,9 +319,13 @@ def project_questions(
     min_distance: float = 16.0,
     state: LoopState | None = None,
     predict_missing: bool = True,
+    labels: np.ndarray | None = None,
+    avoid: Sequence[tuple[int, int]] = (),
 ) -> list[Question]:
     """The ``n`` unlabeled valid pixels of an image (slice) with the smallest margin between
-    the two top classes, at least ``min_distance`` px apart.
+    the two top classes, at least ``min_distance`` px apart (and from the pixels in ``avoid``,
+    e.g. questions already skipped). ``labels`` (of the plane) replaces the stored labels, for
+    a GUI whose latest strokes are not saved yet.
 
     Raises
     ------
@@ -336,12 +340,19 @@ def project_questions(
     pred = run_to_end(plane_prediction(store, name, state, index, predict_missing))
     if pred is None:
         raise TrainingDataError(f"image {name!r} has no prediction by the current model")
-    labels, valid = store.labels(name), store.valid_mask(name)
+    valid = store.valid_mask(name)
+    if labels is None:
+        labels = store.labels(name)
+        labels = labels if index is None else labels[index]
     if index is not None:
-        labels, valid = labels[index], valid[index]
+        valid = valid[index]
+    allowed = valid & (np.asarray(labels) == 0)
+    d = int(np.ceil(min_distance))
+    for r, c in avoid:
+        allowed[max(r - d, 0) : r + d + 1, max(c - d, 0) : c + d + 1] = False
     return ask_pixels(
         pred.margin,
-        valid & (labels == 0),
+        allowed,
         n,
         min_distance,
         pred.probabilities,

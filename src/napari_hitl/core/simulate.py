@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_hitl.core.active import (
     STRATEGIES,
@@ -434,6 +435,16 @@ def _human_strokes(
     strokes = sparse_scribbles(truth.astype(np.int64), frac, seed=seed)
     lab, pv = labels[r0:r1, c0:c1], prov[r0:r1, c0:c1]
     new = (strokes > 0) & (pv != PROVENANCE_HUMAN)
+    if int(new.sum()) > budget:  # keep whole strokes, in random order, up to the budget
+        comp, n = ndi.label(new, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(comp.ravel(), minlength=n + 1)
+        keep, total = [], 0
+        for c in np.random.default_rng(seed).permutation(np.arange(1, n + 1)):
+            if keep and total + sizes[c] > budget:
+                continue
+            keep.append(c)
+            total += int(sizes[c])
+        new &= np.isin(comp, keep)
     lab[new] = strokes[new]
     pv[new] = PROVENANCE_HUMAN
     return int(new.sum())
