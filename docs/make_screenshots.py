@@ -50,7 +50,11 @@ from qtpy.QtWidgets import QApplication  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from napari_hitl._qt.result_layers import result_layer_names  # noqa: E402
-from napari_hitl._qt.shortcuts import LOOP_SHORTCUTS, PROJECT_SHORTCUTS  # noqa: E402
+from napari_hitl._qt.shortcuts import (  # noqa: E402
+    LOOP_SHORTCUTS,
+    PROJECT_SHORTCUTS,
+    QUEUE_SHORTCUTS,
+)
 from napari_hitl.core.learner import list_checkpoints  # noqa: E402
 from napari_hitl.core.loop import load_state  # noqa: E402
 from napari_hitl.core.sample import sparse_scribbles  # noqa: E402
@@ -161,6 +165,7 @@ def shortcut_table() -> str:
     rows = ["| shortcut | widget | does |", "|---|---|---|"]
     rows += [f"| {k} | Learning loop | {what} |" for k, what in LOOP_SHORTCUTS]
     rows += [f"| {k} | Project | {what} |" for k, what in PROJECT_SHORTCUTS]
+    rows += [f"| {k} | Active learning | {what} |" for k, what in QUEUE_SHORTCUTS]
     return "\n".join(rows)
 
 

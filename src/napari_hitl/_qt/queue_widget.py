@@ -386,8 +386,8 @@ class QueueWidget(QWidget):
             cov.scale, cov.translate, cov.visible = scale * tile, translate, True
         else:
             cov = self.viewer.add_image(
-                grid, name=name, scale=scale * tile, translate=translate, colormap="viridis",
-                contrast_limits=(0.0, 1.0), opacity=0.35,
+                grid, name=name, scale=scale * tile, translate=translate, colormap="green",
+                contrast_limits=(0.0, 1.0), opacity=0.5, blending="additive",
                 metadata={META: {"role": "result", "image": image}},
             )  # fmt: skip
             self.viewer.layers.selection.active = layer  # keep painting in the labels
@@ -517,6 +517,8 @@ class QueueWidget(QWidget):
                 self.viewer.layers[name].data = np.zeros((0, self.viewer.layers[name].ndim))
         self.pending = None
         self.question_label.setText("")
+        for b in self.answer_buttons:
+            b.setEnabled(False)
         self._restore_keys()
 
     # ---------------------------------------------------------------- suspects

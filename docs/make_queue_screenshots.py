@@ -1,0 +1,132 @@
+r"""Screenshots of the Active-learning widget for docs/user-guide.md (section 13).
+
+Run it from the repository root under a virtual screen (napari needs OpenGL)::
+
+    OMP_NUM_THREADS=1 xvfb-run -a -s "-screen 0 1600x1000x24" \
+        .venv/bin/python docs/make_queue_screenshots.py
+
+It builds a two-image sample project in a temporary folder, paints scribbles of the ground truth
+into the first image, trains a model, then drives the widget as a person would: Rank (hise,
+128 px tiles), click the first row, Next question, and Find suspect labels after a deliberate
+slip of the brush. PNGs land in ``docs/images/guide/13_*.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "images" / "guide"
+WINDOW = (1500, 950)
+MAX_WIDTH = 1400
+
+import napari  # noqa: E402
+from PIL import Image  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from napari_hitl.core.classifier import TrainConfig  # noqa: E402
+from napari_hitl.core.loop import current_prediction, load_state, train_project  # noqa: E402
+from napari_hitl.core.progress import run_to_end  # noqa: E402
+from napari_hitl.core.sample import sparse_scribbles  # noqa: E402
+from napari_hitl.core.sample_store import build_sample_store  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", flush=True)
+
+
+def settle(seconds: float = 0.4) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def wait_jobs(widget, timeout: float = 300) -> None:
+    end = time.perf_counter() + timeout
+    while widget.jobs.busy:
+        if time.perf_counter() > end:
+            raise TimeoutError(widget.jobs.name)
+        QApplication.processEvents()
+        time.sleep(0.02)
+    settle()
+
+
+def shot(viewer, name: str) -> Path:
+    settle()
+    arr = viewer.window.screenshot(flash=False, canvas_only=False)
+    img = Image.fromarray(np.asarray(arr)).convert("RGB")
+    if img.width > MAX_WIDTH:
+        img = img.resize((MAX_WIDTH, round(img.height * MAX_WIDTH / img.width)), Image.LANCZOS)
+    img = img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    path = OUT / f"{name}.png"
+    img.save(path, optimize=True)
+    log(f"wrote {path.relative_to(HERE.parent)} ({img.width}×{img.height})")
+    return path
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="hitl-queue-"))
+    store = build_sample_store(tmp / "scenes.zarr", (384, 384), n_images=2)
+    gt = store.read_derived("sample_00", "ground_truth")
+    store.write_labels("sample_00", sparse_scribbles(gt, 0.01, seed=0))
+    run_to_end(train_project(store, TrainConfig(steps=120, warm_steps=30)))
+    log("trained")
+
+    viewer = napari.Viewer(title="napari-hitl active learning", show=True)
+    viewer.window.resize(*WINDOW)
+    _pdock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
+    project.open_store(store.path)
+    qdock, queue = viewer.window.add_plugin_dock_widget(
+        "napari-hitl", "Active learning", tabify=True
+    )
+    viewer.window.resize(*WINDOW)
+    qdock.raise_()
+    settle(0.5)
+
+    queue.strategy_combo.setCurrentText("hise")
+    queue.tile_spin.setValue(128)
+    queue.rank()
+    wait_jobs(queue)
+    first = queue.ranking.items[0]
+    queue.table.selectRow(0)
+    log(f"ranked {len(queue.ranking.items)} items; first {first.key}, tau_l {first.stats.tau_l}")
+    shot(viewer, "13a_queue_ranked")
+
+    queue.ask()
+    wait_jobs(queue)
+    q = queue.pending[3]
+    log(f"question at {q.row}, {q.col}: {q.first} vs {q.second}, margin {q.margin:.3f}")
+    shot(viewer, "13b_question")
+    queue.answer(q.first)  # asks the next one at once
+    wait_jobs(queue)
+    queue._end_question()
+
+    # a slip of the brush: a confidently predicted patch painted with another class
+    pred = current_prediction(store, "sample_00", load_state(store))
+    lab = viewer.layers["sample_00 labels"]
+    sure = ndimage.binary_erosion((pred.confidence > 0.97) & (lab.data == 0), iterations=4)
+    r, c = np.argwhere(sure)[len(np.argwhere(sure)) // 2]
+    slip = 5 if pred.labels[r, c] != 5 else 1
+    lab.data[r - 3 : r + 3, c - 3 : c + 3] = slip
+    lab.refresh()
+    queue.find_suspects()
+    wait_jobs(queue)
+    queue.suspect_list.setCurrentRow(0)
+    log(f"{len(queue.suspects)} suspects; first {queue.suspects[0].to_json()}")
+    shot(viewer, "13c_suspects")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
