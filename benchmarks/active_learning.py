@@ -177,8 +177,8 @@ def summarize(args: argparse.Namespace) -> None:
                 f"{sd[-1]:.3f} | {ratio} | {wall:.0f} |"
             )
             style = {"lw": 2.4, "color": "k"} if s == "random" else {"lw": 1.5}
-            ax.plot(px, miou, marker="o", ms=3, label=s, **style)
-            ax.fill_between(px, miou - sd, miou + sd, alpha=0.08, **{"color": style.get("color")})
+            (line,) = ax.plot(px, miou, marker="o", ms=3, label=s, **style)
+            ax.fill_between(px, miou - sd, miou + sd, alpha=0.08, color=line.get_color())
         ax.axhline(target, color="k", ls=":", lw=1)
         ax.set_xlabel("human pixels (mean over seeds)")
         ax.set_ylabel("test mIoU (mean over seeds)")
