@@ -304,3 +304,28 @@ def test_cli_bands_slice_and_region(stack, capsys):
     assert "of slice 1" in out.out and "of rows 0:20, cols 10:40 of slice 2" in out.out
     assert "--region '1,2,3' must be four integers" in out.err
     assert "predict that slice first" in out.err
+
+
+def test_rank_and_suspects_of_a_stack_go_slice_by_slice(stack):
+    from napari_hitl.core.active import local_consistency
+    from napari_hitl.core.loop import current_prediction, load_state
+    from napari_hitl.core.queue import project_suspects, rank_project
+
+    store, _gt = stack
+    run_to_end(train_project(store, FAST))
+    ranking = run_to_end(rank_project(store, "hise", tile=32))
+    assert len(ranking.items) == DEPTH * 4  # 3 slices × 2 × 2 tiles
+    assert {it.index for it in ranking.items} == {0, 1, 2}
+    state = load_state(store)
+    labels = store.labels("vol")
+    for it in ranking.items:
+        pred = current_prediction(store, "vol", state, index=it.index)
+        r0, r1, c0, c1 = it.box
+        open_ = labels[it.index, r0:r1, c0:c1] == 0
+        want = local_consistency(
+            pred.confidence[r0:r1, c0:c1], pred.labels[r0:r1, c0:c1], ranking.beta, [], open_
+        )
+        assert it.stats.tau_l == pytest.approx(want)
+        assert it.key.startswith(f"vol[z={it.index}]@")
+    # slice 1 has no human labels: it yields no suspect
+    assert all(s.index in (0, 2) for s in project_suspects(store, threshold=0.5))

@@ -238,18 +238,26 @@ class QueueWidget(QWidget):
         self.status.setText(str(exc))
 
     def _set_busy(self, busy: bool) -> None:
-        for b in (self.rank_button, self.ask_button, self.suspect_button, self.machine_button):
+        for b in (self.rank_button, self.ask_button, self.suspect_button):
             b.setEnabled(not busy)
         self.machine_button.setEnabled(not busy and self.ranking is not None)
 
-    # ------------------------------------------------------------------ queue
-    def rank(self) -> bool:
-        """Rank the project's images/tiles in a worker thread; returns whether it started."""
+    def _saved_store(self) -> ProjectStore | None:
+        """The project of the open layers, with every labels layer saved into it (the core
+        reads the store); ``None`` after showing the error."""
         try:
             store, _image, _layer = self.context()
             self._save_layers(store)
         except (HitlError, ValueError) as exc:
             self._error(exc)
+            return None
+        return store
+
+    # ------------------------------------------------------------------ queue
+    def rank(self) -> bool:
+        """Rank the project's images/tiles in a worker thread; returns whether it started."""
+        store = self._saved_store()
+        if store is None:
             return False
         strategy = self.strategy_combo.currentText()
         tile = self.tile_spin.value() or None
@@ -411,10 +419,10 @@ class QueueWidget(QWidget):
             state = load_state(store)
             if state is None:
                 raise HitlError("no model yet: train first")
-            yield Progress(0, 1, "predicting" if image else "")
-            yield from plane_prediction(store, image, state, index, True, token)
+            yield Progress(0, 1, "predicting")
+            pred = yield from plane_prediction(store, image, state, index, True, token)
             return project_questions(
-                store, image, 1, index=index, state=state, labels=labels, avoid=avoid
+                store, image, 1, index=index, state=state, labels=labels, avoid=avoid, pred=pred
             )
 
         def done(questions: list[Question]) -> None:
@@ -524,11 +532,8 @@ class QueueWidget(QWidget):
     # ---------------------------------------------------------------- suspects
     def find_suspects(self) -> bool:
         """List human labels the model contradicts (in a worker)."""
-        try:
-            store, _image, _layer = self.context()
-            self._save_layers(store)
-        except (HitlError, ValueError) as exc:
-            self._error(exc)
+        store = self._saved_store()
+        if store is None:
             return False
 
         def job(_token: Any) -> Any:

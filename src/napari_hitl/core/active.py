@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_hitl.core.prediction import Prediction
+
 STRATEGIES = ("hise", "entropy", "margin", "kcenter", "gmm", "random")
 Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 GMM_GRID = 8  # the confidence map of an item is reduced to GMM_GRID × GMM_GRID block means
@@ -357,6 +359,55 @@ def priorities(
 def rank_order(priority: np.ndarray) -> np.ndarray:
     """Item indices, highest priority first (ties keep the item order)."""
     return np.argsort(-np.asarray(priority, np.float64), kind="stable")
+
+
+@dataclass
+class ScoredTile:
+    """One tile of a plane with what every strategy needs: its stats, its confidence map
+    (``gmm``) and its pooled features (``kcenter``)."""
+
+    box: Box
+    stats: ItemStats
+    confidence: np.ndarray
+    features: np.ndarray
+
+
+def score_tiles(
+    pred: Prediction,
+    beta: float,
+    background: Iterable[int] = (),
+    labels: np.ndarray | None = None,
+    human: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    tile: int | None = None,
+) -> list[ScoredTile]:
+    """Split a plane's prediction into tiles (:func:`tile_boxes`) and score each one.
+
+    ``labels`` (any label, 0 = none), ``human`` and ``valid`` are masks of the whole plane.
+    """
+    bg = list(background)
+    out = []
+    for box in tile_boxes(pred.labels.shape, tile):
+        sl = (slice(box[0], box[1]), slice(box[2], box[3]))
+        part = pred.crop(*sl)
+        stats = item_stats(
+            part.confidence,
+            part.labels,
+            part.margin,
+            part.entropy,
+            beta,
+            bg,
+            labeled=None if labels is None else np.asarray(labels)[sl] > 0,
+            human=None if human is None else np.asarray(human)[sl],
+            valid=None if valid is None else np.asarray(valid)[sl],
+        )
+        out.append(ScoredTile(box, stats, part.confidence, pooled_features(part.probabilities)))
+    return out
+
+
+def item_key(name: str, box: Box) -> str:
+    """The key of an item: ``"NAME@row0:row1,col0:col1"``."""
+    return f"{name}@{box[0]}:{box[1]},{box[2]}:{box[3]}"
 
 
 # ------------------------------------------------------------------------------ tiles

@@ -26,12 +26,11 @@ from napari_hitl.core.active import (
     Suspect,
     ask_pixels,
     find_suspects,
-    item_stats,
-    pooled_features,
+    item_key,
     priorities,
     rank_order,
+    score_tiles,
     split_routes,
-    tile_boxes,
     write_csv,
 )
 from napari_hitl.core.data import TrainingDataError
@@ -46,7 +45,7 @@ from napari_hitl.core.loop import (
     stack_depth,
 )
 from napari_hitl.core.prediction import Prediction
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, run_to_end
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore
 
 DONE_SETTING = "queue_done"
@@ -70,8 +69,7 @@ class QueueItem:
     def key(self) -> str:
         """A stable name, e.g. ``"scene[z=2]@0:256,256:512"``."""
         base = self.image if self.index is None else slice_name(self.image, self.axis, self.index)
-        r0, r1, c0, c1 = self.box
-        return f"{base}@{r0}:{r1},{c0}:{c1}"
+        return item_key(base, self.box)
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -161,6 +159,30 @@ def plane_prediction(
     return pred
 
 
+class _ImageArrays:
+    """The labels, provenance and valid mask of one image at a time: a stack is read once for
+    all its slices."""
+
+    def __init__(self, store: ProjectStore) -> None:
+        self.store = store
+        self.name: str | None = None
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def plane(self, name: str, index: int | None, key: str) -> np.ndarray:
+        """``key`` (``labels``, ``provenance`` or ``valid``) of image ``name``, slice ``index``."""
+        if name != self.name:
+            self.name, self.arrays = name, {}
+        if key not in self.arrays:
+            read = {
+                "labels": self.store.labels,
+                "provenance": self.store.provenance,
+                "valid": self.store.valid_mask,
+            }[key]
+            self.arrays[key] = read(name)
+        arr = self.arrays[key]
+        return arr if index is None else arr[index]
+
+
 def _planes(store: ProjectStore, names: Sequence[str]) -> list[tuple[str, int | None, str]]:
     out: list[tuple[str, int | None, str]] = []
     for name in names:
@@ -225,6 +247,7 @@ def rank_project(
     bg = background_classes(store) if background is None else list(background)
     planes = _planes(store, names or store.image_names())
     done = done_items(store)
+    reader = _ImageArrays(store)
     items: list[QueueItem] = []
     confs: list[np.ndarray] = []
     feats: list[np.ndarray] = []
@@ -236,28 +259,15 @@ def rank_project(
         pred = yield from plane_prediction(store, name, state, index, predict_missing, cancel)
         if pred is None:
             continue
-        labels = store.labels(name)
-        prov = store.provenance(name)
-        valid = store.valid_mask(name)
-        if index is not None:
-            labels, prov, valid = labels[index], prov[index], valid[index]
-        for box in tile_boxes(labels.shape, tile):
-            sl = (slice(box[0], box[1]), slice(box[2], box[3]))
-            part = pred.crop(*sl)
-            stats = item_stats(
-                part.confidence,
-                part.labels,
-                part.margin,
-                part.entropy,
-                beta,
-                bg,
-                labeled=labels[sl] > 0,
-                human=prov[sl] == PROVENANCE_HUMAN,
-                valid=valid[sl],
-            )
-            items.append(QueueItem(name, index, box, stats, axis=axis))
+        labels, prov, valid = (
+            reader.plane(name, index, key) for key in ("labels", "provenance", "valid")
+        )
+        for part in score_tiles(
+            pred, beta, bg, labels, prov == PROVENANCE_HUMAN, valid, tile
+        ):  # fmt: skip
+            items.append(QueueItem(name, index, part.box, part.stats, axis=axis))
             confs.append(part.confidence)
-            feats.append(pooled_features(part.probabilities))
+            feats.append(part.features)
     yield Progress(len(planes), len(planes), "ranking")
     if items:
         covered = np.array([it.stats.human_fraction > 0 or it.key in done for it in items])
@@ -321,23 +331,24 @@ def project_questions(
     predict_missing: bool = True,
     labels: np.ndarray | None = None,
     avoid: Sequence[tuple[int, int]] = (),
+    pred: Prediction | None = None,
 ) -> list[Question]:
     """The ``n`` unlabeled valid pixels of an image (slice) with the smallest margin between
     the two top classes, at least ``min_distance`` px apart (and from the pixels in ``avoid``,
     e.g. questions already skipped). ``labels`` (of the plane) replaces the stored labels, for
-    a GUI whose latest strokes are not saved yet.
+    a GUI whose latest strokes are not saved yet; ``pred`` (the current model's prediction of
+    the plane, when the caller has it already) saves reading it again.
 
     Raises
     ------
     TrainingDataError
         No model yet, or no current prediction and ``predict_missing`` is off.
     """
-    from napari_hitl.core.progress import run_to_end
-
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
-    pred = run_to_end(plane_prediction(store, name, state, index, predict_missing))
+    if pred is None:
+        pred = run_to_end(plane_prediction(store, name, state, index, predict_missing))
     if pred is None:
         raise TrainingDataError(f"image {name!r} has no prediction by the current model")
     valid = store.valid_mask(name)
@@ -383,16 +394,14 @@ def project_suspects(
 ) -> list[Suspect]:
     """Human labels that the current model contradicts with confidence ≥ ``threshold``, over
     the project's images (and slices), most suspect first."""
-    from napari_hitl.core.progress import run_to_end
-
     state = state or load_state(store)
     if state is None:
         raise TrainingDataError("no model yet: train first")
+    reader = _ImageArrays(store)
     out: list[Suspect] = []
     for name, index, _ in _planes(store, names or store.image_names()):
-        labels, prov = store.labels(name), store.provenance(name)
-        if index is not None:
-            labels, prov = labels[index], prov[index]
+        labels = reader.plane(name, index, "labels")
+        prov = reader.plane(name, index, "provenance")
         human = prov == PROVENANCE_HUMAN
         if not human.any():
             continue

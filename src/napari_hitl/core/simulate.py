@@ -21,12 +21,11 @@ from napari_hitl.core.active import (
     STRATEGIES,
     Box,
     Schedule,
-    item_stats,
-    pooled_features,
+    item_key,
     priorities,
     rank_order,
+    score_tiles,
     split_routes,
-    tile_boxes,
 )
 from napari_hitl.core.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.classifier import TrainConfig
@@ -287,7 +286,7 @@ def simulate(
                 spent += _human_strokes(pool[j], labels[j], prov[j], box, budget - spent,
                                         config, seed=it * 100003 + len(visited))  # fmt: skip
                 visited.add((j, box))
-                chosen.append(_item_key(pool[j].name, box))
+                chosen.append(item_key(pool[j].name, box))
         accepted = accepted_right = judged_total = 0
         for j, (s, pred) in enumerate(zip(pool, preds, strict=True)):
             if config.pseudo == "none" or (
@@ -379,10 +378,6 @@ def _default_budget(pool: Sequence[Sample], fraction: float) -> int:
     return max(1, round(2 * fraction * float(np.median([s.truth.size for s in pool]))))
 
 
-def _item_key(name: str, box: Box) -> str:
-    return f"{name}@{box[0]}:{box[1]},{box[2]}:{box[3]}"
-
-
 def _rank_pool(
     config: SimulationConfig,
     preds: Sequence[Prediction],
@@ -395,15 +390,11 @@ def _rank_pool(
     beta = config.schedule.beta(t)
     items, confs, feats = [], [], []
     for j, pred in enumerate(preds):
-        for box in tile_boxes(pred.labels.shape, config.tile):
-            part = pred.crop(slice(box[0], box[1]), slice(box[2], box[3]))
-            lab = labels[j][box[0] : box[1], box[2] : box[3]]
-            human = prov[j][box[0] : box[1], box[2] : box[3]] == PROVENANCE_HUMAN
-            st = item_stats(part.confidence, part.labels, part.margin, part.entropy, beta,
-                            config.background, labeled=lab > 0, human=human)  # fmt: skip
-            items.append((j, box, st))
+        human = prov[j] == PROVENANCE_HUMAN
+        for part in score_tiles(pred, beta, config.background, labels[j], human, None, config.tile):
+            items.append((j, part.box, part.stats))
             confs.append(part.confidence)
-            feats.append(pooled_features(part.probabilities))
+            feats.append(part.features)
     covered = np.array([st.human_fraction > 0 or (j, b) in visited for j, b, st in items])
     prio = priorities(
         config.strategy or "random",
