@@ -701,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.cli_queue import add_queue_commands
 
     add_queue_commands(sub)
+    from napari_hitl.cli_explain import add_explain_commands
+
+    add_explain_commands(sub)
     return parser
 
 

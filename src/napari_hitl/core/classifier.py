@@ -284,6 +284,103 @@ def balanced_loss(
     return total
 
 
+class PatchBatches:
+    """Random training batches around labeled pixels, class-balanced (a callable).
+
+    The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
+    (``TRAIN_MARGIN``) and its own zero padding (3× cheaper than a full halo); the loss skips
+    the margin. Augmentation: random flips and 90° rotations, and for the U-Net a per-band
+    gain/offset jitter (robustness to illumination and haze changes).
+
+    Parameters
+    ----------
+    images
+        The training images.
+    n_classes
+        Number of classes.
+    rng
+        Random generator (reproducible batches).
+    human
+        Per image, the human-labeled pixels (half of each batch is drawn from them).
+    net
+        The network the batches are for (patch CNN or U-Net).
+    batch, patch
+        Crops per batch and the U-Net's supervised crop edge.
+    augment
+        Random flips, rotations and (U-Net) band jitter.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[LabeledImage],
+        n_classes: int,
+        rng: np.random.Generator,
+        human: Sequence[np.ndarray] | None,
+        net: nn.Module,
+        batch: int,
+        patch: int,
+        augment: bool = True,
+    ) -> None:
+        self.rng = rng
+        self.augment = augment
+        self.is_patch = isinstance(net, PatchCNN)
+        self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
+        self.out_size = 1 if self.is_patch else patch
+        self.batch = batch
+        self.sampler = BalancedSampler(images, n_classes, rng, human)
+        r = self.out_size // 2 + self.halo
+        self.r = r
+        self.padded = [
+            (
+                np.pad(
+                    im.x,
+                    ((0, 0), (r, r), (r, r)),
+                    mode="reflect" if min(im.x.shape[1:]) > r else "symmetric",
+                ),
+                np.pad(im.target, r, constant_values=-1),
+                np.pad(im.weight, r),
+            )
+            for im in images
+        ]
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One batch: inputs ``N, C, h, w``, targets and weights ``N, out, out``."""
+        rng, halo, out_size, r = self.rng, self.halo, self.out_size, self.r
+        xs, ts, ws = [], [], []
+        for i, row, col in self.sampler.draw(self.batch):
+            px, pt, pw = self.padded[i]
+            y0, x0 = row + r - out_size // 2, col + r - out_size // 2
+            xi = px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo]
+            ti = pt[y0 : y0 + out_size, x0 : x0 + out_size]
+            wi = pw[y0 : y0 + out_size, x0 : x0 + out_size]
+            if self.augment:
+                kr = int(rng.integers(4))
+                xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
+                if rng.random() < 0.5:
+                    xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
+            if self.augment and not self.is_patch:
+                c = xi.shape[0]
+                gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                xi = xi * gain + offset
+            xs.append(np.ascontiguousarray(xi, dtype=np.float32))
+            ts.append(np.ascontiguousarray(ti))
+            ws.append(np.ascontiguousarray(wi))
+        x = torch.from_numpy(np.stack(xs))
+        if not self.is_patch:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(ws))
+
+    def logits_and_targets(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits on a batch, cropped to its supervised pixels, with ``t`` and ``w``."""
+        if self.is_patch:
+            return net.forward_patches(x), t[:, 0, 0], w[:, 0, 0]  # type: ignore[operator]
+        h = self.halo
+        return net.out(net.features(x))[..., h:-h, h:-h], t, w  # type: ignore[operator]
+
+
 class NetClassifier:
     """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
 
@@ -362,69 +459,20 @@ class NetClassifier:
             opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
         )
         train_human = [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)]
-        sampler = BalancedSampler(train_images, k, rng, train_human)
         is_patch = isinstance(net, PatchCNN)
-        # The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
-        # and its own zero padding (3× cheaper than a full halo); the loss skips the margin.
-        halo = self.halo if is_patch else TRAIN_MARGIN
         if not is_patch:
             net.to(memory_format=torch.channels_last)
-        out_size = 1 if is_patch else config.patch
-        batch = (
-            config.extra.get("patch_batch", 128) if isinstance(net, PatchCNN) else config.batch_size
+        batch = config.extra.get("patch_batch", 128) if is_patch else config.batch_size
+        draw = PatchBatches(
+            train_images, k, rng, train_human, net, batch, config.patch, config.augment
         )
-        r = out_size // 2 + halo
-        padded = [
-            (
-                np.pad(
-                    im.x,
-                    ((0, 0), (r, r), (r, r)),
-                    mode="reflect" if min(im.x.shape[1:]) > r else "symmetric",
-                ),
-                np.pad(im.target, r, constant_values=-1),
-                np.pad(im.weight, r),
-            )
-            for im in train_images
-        ]
-
-        def draw() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            xs, ts, ws = [], [], []
-            for i, row, col in sampler.draw(batch):
-                px, pt, pw = padded[i]
-                y0, x0 = row + r - out_size // 2, col + r - out_size // 2
-                xi = px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo]
-                ti = pt[y0 : y0 + out_size, x0 : x0 + out_size]
-                wi = pw[y0 : y0 + out_size, x0 : x0 + out_size]
-                if config.augment:
-                    kr = int(rng.integers(4))
-                    xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
-                    if rng.random() < 0.5:
-                        xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
-                if config.augment and not is_patch:
-                    # per-band gain/offset jitter: robustness to illumination and haze changes
-                    c = xi.shape[0]
-                    gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-                    offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-                    xi = xi * gain + offset
-                xs.append(np.ascontiguousarray(xi, dtype=np.float32))
-                ts.append(np.ascontiguousarray(ti))
-                ws.append(np.ascontiguousarray(wi))
-            x = torch.from_numpy(np.stack(xs))
-            if not is_patch:
-                x = x.contiguous(memory_format=torch.channels_last)
-            return x, torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(ws))
 
         loss_value = float("nan")
         for step in range(steps):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             x, t, w = draw()
-            if is_patch:
-                logits = net.forward_patches(x)
-                t, w = t[:, 0, 0], w[:, 0, 0]
-            else:
-                logits = net.out(net.features(x))[..., halo:-halo, halo:-halo]
-            loss = balanced_loss(logits, t, w, k)
+            loss = balanced_loss(*draw.logits_and_targets(net, x, t, w), k)
             opt.zero_grad()
             loss.backward()
             opt.step()

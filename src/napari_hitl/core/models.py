@@ -57,6 +57,11 @@ class PatchCNN(nn.Module):
         self.fc1 = nn.Conv2d(20, 100, 3)  # used with dilation 5 in dense mode
         self.fc2 = nn.Conv2d(100, 100, 1)
         self.out = nn.Conv2d(100, n_classes, 1)
+        # Parameter-free activation modules (not F.sigmoid) so that forward hooks can read the
+        # activations by name (Grad-CAM layers ``conv_act``, ``fc1_act``, ``fc2_act``).
+        self.conv_act = nn.Sigmoid()
+        self.fc1_act = nn.Sigmoid()
+        self.fc2_act = nn.Sigmoid()
         # Glorot initialisation, the one made for sigmoid units: with PyTorch's default the
         # sigmoids start saturated-flat and training stalls on a plateau.
         for m in (self.conv, self.fc1, self.fc2, self.out):
@@ -66,18 +71,18 @@ class PatchCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense logits for every pixel of ``x`` at least ``halo`` pixels from its border."""
         x = x - 0.5  # inputs are normalized to ~[0, 1]; centred inputs suit sigmoid units
-        h = torch.sigmoid(self.conv(x))
+        h = self.conv_act(self.conv(x))
         h = F.max_pool2d(h, 5, stride=1)
-        h = torch.sigmoid(F.conv2d(h, self.fc1.weight, self.fc1.bias, dilation=5))
-        h = torch.sigmoid(self.fc2(h))
+        h = self.fc1_act(F.conv2d(h, self.fc1.weight, self.fc1.bias, dilation=5))
+        h = self.fc2_act(self.fc2(h))
         return self.out(h)
 
     def forward_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """Logits of the centre pixels of ``N, C, 25, 25`` patches (the paper's form)."""
-        h = torch.sigmoid(self.conv(patches - 0.5))  # N, 20, 15, 15
+        h = self.conv_act(self.conv(patches - 0.5))  # N, 20, 15, 15
         h = F.max_pool2d(h, 5, stride=5)  # N, 20, 3, 3
-        h = torch.sigmoid(self.fc1(h))  # N, 100, 1, 1 (= a fully connected layer on 180 inputs)
-        h = torch.sigmoid(self.fc2(h))
+        h = self.fc1_act(self.fc1(h))  # N, 100, 1, 1 (= a fully connected layer on 180 inputs)
+        h = self.fc2_act(self.fc2(h))
         return self.out(h)[:, :, 0, 0]
 
 
