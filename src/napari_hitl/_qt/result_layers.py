@@ -43,13 +43,14 @@ def _target(index: int | None, box: Box | None) -> tuple[Any, ...]:
     return (*lead, slice(r0, r1), slice(c0, c1))
 
 
-def _ensure(
+def ensure_layer(
     viewer: Any, name: str, kind: str, like: Any, dtype: Any, **kwargs: Any
 ) -> tuple[Any, bool]:
+    """The layer ``name`` shaped like ``like`` (added, or its data replaced after a shape change);
+    returns it and whether it is new (or emptied)."""
     from napari_hitl._napari.layers import META
 
     kwargs.setdefault("metadata", {META: {"role": "result"}})
-    """The layer ``name`` shaped like ``like`` (added, or re-created after a shape change)."""
     shape = np.shape(like.data)
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -103,18 +104,18 @@ def show_prediction(
     names = result_layer_names(image)
     cmap = direct_colormap(classes)
     where = (index, box)
-    layer, _ = _ensure(viewer, names["prediction"], "labels", like, np.uint16, colormap=cmap,
+    layer, _ = ensure_layer(viewer, names["prediction"], "labels", like, np.uint16, colormap=cmap,
                        opacity=0.6, visible=False)  # fmt: skip
     write_part(layer, pred.labels, *where)
-    conf, new = _ensure(viewer, names["confidence"], "image", like, np.float32,
+    conf, new = ensure_layer(viewer, names["confidence"], "image", like, np.float32,
                         colormap="magma", contrast_limits=(0.0, 1.0), opacity=0.7,
                         visible=False)  # fmt: skip
     if new:
         conf.colorbar.visible = True  # a legend for the confidence colours
     write_part(conf, pred.confidence, *where)
-    unc, _ = _ensure(viewer, names["uncertainty"], "image", like, np.float32,
+    unc, _ = ensure_layer(viewer, names["uncertainty"], "image", like, np.float32,
                      colormap="viridis", visible=False)  # fmt: skip
     write_part(unc, uncertainty(pred, uncertainty_kind), *where)
     hi = float(np.nanmax(unc.data)) if np.size(unc.data) else 1.0
     unc.contrast_limits = (0.0, hi if hi > 0 else 1.0)
-    _ensure(viewer, names["accepted"], "labels", like, np.uint16, colormap=cmap, opacity=0.5)
+    ensure_layer(viewer, names["accepted"], "labels", like, np.uint16, colormap=cmap, opacity=0.5)

@@ -32,6 +32,14 @@ QUEUE_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Alt-1 … Alt-9", "answer the question with class 1 … 9 (only while one is asked)"),
 )
 
+#: (key, what it does) — the explain & guide widget's shortcuts
+ATTENTION_SHORTCUTS: tuple[tuple[str, str], ...] = (
+    ("Alt-E", "compute Grad-CAM and band attribution (segment under the cursor)"),
+    ("Alt-G", "click mode on / off: left click = look here, right click = ignore"),
+    ("Alt-K", "confirm this image's clicks"),
+    ("Alt-X", "next candidate image"),
+)
+
 
 def shortcut_tooltip(table: tuple[tuple[str, str], ...]) -> str:
     """An HTML table of shortcuts for a tooltip."""
