@@ -146,7 +146,7 @@ def test_clicks_confirm_finetune_revert(attention, qtbot):
 
 
 def test_candidates_next_and_close(attention, qtbot):
-    viewer, widget, store = attention
+    viewer, widget, _store = attention
     widget.strategy_combo.setCurrentText("entropy")
     assert widget.rank_candidates()
     _wait(widget, qtbot)
