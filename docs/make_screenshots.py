@@ -51,6 +51,7 @@ from scipy import ndimage  # noqa: E402
 
 from napari_hitl._qt.result_layers import result_layer_names  # noqa: E402
 from napari_hitl._qt.shortcuts import (  # noqa: E402
+    ATTENTION_SHORTCUTS,
     LOOP_SHORTCUTS,
     PROJECT_SHORTCUTS,
     QUEUE_SHORTCUTS,
@@ -166,6 +167,7 @@ def shortcut_table() -> str:
     rows += [f"| {k} | Learning loop | {what} |" for k, what in LOOP_SHORTCUTS]
     rows += [f"| {k} | Project | {what} |" for k, what in PROJECT_SHORTCUTS]
     rows += [f"| {k} | Active learning | {what} |" for k, what in QUEUE_SHORTCUTS]
+    rows += [f"| {k} | Explain and guide | {what} |" for k, what in ATTENTION_SHORTCUTS]
     return "\n".join(rows)
 
 
