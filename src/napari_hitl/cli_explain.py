@@ -1,6 +1,6 @@
 """The explanation commands of ``napari-hitl``: ``explain`` and ``guide``.
 
-They sit over :mod:`napari_hitl.core.attention`, like the *Explain & guide* widget in napari.
+They sit over :mod:`napari_hitl.core.attention`, like the *Explain and guide* widget in napari.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""The *Explain & guide* dock widget: Grad-CAM and per-band attribution as layers, and attention
+"""The *Explain and guide* dock widget: Grad-CAM and per-band attribution as layers, and attention
 guidance by clicks with the paper's confirm / next / fine-tune flow (seed 004 §3.4–3.6).
 
 Thin over :mod:`napari_hitl.core.attention`; every computation runs in a worker thread.
 
 Layers (updated in place by name, aligned with the image's labels layer):
 
-- ``<image> Grad-CAM``: the map in [0, 1] (colormap *turbo*, over the image);
+- ``<image> Grad-CAM``: the map in [0, 1] (colormap *inferno*, added over the image);
 - ``<image> Grad-CAM (before)``: the map before the last fine-tuning (hidden; compare);
-- ``<image> band attribution``: the map of the band chosen in the chart (diverging colours);
+- ``<image> band attribution``: the map of the band chosen in the chart (green for the class,
+  red against it, added over the image);
 - ``<image> attention clicks``: positive (green) and negative (red) clicks;
 - ``<image> ignore regions``: the superpixels under the negative clicks.
 """
@@ -326,9 +327,10 @@ class AttentionWidget(QWidget):
         self.explanation, self.store_path = exp, store_path
         names = attention_layer_names(exp.image)
         meta = {META: {"role": "result", "store": store_path, "image": exp.image}}
+        # additive "inferno": 0 adds nothing, so the image shows through where the map is 0
         cam, new = ensure_layer(self.viewer, names["cam"], "image", like, np.float32,
-                                colormap="turbo", contrast_limits=(0.0, 1.0), opacity=0.55,
-                                metadata=meta)  # fmt: skip
+                                colormap="inferno", contrast_limits=(0.0, 1.0), opacity=0.85,
+                                blending="additive", metadata=meta)  # fmt: skip
         if new:
             cam.colorbar.visible = True
         write_part(cam, exp.cam.map, exp.index, None)
@@ -365,8 +367,8 @@ class AttentionWidget(QWidget):
         names = attention_layer_names(exp.image)
         meta = {META: {"role": "result", "store": self.store_path, "image": exp.image}}
         layer, _ = ensure_layer(self.viewer, names["band"], "image", like, np.float32,
-                                colormap="PiYG", opacity=0.8, visible=False,
-                                metadata=meta)  # fmt: skip
+                                colormap=_diverging(), opacity=0.9, blending="additive",
+                                visible=False, metadata=meta)  # fmt: skip
         write_part(layer, data, exp.index, None)
         hi = float(np.abs(attr.maps).max()) or 1.0
         layer.contrast_limits = (-hi, hi)  # one scale for every band: they compare
@@ -599,8 +601,8 @@ class AttentionWidget(QWidget):
             names = attention_layer_names(before.image)
             meta = {META: {"role": "result", "store": str(store.path), "image": before.image}}
             old, _ = ensure_layer(self.viewer, names["before"], "image", like, np.float32,
-                                  colormap="turbo", contrast_limits=(0.0, 1.0), opacity=0.55,
-                                  visible=False, metadata=meta)  # fmt: skip
+                                  colormap="inferno", contrast_limits=(0.0, 1.0), opacity=0.85,
+                                  blending="additive", visible=False, metadata=meta)  # fmt: skip
             write_part(old, before.cam.map, before.index, None)
             self.show_explanation(after, like, str(store.path))
             show_prediction(self.viewer, before.image, like, pred, store.classes,
@@ -667,6 +669,15 @@ class AttentionWidget(QWidget):
         """Closing the widget cancels its job and releases its keys and mouse callback."""
         self.shutdown()
         super().closeEvent(event)
+
+
+def _diverging() -> Any:
+    """Red (against the class) – black (nothing) – green (for it): added over the image, so
+    bands that do not matter leave it as it is."""
+    from napari.utils.colormaps import Colormap
+
+    colors = [[0.95, 0.25, 0.2, 1.0], [0.0, 0.0, 0.0, 1.0], [0.3, 0.95, 0.35, 1.0]]
+    return Colormap(colors, name="hitl attribution")
 
 
 def _region_text(region: Region) -> str:
