@@ -1,4 +1,4 @@
-"""The Explain & guide widget under Xvfb: Grad-CAM and band layers, the bar chart, clicks by
+"""The Explain and guide widget under Xvfb: Grad-CAM and band layers, the bar chart, clicks by
 mouse, confirm / next / fine-tune / revert."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def attention(make_napari_viewer, tmp_path, qtbot):
     viewer = make_napari_viewer(show=True)
     _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
     project.open_store(store.path)
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-hitl", "Explain & guide")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-hitl", "Explain and guide")
     return viewer, widget, store
 
 
