@@ -136,8 +136,10 @@ def test_clicks_confirm_finetune_revert(attention, qtbot):
     np.testing.assert_allclose(viewer.layers[names["before"]].data, cam)
     assert not np.allclose(viewer.layers[names["cam"]].data, cam)
     assert "sample_00 prediction" in viewer.layers
+    assert names["prediction_before"] not in viewer.layers  # no prediction was shown before
     assert load_clicks(ProjectStore.open(store.path)) == []  # the round is used up
     assert "distance" in widget.status.text()
+    assert widget.fine_tune() is False  # nothing confirmed any more
     # revert: the old model and its map are back
     assert widget.revert()
     _wait(widget, qtbot)

@@ -6,7 +6,8 @@ Thin over :mod:`napari_hitl.core.attention`; every computation runs in a worker 
 Layers (updated in place by name, aligned with the image's labels layer):
 
 - ``<image> Grad-CAM``: the map in [0, 1] (colormap *inferno*, added over the image);
-- ``<image> Grad-CAM (before)``: the map before the last fine-tuning (hidden; compare);
+- ``<image> Grad-CAM (before)`` and ``<image> prediction (before)``: the map and the
+  prediction before the last fine-tuning (hidden; compare);
 - ``<image> band attribution``: the map of the band chosen in the chart (green for the class,
   red against it, added over the image);
 - ``<image> attention clicks``: positive (green) and negative (red) clicks;
@@ -68,6 +69,7 @@ def attention_layer_names(image: str) -> dict[str, str]:
     return {
         "cam": f"{image} Grad-CAM",
         "before": f"{image} Grad-CAM (before)",
+        "prediction_before": f"{image} prediction (before)",
         "band": f"{image} band attribution",
         "clicks": f"{image} attention clicks",
         "ignore": f"{image} ignore regions",
@@ -604,6 +606,13 @@ class AttentionWidget(QWidget):
                                   colormap="inferno", contrast_limits=(0.0, 1.0), opacity=0.85,
                                   blending="additive", visible=False, metadata=meta)  # fmt: skip
             write_part(old, before.cam.map, before.index, None)
+            pred_name = f"{before.image} prediction"
+            if pred_name in self.viewer.layers:  # keep the old prediction to compare
+                prev = self.viewer.layers[pred_name]
+                kept, _ = ensure_layer(self.viewer, names["prediction_before"], "labels", like,
+                                       np.uint16, colormap=prev.colormap, opacity=0.6,
+                                       visible=False, metadata=meta)  # fmt: skip
+                kept.data = np.array(prev.data, copy=True)
             self.show_explanation(after, like, str(store.path))
             show_prediction(self.viewer, before.image, like, pred, store.classes,
                             index=before.index)  # fmt: skip
