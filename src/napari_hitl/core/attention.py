@@ -331,7 +331,7 @@ def save_clicks(store: ProjectStore, sets: Sequence[ClickSet]) -> None:
 
 
 # ---------------------------------------------------------------------------- guidance
-def _guide_window(
+def guide_window(
     mask: np.ndarray, clicks: Sequence[tuple[int, int]], halo: int, align: int
 ) -> tuple[int, int, int, int]:
     """The window a guided plane is cropped to: the region and clicks plus two halos, at most
@@ -394,7 +394,7 @@ def prepare_targets(
             labels = yield from _predicted_labels(store, s.image, state, s.index, cancel)
         mask = region.mask(shape, labels, clf.class_values[k])
         clicks = [*s.positive, *s.negative]
-        window = _guide_window(mask, clicks, clf.halo, int(clf.net.align))
+        window = guide_window(mask, clicks, clf.halo, int(clf.net.align))
         r0, r1, c0, c1 = window
         x, _valid = _normalized(store, s.image, clf.normalization, index=s.index, window=window)
         sub = mask[r0:r1, c0:c1]

@@ -324,7 +324,11 @@ def _measure(
 def measure_attention(
     net: torch.nn.Module, targets: Sequence[GuideTarget], layer: str | None = None
 ) -> list[AttentionMeasures]:
-    """:class:`AttentionMeasures` of each target's Grad-CAM under ``net`` (eval mode)."""
+    """:class:`AttentionMeasures` of each target's Grad-CAM under ``net`` (eval mode).
+
+    Each map is its own reference here, so ``mass`` is 1: a fading map shows only in
+    :func:`guide_job`'s report, whose ``after`` is measured against the map before guidance.
+    """
     return _measure(net, [_Prepared(net, t) for t in targets], layer or default_layer(net))
 
 
@@ -392,7 +396,7 @@ def guide_job(
             if cancel is not None:
                 cancel.raise_if_cancelled()
             pos_total = neg_total = net.out.weight.sum() * 0.0  # type: ignore[union-attr]
-            for p in prepared:
+            for p in prepared if config.w_g > 0 else ():  # (w_g = 0: a plain fine-tuning)
                 with torch.enable_grad():
                     lp, ln, _ = attention_losses(
                         p.cam(net, layer), p.target.positive, p.negative, p.reference
