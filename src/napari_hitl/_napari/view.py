@@ -1,6 +1,7 @@
-"""Moving the view: show one image of a store, centre the camera on a pixel or a box.
+"""Moving the view: show one image of a store, centre the camera on a pixel or a box; which
+labels layer and slice are on show; saving the open labels layers.
 
-napari-only helpers (no Qt) shared by the Project and Active-learning widgets.
+napari-only helpers (no Qt) shared by the widgets.
 """
 
 from __future__ import annotations
@@ -76,3 +77,33 @@ def centre_on(
         size = np.asarray(viewer.canvas.size if hasattr(viewer, "canvas") else (600, 800), float)
         span = np.maximum(np.asarray(extent, float) * scale, 1e-9)
         cam.zoom = float(0.9 * np.min(size[-2:] / span))
+
+
+def shown_labels_layer(viewer: Any) -> Any:
+    """The labels layer of a project store on show: the active layer if it is one, else the
+    first visible one (``None`` when there is none)."""
+    active = viewer.layers.selection.active
+    candidates = ([active] if active is not None else []) + [
+        ly for ly in viewer.layers if ly.visible
+    ]  # fmt: skip
+    for ly in candidates:
+        meta = ly.metadata.get(META, {})
+        if meta.get("store") and meta.get("role") == "labels":
+            return ly
+    return None
+
+
+def plane_index(viewer: Any, layer: Any) -> int | None:
+    """The slice of a Z/T stack ``layer`` on show (``None`` for a 2-D image or no layer)."""
+    if layer is None or np.ndim(layer.data) < 3:
+        return None
+    point = np.asarray(layer.world_to_data(viewer.dims.point))
+    return int(np.clip(np.round(point[-3]), 0, np.shape(layer.data)[0] - 1))
+
+
+def save_store_labels(viewer: Any, store: ProjectStore) -> None:
+    """Write every open labels layer of ``store`` into it (core jobs read the store)."""
+    for ly in viewer.layers:
+        meta = ly.metadata.get(META, {})
+        if meta.get("store") == str(store.path) and meta.get("role") == "labels":
+            store.save_edited_labels(meta["image"], np.asarray(ly.data))

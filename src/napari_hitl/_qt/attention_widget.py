@@ -33,7 +33,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.layers import META
-from napari_hitl._napari.view import camera, show_store_image
+from napari_hitl._napari.view import (
+    camera,
+    plane_index,
+    save_store_labels,
+    show_store_image,
+    shown_labels_layer,
+)
 from napari_hitl._qt.band_chart import BandChart
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.result_layers import ensure_layer, show_prediction, write_part
@@ -220,22 +226,11 @@ class AttentionWidget(QWidget):
         HitlError
             No image of a project store is open.
         """
-        active = self.viewer.layers.selection.active
-        layers = ([active] if active is not None else []) + [
-            ly for ly in self.viewer.layers if ly.visible
-        ]
-        for ly in layers:
-            meta = ly.metadata.get(META, {})
-            if meta.get("store") and meta.get("role") == "labels":
-                return ProjectStore.open(meta["store"], "a"), meta["image"], ly
+        ly = shown_labels_layer(self.viewer)
+        if ly is not None:
+            meta = ly.metadata[META]
+            return ProjectStore.open(meta["store"], "a"), meta["image"], ly
         raise HitlError("open a project (Project widget) or the sample data first")
-
-    def plane_index(self, layer: Any) -> int | None:
-        """The slice of a stack on show (``None`` for a 2-D image)."""
-        if np.ndim(layer.data) < 3:
-            return None
-        point = np.asarray(layer.world_to_data(self.viewer.dims.point))
-        return int(np.clip(np.round(point[-3]), 0, np.shape(layer.data)[0] - 1))
 
     def refresh_classes(self) -> None:
         """Fill the class and layer choices from the open project and its model."""
@@ -271,12 +266,6 @@ class AttentionWidget(QWidget):
             b.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
-    def _save_labels(self, store: ProjectStore) -> None:
-        for ly in self.viewer.layers:
-            meta = ly.metadata.get(META, {})
-            if meta.get("store") == str(store.path) and meta.get("role") == "labels":
-                store.save_edited_labels(meta["image"], np.asarray(ly.data))
-
     # ---------------------------------------------------------------- explain
     def region(self, layer: Any) -> Region:
         """The region the combo asks for, in the labels layer's pixels."""
@@ -300,12 +289,12 @@ class AttentionWidget(QWidget):
         """Compute Grad-CAM (and band attribution) in a worker; returns whether it started."""
         try:
             store, image, layer = self.context()
-            self._save_labels(store)
+            save_store_labels(self.viewer, store)
             region = self.region(layer)
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return False
-        index = self.plane_index(layer)
+        index = plane_index(self.viewer, layer)
         self.refresh_classes()
         cls = self.class_combo.currentText()
         method = self.method_combo.currentText()
@@ -499,7 +488,7 @@ class AttentionWidget(QWidget):
         """Order the project's images (slices) by an active-learning strategy (in a worker)."""
         try:
             store, _image, _layer = self.context()
-            self._save_labels(store)
+            save_store_labels(self.viewer, store)
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return False

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
 from napari_hitl._napari.layers import META, labels_name, store_image_layers
+from napari_hitl._napari.view import plane_index
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.live_controller import LiveController
 from napari_hitl._qt.points_tool import PointsTool
@@ -379,12 +380,7 @@ class LoopWidget(QWidget):
 
     def plane_index(self) -> int | None:
         """The slice of a Z/T stack on show (``None`` for a 2-D image)."""
-        layer = self.labels_layer()
-        if layer is None or np.ndim(layer.data) < 3:
-            return None
-        data_point = np.asarray(layer.world_to_data(self.viewer.dims.point))
-        depth = np.shape(layer.data)[0]
-        return int(np.clip(np.round(data_point[-3]), 0, depth - 1))
+        return plane_index(self.viewer, self.labels_layer())
 
     def model_bands(self) -> list[str] | None:
         """The ticked bands (``None`` when all are ticked: every band)."""

@@ -28,7 +28,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.layers import META, labels_name
-from napari_hitl._napari.view import centre_on, show_store_image
+from napari_hitl._napari.view import (
+    centre_on,
+    plane_index,
+    save_store_labels,
+    show_store_image,
+    shown_labels_layer,
+)
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.shortcuts import QUEUE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.active import STRATEGIES, Question, Suspect, coverage_grid
@@ -194,34 +200,15 @@ class QueueWidget(QWidget):
         HitlError
             No layer from a project store is open.
         """
-        layers = list(self.viewer.layers)
-        active = self.viewer.layers.selection.active
-        candidates = ([active] if active is not None else []) + [
-            ly for ly in layers if ly.visible
-        ]  # fmt: skip
-        for ly in candidates:
-            meta = ly.metadata.get(META, {})
-            if meta.get("store") and meta.get("role") == "labels":
-                return ProjectStore.open(meta["store"], "a"), meta["image"], ly
-        for ly in layers:
+        ly = shown_labels_layer(self.viewer)
+        if ly is not None:
+            meta = ly.metadata[META]
+            return ProjectStore.open(meta["store"], "a"), meta["image"], ly
+        for ly in self.viewer.layers:
             meta = ly.metadata.get(META, {})
             if meta.get("store"):
                 return ProjectStore.open(meta["store"], "a"), None, None
         raise HitlError("open a project (Project widget) or the sample data first")
-
-    def plane_index(self, layer: Any) -> int | None:
-        """The slice of a stack on show (``None`` for a 2-D image)."""
-        if layer is None or np.ndim(layer.data) < 3:
-            return None
-        point = np.asarray(layer.world_to_data(self.viewer.dims.point))
-        return int(np.clip(np.round(point[-3]), 0, np.shape(layer.data)[0] - 1))
-
-    def _save_layers(self, store: ProjectStore) -> None:
-        """Write every open labels layer of ``store`` into it (the ranking reads the store)."""
-        for ly in self.viewer.layers:
-            meta = ly.metadata.get(META, {})
-            if meta.get("store") == str(store.path) and meta.get("role") == "labels":
-                store.save_edited_labels(meta["image"], np.asarray(ly.data))
 
     def _reload_labels(self, store: ProjectStore, images: set[str]) -> None:
         for image in images:
@@ -247,7 +234,7 @@ class QueueWidget(QWidget):
         reads the store); ``None`` after showing the error."""
         try:
             store, _image, _layer = self.context()
-            self._save_layers(store)
+            save_store_labels(self.viewer, store)
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return None
@@ -357,7 +344,7 @@ class QueueWidget(QWidget):
             return 0
         store = ProjectStore.open(self.ranked_store, "a")
         try:
-            self._save_layers(store)
+            save_store_labels(self.viewer, store)
             records = machine_annotate(store, self.ranking, self.delta_spin.value())
         except (HitlError, ValueError) as exc:
             self._error(exc)
@@ -383,7 +370,7 @@ class QueueWidget(QWidget):
                 self.viewer.layers[name].visible = False
             return
         tile = self.tile_spin.value() or 32
-        index = self.plane_index(layer)
+        index = plane_index(self.viewer, layer)
         lab = np.asarray(layer.data if index is None else layer.data[index])
         grid = coverage_grid(lab > 0, tile)
         scale = np.asarray(layer.scale, float)[-2:]
@@ -411,7 +398,7 @@ class QueueWidget(QWidget):
         if image is None:
             self._error(HitlError("show an image of the project first"))
             return False
-        index = self.plane_index(layer)
+        index = plane_index(self.viewer, layer)
         labels = np.array(layer.data if index is None else layer.data[index])
         avoid = list(self.asked.get((image, index), []))
 
