@@ -45,6 +45,7 @@ from torch import nn
 
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tile_grid
 
 Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 
@@ -256,38 +257,24 @@ def _halo_of(net: nn.Module) -> int:
     return int(getattr(net, "halo", 0))
 
 
-def _ceil_to(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
 def pad_for(net: nn.Module, x: np.ndarray) -> np.ndarray:
-    """``x`` reflect-padded by the network's halo (and to its alignment), as inference does."""
-    halo, align = _halo_of(net), _align_of(net)
-    _c, h, w = x.shape
-    mode = "reflect" if min(h, w) > halo else "symmetric"
-    return np.pad(
-        x,
-        ((0, 0), (halo, halo + _ceil_to(h, align) - h), (halo, halo + _ceil_to(w, align) - w)),
-        mode=mode,
-    )
+    """``x`` padded for ``net`` exactly as tiled inference pads it (halo and alignment)."""
+    return pad_for_tiles(x, _halo_of(net), _align_of(net))
 
 
 def tile_boxes_for(net: nn.Module, shape: tuple[int, int], tile: int | None) -> list[Box]:
-    """Output boxes of the tiles an image of ``shape`` is processed in (aligned)."""
-    align = _align_of(net)
+    """Output boxes of the inference tiles of an image of ``shape``, clipped to the image."""
     h, w = shape
-    size = _ceil_to(max(h, w), align) if tile is None else max(align, _ceil_to(tile, align))
     return [
-        (y, min(y + size, h), x, min(x + size, w))
-        for y in range(0, h, size)
-        for x in range(0, w, size)
+        (r0, min(r1, h), c0, min(c1, w))
+        for r0, r1, c0, c1 in tile_grid(shape, _align_of(net), tile)
     ]
 
 
 def _window(padded: np.ndarray, box: Box, halo: int, align: int) -> torch.Tensor:
     """The padded input of output ``box`` (its size rounded up to the alignment), ``1, C, h, w``."""
     r0, r1, c0, c1 = box
-    r1a, c1a = r0 + _ceil_to(r1 - r0, align), c0 + _ceil_to(c1 - c0, align)
+    r1a, c1a = r0 + ceil_to(r1 - r0, align), c0 + ceil_to(c1 - c0, align)
     win = padded[:, r0 : r1a + 2 * halo, c0 : c1a + 2 * halo]
     return torch.from_numpy(np.array(win, np.float32, copy=True))[None]
 

@@ -8,9 +8,36 @@ import numpy as np
 
 from napari_hitl.core.progress import CancelToken, Progress
 
+Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 
-def _ceil_to(n: int, m: int) -> int:
+
+def ceil_to(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
     return -(-n // m) * m
+
+
+def pad_for_tiles(x: np.ndarray, halo: int, align: int = 1) -> np.ndarray:
+    """``C, H, W`` reflect-padded by ``halo`` on every side, and at the end to a multiple of
+    ``align`` (symmetric padding when the image is smaller than the halo)."""
+    _c, h, w = x.shape
+    mode = "reflect" if min(h, w) > halo else "symmetric"
+    return np.pad(
+        x,
+        ((0, 0), (halo, halo + ceil_to(h, align) - h), (halo, halo + ceil_to(w, align) - w)),
+        mode=mode,
+    )
+
+
+def tile_grid(shape: tuple[int, int], align: int = 1, tile: int | None = 512) -> list[Box]:
+    """Output boxes ``(row0, row1, col0, col1)`` of the tiles covering ``shape`` padded to
+    ``align``; every tile starts on a multiple of ``align`` (``tile=None``: one tile)."""
+    th, tw = ceil_to(shape[0], align), ceil_to(shape[1], align)
+    size = ceil_to(max(th, tw), align) if tile is None else max(align, ceil_to(tile, align))
+    return [
+        (y0, min(y0 + size, th), x0, min(x0 + size, tw))
+        for y0 in range(0, th, size)
+        for x0 in range(0, tw, size)
+    ]
 
 
 def tiled_apply(
@@ -34,18 +61,13 @@ def tiled_apply(
         ``n_out, H, W`` float32.
     """
     _c, h, w = x.shape
-    th = _ceil_to(h, align)
-    tw = _ceil_to(w, align)
-    mode = "reflect" if min(h, w) > halo else "symmetric"
-    padded = np.pad(x, ((0, 0), (halo, halo + th - h), (halo, halo + tw - w)), mode=mode)
-    size = _ceil_to(max(th, tw), align) if tile is None else max(align, _ceil_to(tile, align))
-    out = np.empty((n_out, th, tw), np.float32)
-    origins = [(y, xx) for y in range(0, th, size) for xx in range(0, tw, size)]
-    for i, (y0, x0) in enumerate(origins):
+    padded = pad_for_tiles(x, halo, align)
+    out = np.empty((n_out, ceil_to(h, align), ceil_to(w, align)), np.float32)
+    boxes = tile_grid((h, w), align, tile)
+    for i, (y0, y1, x0, x1) in enumerate(boxes):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        y1, x1 = min(y0 + size, th), min(x0 + size, tw)
         window = padded[:, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo]
         out[:, y0:y1, x0:x1] = fn(np.ascontiguousarray(window))
-        yield Progress(i + 1, len(origins), f"tile {i + 1}/{len(origins)}")
+        yield Progress(i + 1, len(boxes), f"tile {i + 1}/{len(boxes)}")
     return out[:, :h, :w]
