@@ -47,6 +47,7 @@ from napari_hitl.core.loop import (
     _check_index,
     _normalized,
     _relay,
+    context_window,
     current_prediction,
     load_state,
     predict_project_image,
@@ -228,8 +229,8 @@ def explain_project_image(
         mask = region.mask(shape, labels, clf.class_values[k])
     elif mask.shape != shape:
         raise ExplainError(f"mask shape {mask.shape} differs from the image's {shape}")
-    halo = clf.halo
-    window = _aligned_window(grow_box(bounding_box(mask), 2 * halo, shape), int(clf.net.align))
+    # the region's logits need one halo of input, the map on that halo one more
+    window, _inner = context_window(clf, grow_box(bounding_box(mask), clf.halo, shape), shape)
     r0, r1, c0, c1 = window
     x, valid = _normalized(store, name, clf.normalization, index=index, window=window)
     sub = mask[r0:r1, c0:c1]

@@ -642,11 +642,10 @@ def band_attribution_job(
             r0, r1, c0, c1 = box
             win = _window(padded, box, halo, align)
             wh, ww = win.shape[-2:]
-            m = None
+            m = _box_mask(region, box, (wh - 2 * halo, ww - 2 * halo))  # the tile's region pixels
             if method == "occlusion":
                 with torch.no_grad():
                     lp = _log_prob(model, net, net(win))[0, class_index]
-                    m = _box_mask(region, box, lp.shape)
                     ref = lp[m].sum()
                     score += float(ref)
                     for b in range(c):
@@ -671,9 +670,7 @@ def band_attribution_job(
                     cancel.raise_if_cancelled()
                 xi = (base + a * diff).requires_grad_(True)
                 with torch.enable_grad():
-                    lp = _log_prob(model, net, net(xi))[0, class_index]
-                    m = _box_mask(region, box, lp.shape)
-                    s = lp[m].sum()
+                    s = _log_prob(model, net, net(xi))[0, class_index][m].sum()
                     (g,) = torch.autograd.grad(s, xi)
                 grad_sum += g
                 done += 1
@@ -681,7 +678,6 @@ def band_attribution_job(
             attr = (grad_sum / len(alphas) * diff)[0].numpy()
             acc[:, r0 : r0 + wh, c0 : c0 + ww] += attr
             with torch.no_grad():
-                m = _box_mask(region, box, (wh - 2 * halo, ww - 2 * halo))
                 score += float(_log_prob(model, net, net(win))[0, class_index][m].sum())
                 base_score += float(
                     _log_prob(model, net, net(base.expand_as(win).contiguous()))[0, class_index][
