@@ -15,62 +15,18 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import napari
 import numpy as np
+from scipy import ndimage
+from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "images" / "guide"
-WINDOW = (1500, 950)
-MAX_WIDTH = 1400
-
-import napari  # noqa: E402
-from PIL import Image  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from napari_hitl.core.classifier import TrainConfig  # noqa: E402
-from napari_hitl.core.loop import current_prediction, load_state, train_project  # noqa: E402
-from napari_hitl.core.progress import run_to_end  # noqa: E402
-from napari_hitl.core.sample import sparse_scribbles  # noqa: E402
-from napari_hitl.core.sample_store import build_sample_store  # noqa: E402
-
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", flush=True)
-
-
-def settle(seconds: float = 0.4) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def wait_jobs(widget, timeout: float = 300) -> None:
-    end = time.perf_counter() + timeout
-    while widget.jobs.busy:
-        if time.perf_counter() > end:
-            raise TimeoutError(widget.jobs.name)
-        QApplication.processEvents()
-        time.sleep(0.02)
-    settle()
-
-
-def shot(viewer, name: str) -> Path:
-    settle()
-    arr = viewer.window.screenshot(flash=False, canvas_only=False)
-    img = Image.fromarray(np.asarray(arr)).convert("RGB")
-    if img.width > MAX_WIDTH:
-        img = img.resize((MAX_WIDTH, round(img.height * MAX_WIDTH / img.width)), Image.LANCZOS)
-    img = img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    path = OUT / f"{name}.png"
-    img.save(path, optimize=True)
-    log(f"wrote {path.relative_to(HERE.parent)} ({img.width}×{img.height})")
-    return path
+from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.loop import current_prediction, load_state, train_project
+from napari_hitl.core.progress import run_to_end
+from napari_hitl.core.sample import sparse_scribbles
+from napari_hitl.core.sample_store import build_sample_store
 
 
 def main() -> int:
