@@ -49,16 +49,22 @@ def _press(viewer, layer, row, col, button):
         cb(viewer, event)
 
 
-def test_compute_shows_cam_chart_and_band_map(attention, qtbot):
-    viewer, widget, store = attention
+def _compute_whole_image(viewer, widget, qtbot, cls, method):
+    """Explain ``cls`` over the whole of sample_00 with the widget; its labels layer."""
     lab = viewer.layers["sample_00 labels"]
     viewer.layers.selection.active = lab
     widget.refresh_classes()
-    widget.class_combo.setCurrentText("water")
+    widget.class_combo.setCurrentText(cls)
     widget.region_combo.setCurrentText("whole image")
-    widget.method_combo.setCurrentText("gradient")
+    widget.method_combo.setCurrentText(method)
     assert widget.compute()
     _wait(widget, qtbot)
+    return lab
+
+
+def test_compute_shows_cam_chart_and_band_map(attention, qtbot):
+    viewer, widget, store = attention
+    lab = _compute_whole_image(viewer, widget, qtbot, "water", "gradient")
     names = attention_layer_names("sample_00")
     cam = viewer.layers[names["cam"]]
     expected = run_to_end(
@@ -96,14 +102,7 @@ def test_compute_shows_cam_chart_and_band_map(attention, qtbot):
 
 def test_clicks_confirm_finetune_revert(attention, qtbot):
     viewer, widget, store = attention
-    lab = viewer.layers["sample_00 labels"]
-    viewer.layers.selection.active = lab
-    widget.refresh_classes()
-    widget.class_combo.setCurrentText("building")
-    widget.region_combo.setCurrentText("whole image")
-    widget.method_combo.setCurrentText("none")
-    assert widget.compute()
-    _wait(widget, qtbot)
+    lab = _compute_whole_image(viewer, widget, qtbot, "building", "none")
     state = load_state(ProjectStore.open(store.path))
     # clicks by mouse in click mode: the labels layer stops painting meanwhile
     lab.mode = "paint"
