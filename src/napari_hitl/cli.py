@@ -704,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.cli_explain import add_explain_commands
 
     add_explain_commands(sub)
+    from napari_hitl.cli_hints import add_hint_commands
+
+    add_hint_commands(sub)
     return parser
 
 

@@ -40,6 +40,13 @@ ATTENTION_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Alt-X", "next candidate image"),
 )
 
+#: (key, what it does) — the Guide widget's shortcuts
+GUIDE_SHORTCUTS: tuple[tuple[str, str], ...] = (
+    ("Alt-B", "hint brush on / off (paints the chosen class on the hints layer)"),
+    ("Alt-D", "apply: guide the network by the hints and the command"),
+    ("Alt-O", "accept the guided prediction (threshold push)"),
+)
+
 
 def shortcut_tooltip(table: tuple[tuple[str, str], ...]) -> str:
     """An HTML table of shortcuts for a tooltip."""

@@ -1,0 +1,402 @@
+"""The *Guide the model* dock widget: test-time guiding by hints (seed 002).
+
+Paint a few hint pixels with a class (or type ``find``/``remove`` commands), Apply: the guiding
+block between the head and the tail of the trained network is optimized on the hints (the
+weights stay fixed) and the guided prediction replaces the preview. Reset drops the guide;
+Accept pushes the guided prediction through the usual threshold filter (human labels untouched,
+undo in the Learning loop). Thin over :mod:`napari_hitl.core.hint_project`; the work runs in a
+worker thread with progress and Cancel.
+
+Layers (updated in place by name, aligned with the image's labels layer):
+
+- ``<image> hints``: the painted hints (class colours; not labels — never saved as labels);
+- ``<image> guide change``: the new class where the guide changed the prediction;
+- the Learning loop's ``<image> prediction`` / ``confidence`` / ``uncertainty`` / ``accepted``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_hitl._napari.layers import META, direct_colormap
+from napari_hitl._napari.view import plane_index, save_store_labels, shown_labels_layer
+from napari_hitl._qt.jobs import JobRunner
+from napari_hitl._qt.result_layers import (
+    ensure_layer,
+    result_layer_names,
+    show_prediction,
+    write_part,
+)
+from napari_hitl._qt.shortcuts import GUIDE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
+from napari_hitl.core.errors import HitlError
+from napari_hitl.core.feedback import DEFAULT_MARGIN, DEFAULT_THRESHOLD, accept_mask
+from napari_hitl.core.hint_guide import GuideConfig
+from napari_hitl.core.hint_project import (
+    GuideSession,
+    accept_guided,
+    apply_hints,
+    hints_for,
+    open_session,
+)
+from napari_hitl.core.loop import load_state
+from napari_hitl.core.store import ProjectStore
+
+if TYPE_CHECKING:
+    import napari
+
+
+def guide_layer_names(image: str) -> dict[str, str]:
+    """Names of the Guide widget's layers of ``image``."""
+    return {"hints": f"{image} hints", "change": f"{image} guide change"}
+
+
+class GuideWidget(QWidget):
+    """Guide the trained model at test time by painted hints and typed commands."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: GuideSession | None = None
+        self._session_key: tuple[str, str, int | None, str] | None = None
+
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("The class the hint brush paints")
+        self.hint_button = QPushButton("Paint hints")
+        self.hint_button.setCheckable(True)
+        self.hint_button.setToolTip(
+            "Paint or click a few pixels with their true class on the hints layer — Alt-B"
+        )
+        self.clear_hints_button = QPushButton("Clear hints")
+        self.command_edit = QLineEdit()
+        self.command_edit.setPlaceholderText("find water in top left; remove road in the bottom")
+        self.command_edit.setToolTip(
+            "find CLASS [in PLACE] / remove CLASS [in PLACE]; places: top left, top, middle, "
+            "bottom right, left, … or cell R,C; separate commands with ';'. Enter applies."
+        )
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 500)
+        self.steps_spin.setValue(GuideConfig().steps)
+        self.steps_spin.setSuffix(" steps")
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.5, 1.0)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setValue(DEFAULT_THRESHOLD)
+        self.threshold_spin.setToolTip("Accept only guided pixels at least this confident")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Guide the network by the hints and commands — Alt-D")
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setToolTip("Drop the guide and the hints; show the plain prediction")
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip(
+            "Push the guided prediction above the threshold into the labels (human labels "
+            "untouched; Undo in the Learning loop) — Alt-O"
+        )
+        self.cancel_button = QPushButton("Cancel")
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.jobs = JobRunner(self.progress)
+        self.status = QLabel("Train a model (Learning loop), paint hints or type a command, Apply.")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        form.addRow("class", self.class_combo)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        row.addWidget(self.hint_button)
+        row.addWidget(self.clear_hints_button)
+        layout.addLayout(row)
+        layout.addWidget(QLabel("command"))
+        layout.addWidget(self.command_edit)
+        form = QFormLayout()
+        form.addRow("optimize", self.steps_spin)
+        form.addRow("accept at", self.threshold_spin)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        for b in (self.apply_button, self.reset_button, self.accept_button, self.cancel_button):
+            row.addWidget(b)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.hint_button.toggled.connect(self.set_hint_mode)
+        self.clear_hints_button.clicked.connect(self.clear_hints)
+        self.class_combo.currentIndexChanged.connect(self._class_changed)
+        self.command_edit.returnPressed.connect(self.apply)
+        self.apply_button.clicked.connect(self.apply)
+        self.reset_button.clicked.connect(self.reset)
+        self.accept_button.clicked.connect(self.accept)
+        self.cancel_button.clicked.connect(self.jobs.cancel)
+        self.threshold_spin.valueChanged.connect(lambda _v: self._show_accepted())
+        self.jobs.started.connect(lambda _n: self._set_busy(True))
+        self.jobs.finished.connect(lambda _n: self._set_busy(False))
+        self.jobs.failed.connect(lambda _n, message: self.status.setText(message))
+        self._unbind = bind_shortcuts(
+            self.viewer,
+            {"Alt-B": self.hint_button.toggle, "Alt-D": self.apply, "Alt-O": self.accept},
+        )
+        self.setToolTip("Shortcuts" + shortcut_tooltip(GUIDE_SHORTCUTS))
+        self._set_busy(False)
+        self.refresh_classes()
+
+    # ---------------------------------------------------------------- context
+    def context(self) -> tuple[ProjectStore, str, Any]:
+        """(store, image, labels layer) of the shown project image.
+
+        Raises
+        ------
+        HitlError
+            No image of a project store is open.
+        """
+        ly = shown_labels_layer(self.viewer)
+        if ly is None:
+            raise HitlError("open a project (Project widget) or the sample data first")
+        meta = ly.metadata[META]
+        return ProjectStore.open(meta["store"], "a"), meta["image"], ly
+
+    def refresh_classes(self) -> None:
+        """Fill the class choice from the open project."""
+        try:
+            store, _image, _layer = self.context()
+        except HitlError:
+            return
+        current = self.class_combo.currentText()
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        for c in store.classes:
+            self.class_combo.addItem(c.name, c.value)
+        if current:
+            self.class_combo.setCurrentText(current)
+        self.class_combo.blockSignals(False)
+
+    def _error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        show_error(str(exc))
+        self.status.setText(str(exc))
+
+    def _set_busy(self, busy: bool) -> None:
+        for b in (self.apply_button, self.reset_button, self.accept_button):
+            b.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    # ------------------------------------------------------------------ hints
+    def hints_layer(self, create: bool = True) -> Any:
+        """The hints layer of the shown image (created empty, hidden from the store)."""
+        store, image, like = self.context()
+        name = guide_layer_names(image)["hints"]
+        if name in self.viewer.layers or not create:
+            return self.viewer.layers.get(name, None)
+        meta = {META: {"role": "result", "store": str(store.path), "image": image}}
+        layer, _ = ensure_layer(self.viewer, name, "labels", like, np.uint16,
+                                colormap=direct_colormap(store.classes), opacity=1.0,
+                                metadata=meta)  # fmt: skip
+        layer.brush_size = 3
+        return layer
+
+    def set_hint_mode(self, on: bool) -> None:
+        """Paint hints with the chosen class on the hints layer (off: back to the labels)."""
+        if self.hint_button.isChecked() != on:
+            self.hint_button.setChecked(on)
+        try:
+            _store, _image, like = self.context()
+            layer = self.hints_layer()
+        except HitlError as exc:
+            self._error(exc)
+            return
+        if on:
+            self.refresh_classes()
+            layer.visible = True
+            self._class_changed()
+            self.viewer.layers.selection.active = layer
+            layer.mode = "paint"
+        else:
+            layer.mode = "pan_zoom"
+            self.viewer.layers.selection.active = like
+
+    def _class_changed(self, *_: Any) -> None:
+        value = self.class_combo.currentData()
+        try:
+            layer = self.hints_layer(create=False)
+        except HitlError:
+            return
+        if layer is not None and value is not None:
+            layer.selected_label = int(value)
+
+    def clear_hints(self) -> None:
+        """Erase the painted hints of the shown image."""
+        try:
+            layer = self.hints_layer(create=False)
+        except HitlError:
+            return
+        if layer is not None:
+            layer.data = np.zeros_like(np.asarray(layer.data))
+
+    def painted_hints(self, index: int | None) -> np.ndarray | None:
+        """The painted hints of the shown plane (class values, 0 = none)."""
+        layer = self.hints_layer(create=False)
+        if layer is None:
+            return None
+        data = np.asarray(layer.data)
+        return data if index is None else data[index]
+
+    # ------------------------------------------------------------------ guide
+    def apply(self) -> bool:
+        """Guide by the painted hints and the typed commands in a worker; returns whether it
+        started."""
+        try:
+            store, image, layer = self.context()
+            save_store_labels(self.viewer, store)
+            state = load_state(store)
+            if state is None:
+                raise HitlError("no model yet: train first (Learning loop)")
+        except (HitlError, ValueError) as exc:
+            self._error(exc)
+            return False
+        index = plane_index(self.viewer, layer)
+        painted = self.painted_hints(index)
+        text = self.command_edit.text()
+        if (painted is None or not painted.any()) and not text.strip():
+            self.status.setText("Paint a few hint pixels (Paint hints) or type a command first.")
+            return False
+        config = GuideConfig(steps=self.steps_spin.value())
+        key = (str(store.path), image, index, state.model_hash)
+        session = self.session if self._session_key == key else None
+
+        def job(token: Any) -> Any:
+            s = session
+            if s is None:
+                s = yield from open_session(store, image, index, state=state, cancel=token)
+            hints, commands = hints_for(s, painted=painted, commands=text)
+            report = yield from apply_hints(s, hints, config, token, commands=commands, add=False)
+            return s, report
+
+        def done(result: Any) -> None:
+            s, report = result
+            self.session, self._session_key = s, key
+            self.show_session(layer)
+            change = s.change()
+            moved = [
+                f"{name} {a - b:+d}"
+                for name, (b, a) in change["classes"].items()  # type: ignore[union-attr]
+                if a != b
+            ]
+            self.status.setText(
+                f"Guided by {report.hints} hint px"
+                + (f" ({'; '.join(s.commands[-len(text.split(';')) :])})" if text.strip() else "")
+                + f": energy {report.energy_before:.3f} → {report.energy_after:.3f} in "
+                f"{report.steps} steps ({report.seconds:.2f} s). {change['changed_pixels']} px "
+                f"changed class" + (f" ({', '.join(moved)} px)" if moved else "") + "."
+            )
+
+        return self.jobs.start("Guide", job, done)
+
+    def show_session(self, like: Any) -> None:
+        """Show the session's current prediction, what changed, and the accept preview."""
+        s = self.session
+        if s is None:
+            return
+        store, image, _layer = self.context()
+        show_prediction(self.viewer, image, like, s.current, store.classes, index=s.index)
+        names = guide_layer_names(image)
+        meta = {META: {"role": "result", "store": str(store.path), "image": image}}
+        change, _ = ensure_layer(self.viewer, names["change"], "labels", like, np.uint16,
+                                 colormap=direct_colormap(store.classes), opacity=0.8,
+                                 metadata=meta)  # fmt: skip
+        diff = np.where(s.current.labels != s.plain.labels, s.current.labels, 0)
+        write_part(change, diff.astype(np.uint16), s.index, None)
+        change.visible = True
+        self._show_accepted()
+        self.viewer.layers.selection.active = like
+
+    def accepted_mask(self) -> np.ndarray | None:
+        """Pixels Accept would add now (unlabeled, confident, away from boundaries)."""
+        s = self.session
+        if s is None or s.guided is None:
+            return None
+        try:
+            _store, _image, like = self.context()
+        except HitlError:
+            return None
+        pred = s.guided
+        labels = np.asarray(like.data)
+        if s.index is not None:
+            labels = labels[s.index]
+        ok = accept_mask(pred.confidence, self.threshold_spin.value(), None, s.guide.valid,
+                         predicted=pred.labels, margin=DEFAULT_MARGIN)  # fmt: skip
+        return ok & (labels == 0)
+
+    def _show_accepted(self) -> None:
+        s = self.session
+        accepted = self.accepted_mask()
+        if s is None or accepted is None:
+            return
+        name = result_layer_names(s.name)["accepted"]
+        if name in self.viewer.layers:
+            part = np.where(accepted, s.current.labels, 0).astype(np.uint16)
+            write_part(self.viewer.layers[name], part, s.index, None)
+
+    def reset(self) -> None:
+        """Drop the guide and the hints; show the plain prediction again."""
+        self.clear_hints()
+        s = self.session
+        if s is None:
+            return
+        s.reset()
+        try:
+            _store, image, like = self.context()
+        except HitlError:
+            return
+        self.show_session(like)
+        names = guide_layer_names(image)
+        if names["change"] in self.viewer.layers:
+            self.viewer.layers[names["change"]].visible = False
+        self.status.setText("Guide dropped: the preview is the plain prediction again.")
+
+    def accept(self) -> int:
+        """Push the guided prediction above the threshold into the labels; returns pixels."""
+        s = self.session
+        try:
+            store, image, like = self.context()
+            if s is None or s.guided is None or s.name != image:
+                raise HitlError("nothing guided on this image yet: Apply hints first")
+            save_store_labels(self.viewer, store)
+            record = accept_guided(store, s, self.threshold_spin.value())
+        except (HitlError, ValueError) as exc:
+            self._error(exc)
+            return 0
+        like.data = store.labels(image)
+        self._show_accepted()
+        self.status.setText(
+            f"Accepted {record.count} guided pixels at confidence ≥ "
+            f"{self.threshold_spin.value():.2f} (Undo in the Learning loop)."
+        )
+        return int(record.count)
+
+    # ------------------------------------------------------------------ close
+    def shutdown(self) -> None:
+        """Cancel a running job, wait for it and release the shortcuts."""
+        self.jobs.cancel()
+        self.jobs.wait()
+        self._unbind()
+
+    def closeEvent(self, event: Any) -> None:
+        """Closing the widget cancels its job and releases its keys."""
+        self.shutdown()
+        super().closeEvent(event)
