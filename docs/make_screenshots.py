@@ -52,6 +52,7 @@ from scipy import ndimage  # noqa: E402
 from napari_hitl._qt.result_layers import result_layer_names  # noqa: E402
 from napari_hitl._qt.shortcuts import (  # noqa: E402
     ATTENTION_SHORTCUTS,
+    GUIDE_SHORTCUTS,
     LOOP_SHORTCUTS,
     PROJECT_SHORTCUTS,
     QUEUE_SHORTCUTS,
@@ -168,6 +169,7 @@ def shortcut_table() -> str:
     rows += [f"| {k} | Project | {what} |" for k, what in PROJECT_SHORTCUTS]
     rows += [f"| {k} | Active learning | {what} |" for k, what in QUEUE_SHORTCUTS]
     rows += [f"| {k} | Explain and guide | {what} |" for k, what in ATTENTION_SHORTCUTS]
+    rows += [f"| {k} | Guide the model | {what} |" for k, what in GUIDE_SHORTCUTS]
     return "\n".join(rows)
 
 

@@ -23,7 +23,13 @@ def _hint_point(text: str) -> tuple[int, int, str]:
 def _guide_config(args: argparse.Namespace):
     from napari_hitl.core.hint_guide import GuideConfig
 
-    return GuideConfig(steps=args.steps, lr=args.lr, momentum=args.momentum, layer=args.layer)
+    return GuideConfig(
+        steps=args.steps,
+        lr=args.lr,
+        momentum=args.momentum,
+        layer=args.layer,
+        stop_when_satisfied=not args.all_steps,
+    )
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
@@ -119,6 +125,11 @@ def _add_guide_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="gradient steps per guide")
     p.add_argument("--lr", type=float, default=None, help="guide learning rate (default per model)")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument(
+        "--all-steps",
+        action="store_true",
+        help="run every step (default: stop as soon as every hint is met)",
+    )
     p.add_argument(
         "--layer",
         default=None,

@@ -21,6 +21,7 @@ from napari_hitl.core.guiding_block import (
 )
 from napari_hitl.core.hint_commands import (
     CELL_NAMES,
+    COMMAND_LR,
     CommandError,
     command_hints,
     parse_command,
@@ -275,7 +276,7 @@ def test_find_command_raises_the_class_in_its_cell(model):
     cmd = parse_command("find road in bottom left", CLASSES, [1, 2, 3])
     hints = command_hints([cmd], plain.labels, plain.probabilities, clf.class_values)
     assert (hints.weights == 1).sum() > 0 and (hints.weights == 0.5).sum() > 0
-    run_to_end(guide.fit_job(hints))
+    run_to_end(guide.fit_job(hints, GuideConfig(lr=COMMAND_LR)))
     after = run_to_end(guide.predict_job())
     cell = cmd.region((H, W))
     gain = after.probabilities[2] - plain.probabilities[2]

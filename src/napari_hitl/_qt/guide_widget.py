@@ -201,8 +201,10 @@ class GuideWidget(QWidget):
         """The hints layer of the shown image (created empty, hidden from the store)."""
         store, image, like = self.context()
         name = guide_layer_names(image)["hints"]
-        if name in self.viewer.layers or not create:
-            return self.viewer.layers.get(name, None)
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        if not create:
+            return None
         meta = {META: {"role": "result", "store": str(store.path), "image": image}}
         layer, _ = ensure_layer(self.viewer, name, "labels", like, np.uint16,
                                 colormap=direct_colormap(store.classes), opacity=1.0,

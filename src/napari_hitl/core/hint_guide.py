@@ -35,7 +35,7 @@ from napari_hitl.core.prediction import Prediction, prediction_from_logits
 from napari_hitl.core.progress import CancelToken, Progress
 
 DEFAULT_STEPS = 30
-DEFAULT_LR = {"unet": 0.05, "patch-cnn": 0.05}
+DEFAULT_LR = {"unet": 0.5, "patch-cnn": 0.5}  # measured on siftflow (docs/guide.md)
 MAX_HINT_PIXELS = 512  # painted strokes are subsampled to this many pixels
 
 

@@ -11,7 +11,7 @@ meanwhile.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,7 +23,13 @@ from napari_hitl.core.feedback import (
     accept_mask,
     store_push,
 )
-from napari_hitl.core.hint_commands import GRID, Command, command_hints, parse_commands
+from napari_hitl.core.hint_commands import (
+    COMMAND_LR,
+    GRID,
+    Command,
+    command_hints,
+    parse_commands,
+)
 from napari_hitl.core.hint_guide import GuideConfig, GuideReport, Hints, ImageGuide
 from napari_hitl.core.loop import (
     LoopState,
@@ -176,8 +182,12 @@ def apply_hints(
     """Guide by ``hints`` and predict; a generator (2 parts).
 
     The guide continues from its current vectors; with ``add`` the hints join the earlier ones,
-    otherwise they replace them (the Guide widget passes every painted hint each time).
+    otherwise they replace them (the Guide widget passes every painted hint each time). With
+    ``commands`` and no learning rate set, the commands' smaller rate
+    (:data:`~napari_hitl.core.hint_commands.COMMAND_LR`) is used.
     """
+    if commands and (config is None or config.lr is None):
+        config = replace(config or GuideConfig(), lr=COMMAND_LR)
     report = yield from _relay(
         session.guide.fit_job(hints, config, cancel, add=add), 0, 2, "guiding"
     )
