@@ -24,7 +24,7 @@ import torch
 
 from napari_hitl.core.classifier import NetClassifier, TrainConfig
 from napari_hitl.core.data import LabeledImage, Normalization
-from napari_hitl.core.hint_commands import command_hints, parse_command
+from napari_hitl.core.hint_commands import COMMAND_LR, command_hints, parse_command
 from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import run_to_end
@@ -64,9 +64,9 @@ def main() -> None:
     print(f"{args.size}² image, {bands.shape[0]} bands, {args.threads} threads, "
           f"{args.steps} steps, median of {args.repeats}")  # fmt: skip
     print()
-    print("| model | hints | guide (s) | guided prediction (s) | plain prediction (s) | "
-          "guide / plain |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("| model | hints | steps | guide (s) | guided prediction (s) | plain prediction (s) | "
+          "(guide + guided prediction) / plain |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for kind in ("unet", "patch-cnn"):
         clf = NetClassifier(kind, norm, values, names)
         run_to_end(clf.fit([img], TrainConfig(model=kind, steps=40 if kind == "unet" else 150)))
@@ -81,16 +81,24 @@ def main() -> None:
         cmd = parse_command(f"find {names[-1]} in top left", names, values)
         cases.append((f"'{cmd.describe()}'",
                       command_hints([cmd], pred.labels, pred.probabilities, values)))  # fmt: skip
+        cases.append((f"{cases[2][0]}, all steps", cases[2][1]))
         for label, hints in cases:
+            config = GuideConfig(
+                steps=args.steps,
+                lr=COMMAND_LR if label.startswith("'") else None,
+                stop_when_satisfied="all steps" not in label,
+            )
+            steps = []
 
-            def fit(hints=hints, guide=guide) -> None:
+            def fit(hints=hints, guide=guide, config=config, steps=steps) -> None:
                 guide.reset()
-                run_to_end(guide.fit_job(hints, GuideConfig(steps=args.steps)))
+                steps.append(run_to_end(guide.fit_job(hints, config)).steps)
 
             fit_s = _timed(fit, args.repeats)
             pred_s = _timed(lambda guide=guide: run_to_end(guide.predict_job()), args.repeats)
-            print(f"| {kind} | {label} ({len(hints)} px) | {fit_s:.3f} | {pred_s:.3f} | "
-                  f"{plain_s:.3f} | {fit_s / plain_s:.2f}× |")  # fmt: skip
+            ratio = (fit_s + pred_s) / plain_s
+            print(f"| {kind} | {label} ({len(hints)} px) | {steps[-1]} | {fit_s:.3f} | "
+                  f"{pred_s:.3f} | {plain_s:.3f} | {ratio:.2f}× |")  # fmt: skip
 
 
 if __name__ == "__main__":
