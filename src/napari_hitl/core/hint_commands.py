@@ -218,17 +218,16 @@ def parse_command(
     assert m is not None  # the pattern matches any string
     class_words, place_words = m.group(1), m.group(2)
     if place_words is None and class_words:
-        # "find water top left" (no preposition): try the longest class-name prefix
+        # "find water top left" (no preposition): the longest class, then a place
         for cut in range(len(class_words.split()) - 1, 0, -1):
             head = " ".join(class_words.split()[:cut])
             tail = " ".join(class_words.split()[cut:])
-            if head.lower() in [n.lower() for n in class_names]:
-                try:
-                    cells = _parse_place(tail, grid, raw)
-                except CommandError:
-                    continue
+            try:
                 value, name = _match_class(head, class_names, class_values, raw)
-                return Command(verb, value, name, cells, grid, raw)
+                cells = _parse_place(tail, grid, raw)
+            except CommandError:
+                continue
+            return Command(verb, value, name, cells, grid, raw)
     value, name = _match_class(class_words, class_names, class_values, raw)
     cells = () if place_words is None else _parse_place(place_words, grid, raw)
     return Command(verb, value, name, cells, grid, raw)
