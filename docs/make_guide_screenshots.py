@@ -36,6 +36,17 @@ def _iou(pred: np.ndarray, gt: np.ndarray, value: int = WATER) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
+def _apply(widget, gt: np.ndarray) -> None:
+    """Apply, wait, and log the status line and what the guide did to the right pixels."""
+    widget.apply()
+    wait_jobs(widget)
+    log(widget.status.text())
+    s = widget.session
+    log(f"pixels right: plain {(s.plain.labels == gt).mean():.3f}, guided "
+        f"{(s.guided.labels == gt).mean():.3f}; water IoU {_iou(s.plain.labels, gt):.3f} → "
+        f"{_iou(s.guided.labels, gt):.3f}")  # fmt: skip
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="hitl-guide-"))
@@ -77,13 +88,7 @@ def main() -> int:
     hints.data = data
     widget.hint_button.toggle()
     shot(viewer, "15a_hints")
-    widget.apply()
-    wait_jobs(widget)
-    log(widget.status.text())
-    s = widget.session
-    log(f"pixels right: plain {(s.plain.labels == gt).mean():.3f}, guided "
-        f"{(s.guided.labels == gt).mean():.3f}; water IoU {_iou(s.plain.labels, gt):.3f} → "
-        f"{_iou(s.guided.labels, gt):.3f}")  # fmt: skip
+    _apply(widget, gt)
     viewer.layers["sample prediction"].visible = True
     shot(viewer, "15b_guided")
     widget.reset()
@@ -94,13 +99,7 @@ def main() -> int:
     per_cell = [missed[r * h // 3 : (r + 1) * h // 3, c * w // 3 : (c + 1) * w // 3].sum()
                 for r in range(3) for c in range(3)]  # fmt: skip
     widget.command_edit.setText(f"find water in {CELL_NAMES[int(np.argmax(per_cell))]}")
-    widget.apply()
-    wait_jobs(widget)
-    log(widget.status.text())
-    s = widget.session
-    log(f"pixels right: plain {(s.plain.labels == gt).mean():.3f}, guided "
-        f"{(s.guided.labels == gt).mean():.3f}; water IoU {_iou(s.plain.labels, gt):.3f} → "
-        f"{_iou(s.guided.labels, gt):.3f}")  # fmt: skip
+    _apply(widget, gt)
     viewer.layers["sample prediction"].visible = True
     shot(viewer, "15c_command")
     widget.threshold_spin.setValue(0.6)  # a weak model: few pixels reach 0.9

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from napari_hitl._napari.layers import META, labels_name, store_image_layers
+from napari_hitl.core.errors import HitlError
 from napari_hitl.core.store import ProjectStore
 
 
@@ -91,6 +92,21 @@ def shown_labels_layer(viewer: Any) -> Any:
         if meta.get("store") and meta.get("role") == "labels":
             return ly
     return None
+
+
+def shown_project_image(viewer: Any) -> tuple[ProjectStore, str, Any]:
+    """(store, image, labels layer) of the project image on show (:func:`shown_labels_layer`).
+
+    Raises
+    ------
+    HitlError
+        No image of a project store is open.
+    """
+    ly = shown_labels_layer(viewer)
+    if ly is None:
+        raise HitlError("open a project (Project widget) or the sample data first")
+    meta = ly.metadata[META]
+    return ProjectStore.open(meta["store"], "a"), meta["image"], ly
 
 
 def plane_index(viewer: Any, layer: Any) -> int | None:

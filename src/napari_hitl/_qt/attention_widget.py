@@ -38,7 +38,7 @@ from napari_hitl._napari.view import (
     plane_index,
     save_store_labels,
     show_store_image,
-    shown_labels_layer,
+    shown_project_image,
 )
 from napari_hitl._qt.band_chart import BandChart
 from napari_hitl._qt.jobs import JobRunner
@@ -226,11 +226,7 @@ class AttentionWidget(QWidget):
         HitlError
             No image of a project store is open.
         """
-        ly = shown_labels_layer(self.viewer)
-        if ly is not None:
-            meta = ly.metadata[META]
-            return ProjectStore.open(meta["store"], "a"), meta["image"], ly
-        raise HitlError("open a project (Project widget) or the sample data first")
+        return shown_project_image(self.viewer)
 
     def refresh_classes(self) -> None:
         """Fill the class and layer choices from the open project and its model."""

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.layers import META, direct_colormap
-from napari_hitl._napari.view import plane_index, save_store_labels, shown_labels_layer
+from napari_hitl._napari.view import plane_index, save_store_labels, shown_project_image
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.result_layers import (
     ensure_layer,
@@ -164,11 +164,7 @@ class GuideWidget(QWidget):
         HitlError
             No image of a project store is open.
         """
-        ly = shown_labels_layer(self.viewer)
-        if ly is None:
-            raise HitlError("open a project (Project widget) or the sample data first")
-        meta = ly.metadata[META]
-        return ProjectStore.open(meta["store"], "a"), meta["image"], ly
+        return shown_project_image(self.viewer)
 
     def refresh_classes(self) -> None:
         """Fill the class choice from the open project."""

@@ -33,7 +33,7 @@ from napari_hitl._napari.view import (
     plane_index,
     save_store_labels,
     show_store_image,
-    shown_labels_layer,
+    shown_project_image,
 )
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.shortcuts import QUEUE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
@@ -200,10 +200,10 @@ class QueueWidget(QWidget):
         HitlError
             No layer from a project store is open.
         """
-        ly = shown_labels_layer(self.viewer)
-        if ly is not None:
-            meta = ly.metadata[META]
-            return ProjectStore.open(meta["store"], "a"), meta["image"], ly
+        try:
+            return shown_project_image(self.viewer)
+        except HitlError:
+            pass
         for ly in self.viewer.layers:
             meta = ly.metadata.get(META, {})
             if meta.get("store"):

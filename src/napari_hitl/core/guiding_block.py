@@ -40,7 +40,7 @@ from torch import nn
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.models import PatchCNN, SmallUNet
 from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tile_grid
+from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tiled_apply
 
 State = dict[str, torch.Tensor]
 
@@ -271,21 +271,14 @@ class NetSplit:
     ) -> Generator[Progress, None, np.ndarray]:
         """Guided logits ``K, H, W`` of a normalized ``C, H, W`` image, tile by tile.
 
-        Tiled like :func:`napari_hitl.core.tiling.tiled_apply` (same padding and grid), so with
-        a zero block the result equals the classifier's own logits to float precision.
+        Tiled by :func:`napari_hitl.core.tiling.tiled_apply` (the classifier's padding and grid),
+        so with a zero block the result equals the classifier's own logits to float precision.
         """
-        _c, h, w = x.shape
-        halo, align = self.halo, self.align
-        padded = pad_for_tiles(x, halo, align)
-        k = int(self.net.out.out_channels)  # type: ignore[union-attr]
-        out = np.empty((k, ceil_to(h, align), ceil_to(w, align)), np.float32)
-        boxes = tile_grid((h, w), align, tile)
-        for i, (y0, y1, x0, x1) in enumerate(boxes):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            win = torch.from_numpy(
-                np.ascontiguousarray(padded[None, :, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo])
-            )
+        halo = self.halo
+
+        def guided(window: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+            y0, y1, x0, x1 = box
+            win = torch.from_numpy(window)[None]
             if self.kind == "unet":
                 win = win.contiguous(memory_format=torch.channels_last)
             origin = torch.tensor([[y0 - halo, x0 - halo]])
@@ -293,9 +286,13 @@ class NetSplit:
                 logits = self.tail(self.head(win), block, origin)[0]
             if self.kind == "unet":
                 logits = logits[:, halo : halo + y1 - y0, halo : halo + x1 - x0]
-            out[:, y0:y1, x0:x1] = logits.float().numpy()
-            yield Progress(i + 1, len(boxes), f"guided prediction: tile {i + 1}/{len(boxes)}")
-        return out[:, :h, :w]
+            return logits.float().numpy()
+
+        k = int(self.net.out.out_channels)  # type: ignore[union-attr]
+        return (
+            yield from tiled_apply(guided, x, k, halo, self.align, tile, cancel, pass_box=True,
+                                   label="guided prediction: tile")
+        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------- hint windows

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -201,6 +201,48 @@ def hint_energy(
     return (w * per_pixel).sum() / w.sum().clamp_min(1e-12)
 
 
+def descend(
+    opt: torch.optim.Optimizer,
+    logits_fn: Callable[[], torch.Tensor],
+    hints: Hints,
+    log_prior: torch.Tensor,
+    temperature: float,
+    config: GuideConfig,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, tuple[int, float, float]]:
+    """Minimize the hints' energy with ``opt`` for at most ``config.steps`` steps; a generator.
+
+    ``logits_fn`` gives the ``P, K`` logits at the hint pixels under the current parameters.
+    With ``config.stop_when_satisfied`` it stops (after at least one step) once every
+    full-weight hint is met. Used for the guiding vectors and for the weight fine-tuning
+    baseline of the 20-questions evaluation alike.
+
+    Returns
+    -------
+    steps, energy_before, energy_after
+    """
+    hard = hints.weights >= 1.0
+    before = float("nan")
+    for step in range(config.steps):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        logits = logits_fn()
+        e = hint_energy(logits, hints, log_prior, temperature)
+        if step == 0:
+            before = float(e.detach())
+        elif config.stop_when_satisfied and _satisfied(logits.detach() + log_prior, hints, hard):
+            return step, before, float(e.detach())
+        opt.zero_grad()
+        e.backward()
+        opt.step()
+        yield Progress(
+            step + 1, config.steps, f"guiding: step {step + 1}, energy {float(e.detach()):.3f}"
+        )
+    with torch.no_grad():
+        after = float(hint_energy(logits_fn(), hints, log_prior, temperature))
+    return config.steps, before, after
+
+
 def _satisfied(logits: torch.Tensor, hints: Hints, hard: np.ndarray) -> bool:
     """Every full-weight hint is met: its class is the argmax (``lower``: is not)."""
     if not hard.any():
@@ -313,32 +355,10 @@ class ImageGuide:
         win = hint_windows(self.split, self.x, np.stack([use.rows, use.cols], 1), config.block_size)
         lr = config.lr if config.lr is not None else DEFAULT_LR[self.split.kind]
         opt = torch.optim.SGD(self.block.parameters(), lr=lr, momentum=config.momentum)
-        before = after = float("nan")
-        hard = use.weights >= 1.0
-        steps = 0
-        for step in range(config.steps):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            logits = win.logits(self.split, self.block)
-            e = hint_energy(logits, use, self._log_prior, self._temperature)
-            if step == 0:
-                before = float(e.detach())
-            elif config.stop_when_satisfied and _satisfied(
-                logits.detach() + self._log_prior, use, hard
-            ):
-                break
-            steps += 1
-            opt.zero_grad()
-            e.backward()
-            opt.step()
-            after = float(e.detach())
-            yield Progress(step + 1, config.steps, f"guiding: step {step + 1}, energy {after:.3f}")
-        with torch.no_grad():
-            after = float(
-                hint_energy(
-                    win.logits(self.split, self.block), use, self._log_prior, self._temperature
-                )
-            )
+        steps, before, after = yield from descend(
+            opt, lambda: win.logits(self.split, self.block), use, self._log_prior,
+            self._temperature, config, cancel,
+        )  # fmt: skip
         return GuideReport(
             steps, time.perf_counter() - t0, before, after, len(hints), self.block.size()
         )

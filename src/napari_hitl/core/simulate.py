@@ -37,6 +37,7 @@ from napari_hitl.core.data import (
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.feedback import DEFAULT_MARGIN, accept_mask, push
 from napari_hitl.core.learner import make_classifier
+from napari_hitl.core.metrics import confusion, scores
 from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.rasters import RASTER_SUFFIXES, read_mask, read_raster
@@ -131,20 +132,9 @@ def load_image_folder(
 
 
 def _miou(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, float]:
-    """(pixel accuracy, mean IoU over classes present in truth or prediction), mask-0 ignored."""
-    m = truth > 0
-    t, p = truth[m], pred[m]
-    if t.size == 0:
-        return float("nan"), float("nan")
-    acc = float((t == p).mean())
-    cm = np.bincount(t * (n_classes + 1) + p, minlength=(n_classes + 1) ** 2).reshape(
-        n_classes + 1, n_classes + 1
-    )
-    inter = np.diag(cm)[1:]
-    union = cm.sum(0)[1:] + cm.sum(1)[1:] - inter
-    present = cm.sum(1)[1:] > 0  # classes that occur in the ground truth
-    iou = inter[present] / np.maximum(union[present], 1)
-    return acc, float(iou.mean()) if iou.size else float("nan")
+    """(pixel accuracy, mean IoU over the classes present in the truth), mask-0 ignored."""
+    s = scores(confusion(pred, truth, n_classes))
+    return s["pixel_accuracy"], s["miou"]
 
 
 CALIBRATION_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)

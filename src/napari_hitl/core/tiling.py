@@ -41,19 +41,24 @@ def tile_grid(shape: tuple[int, int], align: int = 1, tile: int | None = 512) ->
 
 
 def tiled_apply(
-    fn: Callable[[np.ndarray], np.ndarray],
+    fn: Callable[..., np.ndarray],
     x: np.ndarray,
     n_out: int,
     halo: int,
     align: int = 1,
     tile: int | None = 512,
     cancel: CancelToken | None = None,
+    *,
+    pass_box: bool = False,
+    label: str = "tile",
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` (``C, h+2*halo, w+2*halo`` → ``n_out, h, w``) tile by tile; a generator.
 
     The image is reflect-padded by ``halo`` once (and to a multiple of ``align``), every tile is
     a window of that padded image starting on a multiple of ``align``, so the result equals one
-    whole-image call (``tile=None``) to float precision.
+    whole-image call (``tile=None``) to float precision. With ``pass_box``, ``fn`` also gets the
+    tile's output box ``(row0, row1, col0, col1)`` in image pixels (for position-dependent
+    work, e.g. a guided network); ``label`` starts the progress messages.
 
     Returns
     -------
@@ -68,6 +73,7 @@ def tiled_apply(
         if cancel is not None:
             cancel.raise_if_cancelled()
         window = padded[:, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo]
-        out[:, y0:y1, x0:x1] = fn(np.ascontiguousarray(window))
-        yield Progress(i + 1, len(boxes), f"tile {i + 1}/{len(boxes)}")
+        window = np.ascontiguousarray(window)
+        out[:, y0:y1, x0:x1] = fn(window, (y0, y1, x0, x1)) if pass_box else fn(window)
+        yield Progress(i + 1, len(boxes), f"{label} {i + 1}/{len(boxes)}")
     return out[:, :h, :w]

@@ -28,11 +28,13 @@ from napari_hitl.core.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError, make_labeled_image, normalization_from_stats
 from napari_hitl.core.guiding_block import hint_windows
-from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide, _satisfied, hint_energy
+from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide, descend
 from napari_hitl.core.learner import make_classifier
+from napari_hitl.core.loop import _relay
+from napari_hitl.core.metrics import confusion, scores
 from napari_hitl.core.prediction import Prediction
-from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.simulate import Sample, _relay
+from napari_hitl.core.progress import CancelToken, Progress, run_to_end
+from napari_hitl.core.simulate import Sample
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 CHECKPOINTS = (0, 1, 5, 10, 15, 20)
@@ -65,7 +67,7 @@ class QuestionsConfig:
     train_fraction: float = 0.5
     max_eval: int | None = None
     guide: GuideConfig = field(default_factory=GuideConfig)
-    finetune_lr: float = 1e-3
+    finetune_lr: float = 1e-2
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -88,26 +90,6 @@ def next_question(pred: Prediction, truth: np.ndarray, asked: np.ndarray) -> tup
     return divmod(flat, margin.shape[1])
 
 
-def confusion(pred: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
-    """``n+1 × n+1`` confusion counts of class values (row = truth), mask-0 pixels ignored."""
-    m = truth > 0
-    idx = truth[m].astype(np.int64) * (n + 1) + pred[m].astype(np.int64)
-    return np.bincount(idx, minlength=(n + 1) ** 2).reshape(n + 1, n + 1)
-
-
-def scores(cm: np.ndarray) -> dict[str, float]:
-    """Pixel accuracy and mIoU (over the classes present in the ground truth) of a confusion."""
-    cm = cm[1:, 1:] if cm.shape[0] > 1 else cm
-    inter = np.diag(cm).astype(float)
-    union = cm.sum(0) + cm.sum(1) - inter
-    present = cm.sum(1) > 0
-    total = cm.sum()
-    return {
-        "miou": float((inter[present] / np.maximum(union[present], 1)).mean()),
-        "pixel_accuracy": float(inter.sum() / total) if total else float("nan"),
-    }
-
-
 class _TailFinetune:
     """The baseline: fine-tune the tail's weights on the answers (same energy and steps)."""
 
@@ -125,23 +107,13 @@ class _TailFinetune:
         g = self.guide
         win = hint_windows(self.split, g.x, np.stack([hints.rows, hints.cols], 1),
                            self.config.block_size)  # fmt: skip
-        hard = hints.weights >= 1.0
-        for step in range(self.config.steps):
-            logits = win.logits(self.split, None)
-            if (
-                step
-                and self.config.stop_when_satisfied
-                and _satisfied(logits.detach() + g._log_prior, hints, hard)
-            ):
-                break
-            e = hint_energy(logits, hints, g._log_prior, g._temperature)
-            self.opt.zero_grad()
-            e.backward()
-            self.opt.step()
+        job = descend(
+            self.opt, lambda: win.logits(self.split, None), hints, g._log_prior,
+            g._temperature, self.config,
+        )  # fmt: skip
+        run_to_end(job)
 
     def predict(self) -> Prediction:
-        from napari_hitl.core.progress import run_to_end
-
         return run_to_end(self.guide.predict_job(guided=False))
 
 
@@ -168,7 +140,7 @@ def run_questions(
         guide = ImageGuide(clf, x, valid, config.guide.layer, config.guide.knots)
         tune = _TailFinetune(ImageGuide(clf, x, valid, config.guide.layer), config.finetune_lr,
                              config.guide)  # fmt: skip
-        pred = yield from guide.predict_job(cancel=cancel)
+        pred = run_to_end(guide.predict_job(cancel=cancel))
         tuned = pred
         asked = np.zeros(s.truth.shape, bool)
         answers = Hints.empty()
@@ -193,8 +165,10 @@ def run_questions(
             new = Hints.points([pixel[0]], [pixel[1]], [answer])
             answers = answers + new
             t0 = time.perf_counter()
-            report = yield from _relay(guide.fit_job(new, config.guide, cancel), 0, 1, "")
-            pred = yield from guide.predict_job(cancel=cancel)
+            # sub-jobs run to the end here (each well under a second; they check ``cancel``),
+            # the evaluation reports one step per question
+            report = run_to_end(guide.fit_job(new, config.guide, cancel))
+            pred = run_to_end(guide.predict_job(cancel=cancel))
             t_guide += time.perf_counter() - t0
             t0 = time.perf_counter()
             tune.fit(answers)

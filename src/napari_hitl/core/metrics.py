@@ -1,0 +1,32 @@
+"""Segmentation scores against a ground truth (0 = no ground truth): one confusion matrix, summed
+over images when a data set is scored, and the pixel accuracy and mIoU read from it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n+1 × n+1`` counts of (truth, predicted) class values; pixels without truth ignored."""
+    m = truth > 0
+    n = n_classes + 1
+    idx = truth[m].astype(np.int64) * n + pred[m].astype(np.int64)
+    return np.bincount(idx, minlength=n * n).reshape(n, n)
+
+
+def scores(cm: np.ndarray) -> dict[str, float]:
+    """Pixel accuracy and mIoU over the classes present in the truth, of a :func:`confusion`.
+
+    A pixel predicted 0 (no prediction) counts as wrong. Both are NaN without any truth.
+    """
+    rows = cm[1:]
+    total = rows.sum()
+    if total == 0:
+        return {"miou": float("nan"), "pixel_accuracy": float("nan")}
+    inter = np.diag(cm)[1:]
+    union = cm.sum(0)[1:] + cm.sum(1)[1:] - inter
+    present = cm.sum(1)[1:] > 0
+    return {
+        "miou": float((inter[present] / np.maximum(union[present], 1)).mean()),
+        "pixel_accuracy": float(inter.sum() / total),
+    }
