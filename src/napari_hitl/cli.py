@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from napari_hitl import __version__
+from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.active import STRATEGIES
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import Progress
@@ -253,11 +254,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict images with the project's model; store prediction, confidence and uncertainty."""
+    """Predict images with the project's model; store prediction, confidence and uncertainty.
+
+    Whole images go block by block through dask into the store (resumable; ``--scheduler`` for
+    a cluster); ``--slice`` and ``--region`` predict that part in memory."""
     from napari_hitl.core.loop import clip_region, load_state, predict_project_image
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import ProjectStore
 
+    if args.slice is None and args.region is None:
+        from napari_hitl.cli_scale import cmd_predict_batch
+
+        return cmd_predict_batch(args)
     store = ProjectStore.open(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
@@ -563,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ROW0,ROW1,COL0,COL1: predict only this box (pixels, end exclusive); outside it "
         "prediction and confidence are 0",
     )
+    add_batch_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

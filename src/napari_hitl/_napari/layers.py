@@ -109,17 +109,25 @@ def _meta(store: ProjectStore, info: ImageInfo, role: str) -> dict[str, Any]:
 
 
 def store_image_layers(store: ProjectStore, name: str, labels: bool = True) -> list[LayerData]:
-    """Layer data for one image of a store: composite, all bands (hidden), labels."""
+    """Layer data for one image of a store: composite, all bands (hidden), labels.
+
+    Images are read lazily (dask over zarr); an image stored with a pyramid (see
+    :func:`napari_hitl.core.store.import_raster`) gives multiscale image layers, so napari reads
+    only the level and the part it shows. Labels are an ordinary (in-memory) array to paint in.
+    """
     info = store.image_info(name)
-    bands = da.from_zarr(store.image(name))
+    levels = [da.from_zarr(a) for a in store.image_levels(name)]
+    multiscale = len(levels) > 1
+    bands: Any = levels if multiscale else levels[0]
     out: list[LayerData] = []
     if info.shape[0] >= 3:
         out.append(
             (
-                rgb_composite(bands, info.bands, info.rgb),
+                composite_data(store, name),
                 {
                     "name": composite_name(name),
                     "rgb": True,
+                    "multiscale": multiscale,
                     "axis_labels": _axis_labels(info.axes[1:]),
                     "metadata": _meta(store, info, "composite"),
                 },
@@ -132,6 +140,7 @@ def store_image_layers(store: ProjectStore, name: str, labels: bool = True) -> l
             bands,
             {
                 "name": bands_name(name),
+                "multiscale": multiscale,
                 "visible": info.shape[0] < 3,
                 "axis_labels": _axis_labels(info.axes),
                 "contrast_limits": [min(v[0] for v in lo_hi), max(v[1] for v in lo_hi)]
@@ -191,11 +200,16 @@ def composite_data(store: ProjectStore, name: str, rgb: Sequence[int] | None = N
 
     Returns
     -------
-    dask.array.Array
-        ``[Z|T,] Y, X, 3`` float32 in [0, 1], the data of the ``"<image>"`` layer.
+    dask.array.Array or list of dask.array.Array
+        ``[Z|T,] Y, X, 3`` float32 in [0, 1], the data of the ``"<image>"`` layer; one per
+        pyramid level (full size first) when the image has a pyramid.
     """
     info = store.image_info(name)
-    return rgb_composite(da.from_zarr(store.image(name)), info.bands, rgb or info.rgb)
+    levels = [
+        rgb_composite(da.from_zarr(a), info.bands, rgb or info.rgb)
+        for a in store.image_levels(name)
+    ]
+    return levels if len(levels) > 1 else levels[0]
 
 
 def height_layer(
@@ -237,7 +251,9 @@ def height_layer(
         "metadata": _meta(store, info, "height"),
     }
     kwargs["metadata"][META]["band"] = band
-    return da.from_zarr(store.image(name))[band], kwargs, "image"
+    levels = [da.from_zarr(a)[band] for a in store.image_levels(name)]
+    kwargs["multiscale"] = len(levels) > 1
+    return (levels if len(levels) > 1 else levels[0]), kwargs, "image"
 
 
 def same_store(path: Any, store: ProjectStore) -> bool:

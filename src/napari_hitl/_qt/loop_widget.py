@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
 from napari_hitl._napari.layers import META, labels_name, store_image_layers
 from napari_hitl._napari.view import plane_index
+from napari_hitl._qt.background_predict import BackgroundPrediction
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.live_controller import LiveController
 from napari_hitl._qt.points_tool import PointsTool
@@ -145,6 +146,7 @@ class LoopWidget(QWidget):
         self.jobs = JobRunner(self.progress)
         self.live = LiveController(self)
         self.points = PointsTool(self)
+        self.background = BackgroundPrediction(self)
         self.after_live = False
         self._stack_prediction: Prediction | None = None
         self._pred_index: int | None = None
@@ -177,6 +179,7 @@ class LoopWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.train_button)
         layout.addWidget(self.infer_button)
+        layout.addLayout(self.background.row())
         live_row = QHBoxLayout()
         live_row.addWidget(self.live_check)
         live_row.addWidget(self.update_button)
@@ -544,6 +547,15 @@ class LoopWidget(QWidget):
         self._update_preview()
         self._update_areas()
 
+    def show_stored_prediction(
+        self, store: ProjectStore, image: str, layer: Any, pred: Prediction, index: int | None
+    ) -> None:
+        """Show a prediction read from the store (a background run) and keep it for the
+        threshold preview, as Infer & filter does."""
+        self._predicted_image, self._stack_prediction = image, None
+        self.prediction, self._pred_index = pred, index
+        self._show_results(store, image, layer, pred, index)
+
     def _show_results(
         self,
         store: ProjectStore,
@@ -747,6 +759,7 @@ class LoopWidget(QWidget):
         self._unbind_shortcuts = lambda: None
         self.jobs.cancel()
         self.jobs.wait(10000)
+        self.background.stop()
 
     def showEvent(self, event: Any) -> None:
         """Watch the viewer's window: closing napari mid-job cancels the job cleanly."""

@@ -520,6 +520,14 @@ class NetClassifier:
             logits = net(x)[0].float().numpy()
         return logits + self.class_log_prior[:, None, None]
 
+    def window_logits(self, window: np.ndarray) -> np.ndarray:
+        """Logits ``K, h, w`` of the centre of a normalized window padded by :attr:`halo`.
+
+        ``window`` is ``C, h + 2*halo, w + 2*halo``; this is the per-tile step of
+        :meth:`logits_job`, for callers that cut the windows themselves (dask blocks).
+        """
+        return self._forward(window)
+
     def logits_job(
         self, x: np.ndarray, tile: int | None = 1024, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, np.ndarray]:

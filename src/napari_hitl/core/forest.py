@@ -150,6 +150,14 @@ class ForestClassifier:
         logits += self.class_log_prior[:, None, None]  # balanced forest → the project's prior
         return logits[:, h0 : h - h0, h0 : w - h0]
 
+    def window_logits(self, window: np.ndarray) -> np.ndarray:
+        """Logits ``K, h, w`` of the centre of a normalized window padded by :attr:`halo`.
+
+        ``window`` is ``C, h + 2*halo, w + 2*halo``; this is the per-tile step of
+        :meth:`logits_job`, for callers that cut the windows themselves (dask blocks).
+        """
+        return self._forward(window)
+
     def logits_job(
         self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, np.ndarray]:

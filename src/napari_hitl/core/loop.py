@@ -268,35 +268,38 @@ def training_images(
 
     A 2-D image with labels is one :class:`LabeledImage`; a stack gives one per slice holding a
     label (named by :func:`slice_name`, with that slice's provenance), unlabeled slices skipped.
+
+    A plane larger than :data:`~napari_hitl.core.label_windows.WINDOWED_MIN_PIXELS` is never
+    read whole: its labels are scanned tile by tile and only windows around them (with the
+    context training needs, see :func:`~napari_hitl.core.label_windows.label_windows`) are
+    read, each one a :class:`LabeledImage` with the plane's name.
     """
+    from napari_hitl.core import label_windows as lw
+
     values = [c.value for c in store.classes]
     out = []
     for name in names:
-        labels = store.labels(name)
-        if not labels.any():
-            continue
-        provenance = store.provenance(name)
         info = store.image_info(name)
-        if not stack_depth(info):
-            x, valid = _normalized(store, name, norm)
-            out.append(
-                make_labeled_image(name, x, labels, provenance, values, machine_weight, valid)
-            )
-            continue
-        labeled = np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))
-        for k in (int(i) for i in labeled):
-            x, valid = _normalized(store, name, norm, index=k)
-            out.append(
-                make_labeled_image(
-                    slice_name(name, info.axes[1], k),
-                    x,
-                    labels[k],
-                    provenance[k],
-                    values,
-                    machine_weight,
-                    valid,
+        depth = stack_depth(info)
+        labels_arr = store.labels_array(name)
+        prov_arr = store._image_group(name)["hitl/provenance"]
+        h, w = (int(v) for v in info.spatial_shape[-2:])
+        for k in range(depth) if depth else [None]:
+            lead = () if k is None else (k,)
+            plane = name if k is None else slice_name(name, info.axes[1], k)
+            if h * w > lw.WINDOWED_MIN_PIXELS:
+                windows = lw.label_windows(labels_arr, k)
+            else:
+                windows = [(0, h, 0, w)] if np.asarray(labels_arr[lead]).any() else []
+            for box in windows:
+                whole = box == (0, h, 0, w)
+                sel = (*lead, *_window_slices(box))
+                x, valid = _normalized(store, name, norm, index=k, window=None if whole else box)
+                labels = np.asarray(labels_arr[sel])  # type: ignore[index]
+                provenance = np.asarray(prov_arr[sel])  # type: ignore[index]
+                out.append(
+                    make_labeled_image(plane, x, labels, provenance, values, machine_weight, valid)
                 )
-            )
     return out
 
 
@@ -629,6 +632,8 @@ def _current_derived(
     arr = store._image_group(name)["hitl"][key]  # type: ignore[index]
     sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
     want = store.signature(name, **expected)
+    if sig.get("pending"):  # an unfinished batch prediction (napari_hitl.core.batch_predict)
+        raise StaleDataError(f"{key!r} of image {name!r} is not complete: {sig['pending']}")
     stale = [k for k, v in want.items() if sig.get(k) != v]
     if stale:
         detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)

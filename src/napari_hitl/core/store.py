@@ -60,6 +60,8 @@ LABEL_DTYPE = np.uint16
 PROVENANCE_UNLABELED = 0
 PROVENANCE_HUMAN = 1
 TILE = 1024  # import tile edge; chunks are smaller
+PYRAMID_MIN_EDGE = 4096  # images with a longer side get a multiscale pyramid at import
+PYRAMID_TOP_EDGE = 1024  # ...halving until the longer side is at most this
 _CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -428,6 +430,15 @@ class ProjectStore:
         """The bands of an image as a lazily read zarr array (``C, [Z|T,] Y, X``)."""
         return self._image_group(name)["0"]  # type: ignore[return-value]
 
+    def image_levels(self, name: str) -> list[zarr.Array]:
+        """The image at every stored resolution: ``[full, 1/2, 1/4, ...]`` (just ``[full]`` for
+        images without a pyramid), each lazily read."""
+        group = self._image_group(name)
+        levels = []
+        while str(len(levels)) in group:
+            levels.append(group[str(len(levels))])
+        return levels  # type: ignore[return-value]
+
     def valid_mask(self, name: str) -> np.ndarray:
         """Boolean map of usable pixels (False where any band is NaN, inf or nodata)."""
         group = self._image_group(name)
@@ -561,6 +572,8 @@ class ProjectStore:
         arr = self._image_group(name)["hitl"][key]  # type: ignore[index]
         sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
         want = self.signature(name, **(expected or {}))
+        if sig.get("pending"):  # an unfinished batch prediction (napari_hitl.core.batch_predict)
+            raise StaleDataError(f"{key!r} of image {name!r} is not complete: {sig['pending']}")
         stale = [k for k, v in want.items() if sig.get(k) != v]
         if stale:
             detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)
@@ -656,6 +669,7 @@ def import_raster(
     units: Sequence[str | None] | None = None,
     wavelengths: Sequence[float | None] | None = None,
     overwrite: bool = False,
+    pyramid: bool | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ImageInfo]:
     """Copy a raster into the store as image ``name``, tile by tile; a generator of progress.
@@ -681,6 +695,11 @@ def import_raster(
         Per-band unit and centre wavelength (nm); recognised band names fill wavelengths.
     overwrite
         Replace an existing image of that name.
+    pyramid
+        Also write downsampled levels ``1, 2, ...`` (each half the size of the one before,
+        2 × 2 means, until the longer side is at most :data:`PYRAMID_TOP_EDGE`) so that viewers
+        show the image without reading all of it. ``None``: when the longer side exceeds
+        :data:`PYRAMID_MIN_EDGE`.
     cancel
         Checked between tiles.
 
@@ -727,6 +746,13 @@ def import_raster(
         hasher = hashlib.blake2b(digest_size=16)
         hasher.update(f"{shape}|{dtype.str}".encode())
         tiles = list(_tiles(spatial))
+        n_levels = (
+            pyramid_levels(spatial)
+            if pyramid is None
+            else (max(1, pyramid_levels(spatial, force=True)) if pyramid else 0)
+        )
+        level_tiles = _pyramid_tiles(spatial, n_levels)
+        steps = len(tiles) + len(level_tiles) + 1
         for i, tile in enumerate(tiles):
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -753,7 +779,14 @@ def import_raster(
                     )
                 valid_arr[tile] = ~invalid
                 invalid_total += n_invalid
-            yield Progress(i + 1, len(tiles) + 1, f"importing {name}: tile {i + 1}/{len(tiles)}")
+            yield Progress(i + 1, steps, f"importing {name}: tile {i + 1}/{len(tiles)}")
+        for j, (level, tile) in enumerate(level_tiles):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            _write_level_tile(group, level, tile)
+            yield Progress(
+                len(tiles) + j + 1, steps, f"importing {name}: pyramid level {level}/{n_levels}"
+            )
 
         bands = _band_infos(raster, data_arr, valid_arr, units, wavelengths)
         info = ImageInfo(
@@ -769,7 +802,7 @@ def import_raster(
             sources=[str(s) for s in raster.sources],
             invalid_pixels=invalid_total,
         )
-        group.attrs.update({"ome": _ngff_image_attrs(info), ATTR: info.to_json()})
+        group.attrs.update({"ome": _ngff_image_attrs(info, n_levels), ATTR: info.to_json()})
         _create_label_arrays(group, spatial, labels, name, store.classes)
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -779,7 +812,7 @@ def import_raster(
         raise
     if labels is not None:
         store._ensure_classes(np.unique(labels).tolist())
-    yield Progress(len(tiles) + 1, len(tiles) + 1, f"imported {name}")
+    yield Progress(steps, steps, f"imported {name}")
     return info
 
 
@@ -788,17 +821,79 @@ def add_image(store: ProjectStore, raster: Raster, name: str, **kwargs: Any) -> 
     return run_to_end(import_raster(store, raster, name, **kwargs))
 
 
-def _tiles(spatial: tuple[int, ...]) -> Generator[tuple[slice, ...], None, None]:
+def _tiles(spatial: tuple[int, ...], edge: int = TILE) -> Generator[tuple[slice, ...], None, None]:
     """Tiles over the trailing Y, X axes (and every index of a stack axis)."""
     *stack, ny, nx = spatial
     for idx in np.ndindex(*stack) if stack else [()]:
-        for y in range(0, ny, TILE):
-            for x in range(0, nx, TILE):
+        for y in range(0, ny, edge):
+            for x in range(0, nx, edge):
                 yield (
                     *[slice(i, i + 1) for i in idx],
-                    slice(y, min(y + TILE, ny)),
-                    slice(x, min(x + TILE, nx)),
+                    slice(y, min(y + edge, ny)),
+                    slice(x, min(x + edge, nx)),
                 )
+
+
+def pyramid_levels(spatial: Sequence[int], force: bool = False) -> int:
+    """How many downsampled levels an image of ``spatial`` shape gets at import (0: none).
+
+    Levels halve the two last axes until the longer side is at most :data:`PYRAMID_TOP_EDGE`;
+    only images whose longer side exceeds :data:`PYRAMID_MIN_EDGE` get them unless ``force``.
+    """
+    h, w = (int(v) for v in spatial[-2:])
+    if not force and max(h, w) <= PYRAMID_MIN_EDGE:
+        return 0
+    n = 0
+    while max(h, w) > PYRAMID_TOP_EDGE:
+        h, w, n = -(-h // 2), -(-w // 2), n + 1
+    return n
+
+
+def level_shape(spatial: Sequence[int], level: int) -> tuple[int, ...]:
+    """Spatial shape of pyramid level ``level`` (each level rounds half sizes up)."""
+    *stack, h, w = (int(v) for v in spatial)
+    for _ in range(level):
+        h, w = -(-h // 2), -(-w // 2)
+    return (*stack, h, w)
+
+
+def _pyramid_tiles(spatial: tuple[int, ...], levels: int) -> list[tuple[int, tuple[slice, ...]]]:
+    """(level, tile of that level) for every level to write, coarser levels after finer."""
+    return [(k, tile) for k in range(1, levels + 1) for tile in _tiles(level_shape(spatial, k))]
+
+
+def downsample2(block: np.ndarray) -> np.ndarray:
+    """Means of 2 × 2 pixels over the two last axes (an odd last row/column is repeated), in
+    the block's dtype (integers rounded). A NaN makes its 2 × 2 mean NaN."""
+    h, w = block.shape[-2:]
+    if h % 2 or w % 2:
+        pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
+        block = np.pad(block, pad, mode="edge")
+    f = block.astype(np.float32)
+    out = (f[..., ::2, ::2] + f[..., 1::2, ::2] + f[..., ::2, 1::2] + f[..., 1::2, 1::2]) * 0.25
+    if block.dtype.kind in "iub":
+        info = np.iinfo(block.dtype) if block.dtype.kind != "b" else np.iinfo(np.uint8)
+        return np.clip(np.rint(out), info.min, info.max).astype(block.dtype)
+    return out.astype(block.dtype)
+
+
+def _write_level_tile(group: zarr.Group, level: int, tile: tuple[slice, ...]) -> None:
+    """Compute one tile of pyramid ``level`` from level ``level - 1`` (created on first use)."""
+    src = group[str(level - 1)]
+    shape = (src.shape[0], *level_shape(src.shape[1:], 1))  # type: ignore[union-attr]
+    key = str(level)
+    if key not in group:
+        group.create_array(
+            key,
+            shape=shape,
+            dtype=src.dtype,  # type: ignore[union-attr]
+            chunks=_chunks_for(shape, src.dtype.itemsize),  # type: ignore[union-attr]
+            fill_value=0,
+        )
+    *stack, ys, xs = tile
+    src_tile = (*stack, slice(2 * ys.start, 2 * ys.stop), slice(2 * xs.start, 2 * xs.stop))
+    block = np.asarray(src[(slice(None), *src_tile)])  # type: ignore[index]
+    group[key][(slice(None), *tile)] = downsample2(block)  # type: ignore[index]
 
 
 def _invalid_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -843,7 +938,7 @@ def _band_infos(
     return bands
 
 
-def _ngff_image_attrs(info: ImageInfo) -> dict[str, Any]:
+def _ngff_image_attrs(info: ImageInfo, levels: int = 0) -> dict[str, Any]:
     axis_defs = {
         "C": {"name": "c", "type": "channel"},
         "Z": {"name": "z", "type": "space"},
@@ -876,11 +971,15 @@ def _ngff_image_attrs(info: ImageInfo) -> dict[str, Any]:
                 "axes": [axis_defs[a] for a in info.axes],
                 "datasets": [
                     {
-                        "path": "0",
+                        "path": str(k),
                         "coordinateTransformations": [
-                            {"type": "scale", "scale": [1.0] * len(info.axes)}
+                            {
+                                "type": "scale",
+                                "scale": [1.0] * (len(info.axes) - 2) + [float(2**k)] * 2,
+                            }
                         ],
                     }
+                    for k in range(levels + 1)
                 ],
             }
         ],

@@ -1,0 +1,101 @@
+"""``napari-hitl predict`` for whole images of any size: dask blocks written into the store.
+
+:func:`cmd_predict_batch` is what ``napari-hitl predict STORE`` runs unless ``--slice`` or
+``--region`` asks for the in-memory prediction of a part; see
+:mod:`napari_hitl.core.batch_predict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from napari_hitl.core.progress import Progress
+
+
+def add_batch_options(p: argparse.ArgumentParser) -> None:
+    """The options of batch prediction (``--chunk``, ``--scheduler``, ``--workers``...)."""
+    p.add_argument(
+        "--chunk",
+        default=None,
+        help="block edge in pixels, or ROWS,COLS (default: the model's tile, 1024 for "
+        "networks); memory grows with it, not with the image",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a dask.distributed scheduler (tcp://host:8786); default: local threads",
+    )
+    p.add_argument("--workers", type=int, default=None, help="local dask threads (default 1)")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="forget an unfinished run and predict every block again (default: resume)",
+    )
+    p.add_argument(
+        "--halo-reads",
+        choices=("zarr", "dask"),
+        default="zarr",
+        help="zarr: each block reads its window from the store (default); dask: "
+        "dask.array.map_overlap cuts halos from neighbouring blocks, loaded whole",
+    )
+
+
+class _LogProgress:
+    """Progress on a terminal line, or one log line per 10 % (and per minute) otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = (-1, 0.0)
+
+    def __call__(self, report: Progress) -> None:
+        if self.tty:
+            end = "\n" if report.done >= report.total else ""
+            print(
+                f"\r{report.message} [{report.fraction:4.0%}]", end=end, file=sys.stderr, flush=True
+            )
+            return
+        step, now = int(report.fraction * 10), time.monotonic()
+        if step > self.last[0] or now - self.last[1] > 60:
+            print(f"{report.message} [{report.fraction:.0%}]", file=sys.stderr, flush=True)
+            self.last = (step, now)
+
+
+def cmd_predict_batch(args: argparse.Namespace) -> int:
+    """Predict whole images block by block into the store (resumable, local or on a cluster)."""
+    import dask.array as da
+
+    from napari_hitl.core.batch_predict import predict_store_image
+    from napari_hitl.core.loop import load_state
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.store import ProjectStore
+
+    store = ProjectStore.open(args.store, "a")
+    state = load_state(store)
+    names = store.image_names() if args.all or not args.image else [args.image]
+    for name in names:
+        report = run_to_end(
+            predict_store_image(
+                store,
+                name,
+                state,
+                chunk=args.chunk or args.tile,
+                scheduler=args.scheduler,
+                workers=args.workers,
+                restart=args.restart,
+                halo_reads=args.halo_reads,
+            ),
+            _LogProgress(),
+        )
+        conf = da.from_zarr(store._image_group(name)["hitl/confidence"])
+        above = float((conf >= args.threshold).mean().compute())
+        done = f"{report.computed} of {report.blocks} blocks computed"
+        if report.skipped:
+            done += f", {report.skipped} done before"
+        rate = f", {report.megapixels_per_second:.2f} Mpx/s" if report.pixels else ""
+        print(
+            f"{name}: {done} in {report.seconds:.1f} s{rate}; {above:.1%} of pixels at "
+            f"confidence ≥ {args.threshold}"
+        )
+    return 0
