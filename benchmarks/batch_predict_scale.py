@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -45,10 +44,16 @@ def lazy_scene(n: int, tile_bands: np.ndarray):
             b = b[:, :, ::-1]
         return b
 
-    chunks = ((c,), tuple(min(t, n - y) for y in range(0, n, t)), tuple(min(t, n - x) for x in range(0, n, t)))
+    chunks = (
+        (c,),
+        tuple(min(t, n - y) for y in range(0, n, t)),
+        tuple(min(t, n - x) for x in range(0, n, t)),
+    )
     full = da.map_blocks(
-        lambda block_id=None: block(block_id), chunks=((c,), (t,) * -(-n // t), (t,) * -(-n // t)),
-        dtype=tile_bands.dtype, meta=np.empty((0, 0, 0), tile_bands.dtype)
+        lambda block_id=None: block(block_id),
+        chunks=((c,), (t,) * -(-n // t), (t,) * -(-n // t)),
+        dtype=tile_bands.dtype,
+        meta=np.empty((0, 0, 0), tile_bands.dtype),
     )
     return full[:, :n, :n].rechunk(((c,), *chunks[1:]))
 
@@ -67,8 +72,13 @@ def make_store(path: Path, data, names, classes):
     from napari_hitl.core.store import ProjectStore, add_image
 
     store = ProjectStore.create(path, classes=classes)
-    raster = Raster(data=data, axes="CYX", band_names=list(names), sources=["synthetic"] * len(names),
-                    roles=["dsm" if n == "DSM" else "spectral" for n in names])
+    raster = Raster(
+        data=data,
+        axes="CYX",
+        band_names=list(names),
+        sources=["synthetic"] * len(names),
+        roles=["dsm" if n == "DSM" else "spectral" for n in names],
+    )
     add_image(store, raster, "mosaic")
     return store
 
@@ -95,8 +105,16 @@ def child(args: argparse.Namespace) -> None:
     store = ProjectStore.open(args.child, "a")
     t0 = time.perf_counter()
     if args.mode == "batch":
-        run_to_end(predict_store_image(store, "mosaic", workers=args.workers, chunk=args.chunk,
-                                       restart=True, halo_reads=args.halo_reads))
+        run_to_end(
+            predict_store_image(
+                store,
+                "mosaic",
+                workers=args.workers,
+                chunk=args.chunk,
+                restart=True,
+                halo_reads=args.halo_reads,
+            )
+        )
     else:
         run_to_end(predict_project_image(store, "mosaic"))
     seconds = time.perf_counter() - t0
@@ -105,15 +123,29 @@ def child(args: argparse.Namespace) -> None:
 
 
 def measure(store_path: Path, mode: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(store_path), "--mode", mode,
-           "--threads", str(args.threads), "--workers", str(args.workers),
-           "--halo-reads", args.halo_reads, *(["--chunk", str(args.chunk)] if args.chunk else [])]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(store_path),
+        "--mode",
+        mode,
+        "--threads",
+        str(args.threads),
+        "--workers",
+        str(args.workers),
+        "--halo-reads",
+        args.halo_reads,
+        *(["--chunk", str(args.chunk)] if args.chunk else []),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 5120, 10240, 20000])
     p.add_argument("--baseline-max", type=int, default=5120, help="largest in-memory baseline")
     p.add_argument("--out", default=str(HERE / "results" / "batch_scale"))
@@ -129,11 +161,11 @@ def main() -> None:
         child(args)
         return
 
+    from napari_hitl.core.classes import make_classes
     from napari_hitl.core.classifier import TrainConfig
     from napari_hitl.core.loop import load_state, save_latest, train_project
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
-    from napari_hitl.core.classes import make_classes
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -160,19 +192,38 @@ def main() -> None:
         assert load_state(store).model_hash == state.model_hash
         built = time.perf_counter() - t0
         batch = measure(path, "batch", args)
-        row = {"size": n, "megapixels": n * n / 1e6, "import_seconds": built,
-               "batch_seconds": batch["seconds"], "batch_peak_rss_mib": batch["peak_rss_mib"],
-               "batch_mpx_per_s": n * n / 1e6 / batch["seconds"]}
+        row = {
+            "size": n,
+            "megapixels": n * n / 1e6,
+            "import_seconds": built,
+            "batch_seconds": batch["seconds"],
+            "batch_peak_rss_mib": batch["peak_rss_mib"],
+            "batch_mpx_per_s": n * n / 1e6 / batch["seconds"],
+        }
         if n <= args.baseline_max:
             mem = measure(path, "memory", args)
-            row.update({"memory_seconds": mem["seconds"], "memory_peak_rss_mib": mem["peak_rss_mib"],
-                        "memory_mpx_per_s": n * n / 1e6 / mem["seconds"]})
+            row.update(
+                {
+                    "memory_seconds": mem["seconds"],
+                    "memory_peak_rss_mib": mem["peak_rss_mib"],
+                    "memory_mpx_per_s": n * n / 1e6 / mem["seconds"],
+                }
+            )
         rows.append(row)
         print(json.dumps(row), flush=True)
         shutil.rmtree(path)
-        (out / "results.json").write_text(json.dumps({"threads": args.threads, "workers": args.workers,
-                                                       "chunk": args.chunk, "halo_reads": args.halo_reads,
-                                                       "rows": rows}, indent=2))
+        (out / "results.json").write_text(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "workers": args.workers,
+                    "chunk": args.chunk,
+                    "halo_reads": args.halo_reads,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     shutil.rmtree(work, ignore_errors=True)
     report(out, rows)
 
@@ -180,13 +231,22 @@ def main() -> None:
 def report(out: Path, rows: list[dict]) -> None:
     """Markdown table and plot of the results."""
     base = rows[0]["batch_mpx_per_s"]
-    lines = ["| image | Mpx | batch: Mpx/s | vs 1k² | batch: peak RSS | in memory: Mpx/s | in memory: peak RSS |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| image | Mpx | batch: Mpx/s | vs 1k² | batch: peak RSS "
+        "| in memory: Mpx/s | in memory: peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        mem = (f"{r['memory_mpx_per_s']:.2f} | {r['memory_peak_rss_mib'] / 1024:.2f} GiB"
-               if "memory_seconds" in r else "— | —")
-        lines.append(f"| {r['size']}² | {r['megapixels']:.0f} | {r['batch_mpx_per_s']:.2f} | "
-                     f"{r['batch_mpx_per_s'] / base:.2f} | {r['batch_peak_rss_mib'] / 1024:.2f} GiB | {mem} |")
+        mem = (
+            f"{r['memory_mpx_per_s']:.2f} | {r['memory_peak_rss_mib'] / 1024:.2f} GiB"
+            if "memory_seconds" in r
+            else "— | —"
+        )
+        lines.append(
+            f"| {r['size']}² | {r['megapixels']:.0f} | {r['batch_mpx_per_s']:.2f} | "
+            f"{r['batch_mpx_per_s'] / base:.2f} | "
+            f"{r['batch_peak_rss_mib'] / 1024:.2f} GiB | {mem} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     import matplotlib
@@ -198,17 +258,39 @@ def report(out: Path, rows: list[dict]) -> None:
     mpx = [r["megapixels"] for r in rows]
     a.plot(mpx, [r["batch_mpx_per_s"] for r in rows], "o-", label="batch (dask, into the store)")
     mem_rows = [r for r in rows if "memory_seconds" in r]
-    a.plot([r["megapixels"] for r in mem_rows], [r["memory_mpx_per_s"] for r in mem_rows], "s--", label="in memory")
-    a.set_xscale("log"); a.set_xlabel("image size (megapixels)"); a.set_ylabel("Mpx/s"); a.set_ylim(0, None)
-    a.set_title("throughput"); a.legend()
+    a.plot(
+        [r["megapixels"] for r in mem_rows],
+        [r["memory_mpx_per_s"] for r in mem_rows],
+        "s--",
+        label="in memory",
+    )
+    a.set_xscale("log")
+    a.set_xlabel("image size (megapixels)")
+    a.set_ylabel("Mpx/s")
+    a.set_ylim(0, None)
+    a.set_title("throughput")
+    a.legend()
     b.plot(mpx, [r["batch_peak_rss_mib"] / 1024 for r in rows], "o-", label="batch")
-    b.plot([r["megapixels"] for r in mem_rows], [r["memory_peak_rss_mib"] / 1024 for r in mem_rows], "s--", label="in memory")
-    b.axhline(2.0, color="grey", lw=0.8, ls=":", label="2 GB target")
-    b.set_xscale("log"); b.set_xlabel("image size (megapixels)"); b.set_ylabel("peak RSS (GiB)"); b.set_ylim(0, None)
-    b.set_title("peak memory"); b.legend()
+    b.plot(
+        [r["megapixels"] for r in mem_rows],
+        [r["memory_peak_rss_mib"] / 1024 for r in mem_rows],
+        "s--",
+        label="in memory",
+    )
+    b.axhline(2e9 / 2**30, color="grey", lw=0.8, ls=":", label="2 GB target")
+    b.set_xscale("log")
+    b.set_xlabel("image size (megapixels)")
+    b.set_ylabel("peak RSS (GiB)")
+    b.set_ylim(0, None)
+    b.set_title("peak memory")
+    b.legend()
     fig.tight_layout()
     fig.savefig(out / "batch_scale.png", dpi=110)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--report"]:  # redraw the table and plot from a results.json
+        folder = Path(sys.argv[2])
+        report(folder, json.loads((folder / "results.json").read_text())["rows"])
+    else:
+        main()

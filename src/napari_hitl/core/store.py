@@ -821,8 +821,12 @@ def add_image(store: ProjectStore, raster: Raster, name: str, **kwargs: Any) -> 
     return run_to_end(import_raster(store, raster, name, **kwargs))
 
 
-def _tiles(spatial: tuple[int, ...], edge: int = TILE) -> Generator[tuple[slice, ...], None, None]:
-    """Tiles over the trailing Y, X axes (and every index of a stack axis)."""
+def _tiles(
+    spatial: tuple[int, ...], edge: int | None = None
+) -> Generator[tuple[slice, ...], None, None]:
+    """Tiles over the trailing Y, X axes (and every index of a stack axis); ``edge`` defaults
+    to :data:`TILE` (read at call time)."""
+    edge = edge or TILE
     *stack, ny, nx = spatial
     for idx in np.ndindex(*stack) if stack else [()]:
         for y in range(0, ny, edge):
