@@ -44,7 +44,15 @@ import zarr
 
 from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import Cancelled, HitlError, StaleDataError
-from napari_hitl.core.loop import PREDICTION_KEYS, LoopState, load_state, stack_depth
+from napari_hitl.core.loop import (
+    PREDICTION_KEYS,
+    LoopState,
+    _arrays,
+    _normalized,
+    _stack_shapes,
+    load_state,
+    stack_depth,
+)
 from napari_hitl.core.prediction import prediction_from_logits
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ProjectStore
@@ -219,26 +227,13 @@ class _BlockTask:
         hitl[f"{BATCH_GROUP}/done"][block] = 1  # type: ignore[index]
 
     def read(self, z: int | None, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
-        """The model's bands and the valid mask of block ``y0:y1, x0:x1`` with its halo, read
-        from the store (only the zarr chunks it touches)."""
-        group = zarr.open_group(str(Path(self.store_path) / "images" / self.name), mode="r")
+        """The model's bands of block ``y0:y1, x0:x1`` with its halo, normalized, and its valid
+        mask, read from the store (only the zarr chunks the window touches)."""
         (h, w), (dy, dx) = self.shape, self.depth
-        box = (
-            *(() if z is None else (z,)),
-            slice(max(0, y0 - dy), min(h, y1 + dy)),
-            slice(max(0, x0 - dx), min(w, x1 + dx)),
-        )
-        image = group["0"]
-        b = self.bands
-        if b == list(range(b[0], b[-1] + 1)):
-            x = np.asarray(image[(slice(b[0], b[-1] + 1), *box)])  # type: ignore[index]
-        else:
-            x = np.asarray(image.oindex[(np.asarray(b), *box)])  # type: ignore[union-attr]
-        if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
-            valid = np.asarray(group["hitl"]["valid"][box])  # type: ignore[index]
-        else:
-            valid = np.ones(x.shape[1:], bool)
-        return x, valid
+        window = (max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx))
+        clf = _model(self.store_path, self.model_hash)
+        store = ProjectStore.open(self.store_path)
+        return _normalized(store, self.name, clf.normalization, index=z, window=window)
 
     def __call__(self, *arrays: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
         """Predict the block ``block_id`` (from ``arrays`` = bands, valid with their halo as
@@ -255,18 +250,18 @@ class _BlockTask:
         z = block_id[0] if self.stack else None
         i, j = block_id[-2:]
         y0, y1, x0, x1 = self.rows[i], self.rows[i + 1], self.cols[j], self.cols[j + 1]
-        if arrays:
+        clf = _model(self.store_path, self.model_hash)
+        if arrays:  # map_overlap's block with its halo: normalize it here
             x, valid = arrays
             if self.stack:
                 x, valid = x[:, 0], valid[0]
+            x = clf.normalization.apply(x, valid)
         else:
             x, valid = self.read(z, y0, y1, x0, x1)
-        clf = _model(self.store_path, self.model_hash)
         ri, ci = self._index(0, y0, y1), self._index(1, x0, x1)
         if ri.min() < 0 or ri.max() >= x.shape[1] or ci.min() < 0 or ci.max() >= x.shape[2]:
             raise RuntimeError(f"block {block_id} of {self.name!r} lacks its halo")  # a bug
-        xn = clf.normalization.apply(x, valid)
-        window = np.ascontiguousarray(xn[:, ri[:, None], ci[None, :]])
+        window = np.ascontiguousarray(x[:, ri[:, None], ci[None, :]])
         logits = clf.window_logits(window)[:, : y1 - y0, : x1 - x0]
         inner_valid = valid[ri[self.halo : self.halo + y1 - y0]][
             :, ci[self.halo : self.halo + x1 - x0]
@@ -276,11 +271,8 @@ class _BlockTask:
         hitl = zarr.open_group(str(image_dir / "hitl"), mode="r+")
         lead = () if z is None else (z,)
         box = (*lead, slice(y0, y1), slice(x0, x1))
-        hitl["prediction"][box] = pred.labels  # type: ignore[index]
-        hitl["confidence"][box] = pred.confidence  # type: ignore[index]
-        hitl["margin"][box] = pred.margin  # type: ignore[index]
-        hitl["entropy"][box] = pred.entropy  # type: ignore[index]
-        hitl["probabilities"][(slice(None), *box)] = pred.probabilities  # type: ignore[index]
+        for key, data in _arrays(pred).items():
+            hitl[key][(slice(None), *box) if key == "probabilities" else box] = data  # type: ignore[index]
         self.mark_done(hitl, (*lead, i, j))  # only now: a block cut short above is redone
         n = (y1 - y0) * (x1 - x0)
         if self.on_done is not None:
@@ -438,8 +430,7 @@ def predict_store_image(
     cols = block_bounds(w, edge[1], reach + 1)
     grid = (*((depth_z,) if depth_z else ()), len(rows) - 1, len(cols) - 1)
     k = len(clf.class_values)
-    spatial = tuple(int(v) for v in info.spatial_shape)
-    shapes = {key: (k, *spatial) if key == "probabilities" else spatial for key in PREDICTION_KEYS}
+    shapes = _stack_shapes(info, k)  # every key's shape, 2-D images as well as stacks
     dtypes = {key: (LABEL_DTYPE if key == "prediction" else np.float32) for key in PREDICTION_KEYS}
     record = {
         "model_hash": state.model_hash,
