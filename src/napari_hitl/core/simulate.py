@@ -35,6 +35,7 @@ from napari_hitl.core.data import (
     normalization_from_stats,
 )
 from napari_hitl.core.errors import InputFileError
+from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
 from napari_hitl.core.feedback import DEFAULT_MARGIN, accept_mask, push
 from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.metrics import confusion, scores
@@ -52,7 +53,7 @@ class SimulationConfig:
     model: str = "unet"
     iterations: int = 10
     threshold: float = 0.95
-    interaction: str = "none"  # "none" | "oracle"
+    interaction: str = "none"  # "none" | "oracle" | "correct"
     seed_images: int = 10
     scribble_fraction: float = 0.01
     test_fraction: float = 0.25
@@ -67,6 +68,9 @@ class SimulationConfig:
     pseudo: str = "all"  # "all" pool images | "routed" (the machine's γ share) | "none"
     schedule: Schedule = field(default_factory=Schedule)
     background: tuple[int, ...] = ()  # classes that are not objects for τ_l
+    # the pool is finished once labeled fraction and label accuracy both reach it; a run with
+    # the corrective user ("correct") stops there
+    target: float = 0.95
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -138,6 +142,7 @@ def _miou(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, f
 
 
 CALIBRATION_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)
+INTERACTIONS = ("none", "oracle", "correct")
 
 
 def reliability(pred: np.ndarray, truth: np.ndarray, confidence: np.ndarray) -> dict[str, Any]:
@@ -188,6 +193,7 @@ def simulate(
     if len(values) < 2:
         raise TrainingDataError(f"the masks hold only class {values}; training needs two classes")
     k = max(values)
+    check_config(config)
     order = rng.permutation(len(samples))
     n_test = max(1, round(len(samples) * config.test_fraction))
     test = [samples[i] for i in order[:n_test]]
@@ -217,11 +223,12 @@ def simulate(
     iterations: list[dict[str, Any]] = []
     total = config.iterations * (1 + len(pool) + len(test))
     done = 0
-    if config.strategy is not None and config.strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {config.strategy!r}; choose from {STRATEGIES}")
-    if config.pseudo not in ("all", "routed", "none"):
-        raise ValueError(f"pseudo must be 'all', 'routed' or 'none', got {config.pseudo!r}")
-    budget = config.budget or _default_budget(pool, config.scribble_fraction)
+    correcting = config.interaction == "correct"
+    budget = config.budget or (
+        correction_budget(pool) if correcting else _default_budget(pool, config.scribble_fraction)
+    )
+    strokes = sum(human_strokes(lab, pv) for lab, pv in zip(labels, prov, strict=True))
+    truths_pool = [s.truth for s in pool]
     visited: set[tuple[int, Box]] = set()  # items the simulated human has stroked
     difficulty: list[dict[str, Any]] = []
     for it in range(1, config.iterations + 1):
@@ -270,7 +277,7 @@ def simulate(
             for j, box in open_[n_human:]:
                 machine_boxes.setdefault(j, []).append(box)
             spent = 0
-            for j, box in open_:
+            for j, box in [] if correcting else open_:  # the corrective user strokes later
                 if spent >= budget:
                     break
                 spent += _human_strokes(pool[j], labels[j], prov[j], box, budget - spent,
@@ -304,6 +311,17 @@ def simulate(
             judged_total += int((gt > 0).sum())
         del preds
         infer_s = time.perf_counter() - t0
+        fix = None
+        if correcting:  # she looks at the pool's labels and paints over what is wrong/missing
+            fix = correct_pool(
+                truths_pool,
+                labels,
+                prov,
+                budget,
+                np.random.default_rng(config.seed * 1_000_003 + it),
+                order=[(j, box) for j, box, _ in order] if config.strategy is not None else None,
+            )
+            strokes += fix.strokes
         preds_t, truths, confs = [], [], []
         for j, x in enumerate(xs_test):
             pred = yield from _relay(
@@ -341,6 +359,13 @@ def simulate(
             "temperature": train_report.temperature,
             "test_calibration": calibration,
         }
+        row["human_pixels_total"] = human_after
+        row["human_strokes"] = strokes
+        row["human_fraction"] = human_after / max(int(has_gt.sum()), 1)
+        if fix is not None:
+            row["corrected_pixels"] = fix.pixels
+            row["corrected_over_machine"] = fix.over_machine
+            row["correction_strokes"] = fix.strokes
         if config.strategy is not None:
             row["human_pixels_added"] = human_after - human_px
             row["chosen"] = chosen
@@ -348,6 +373,8 @@ def simulate(
             row["beta"] = config.schedule.beta(it - 1)
             row["gamma"] = config.schedule.gamma(it - 1)
         iterations.append(row)
+        if correcting and _finished(row, config.target):
+            break
     return {
         "config": {
             **config.to_json(),
@@ -360,7 +387,60 @@ def simulate(
         },
         "iterations": iterations,
         "difficulty": difficulty,
+        "effort": effort_summary(iterations, config.target),
     }
+
+
+def check_config(config: SimulationConfig) -> None:
+    """Raise ``ValueError`` with a one-line message for settings that cannot run."""
+    if config.strategy is not None and config.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {config.strategy!r}; choose from {STRATEGIES}")
+    if config.pseudo not in ("all", "routed", "none"):
+        raise ValueError(f"pseudo must be 'all', 'routed' or 'none', got {config.pseudo!r}")
+    if config.interaction not in INTERACTIONS:
+        raise ValueError(
+            f"interaction must be one of {', '.join(INTERACTIONS)}, got {config.interaction!r}"
+        )
+    if not 0 < config.target <= 1:
+        raise ValueError(f"--target must be in (0, 1], got {config.target}")
+    if config.budget is not None and config.budget <= 0:
+        raise ValueError(f"--budget must be a positive number of pixels, got {config.budget}")
+    if config.iterations < 1:
+        raise ValueError(f"--iterations must be at least 1, got {config.iterations}")
+
+
+def _finished(row: dict[str, Any], target: float) -> bool:
+    """Is the pool finished: labeled fraction and label accuracy both at or above ``target``?"""
+    acc = row["label_accuracy"]
+    return row["labeled_fraction"] >= target and acc == acc and acc >= target
+
+
+def effort_summary(iterations: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """What finishing the pool cost: human share of the pool's ground-truth pixels, strokes and
+    iterations at the first iteration whose labels reached ``target`` (``None`` if none did)."""
+    for row in iterations:
+        if _finished(row, target):
+            return {
+                "target": target,
+                "human_fraction_to_target": row["human_fraction"],
+                "human_strokes_to_target": row["human_strokes"],
+                "iterations_to_target": row["iteration"],
+            }
+    return {
+        "target": target,
+        "human_fraction_to_target": None,
+        "human_strokes_to_target": None,
+        "iterations_to_target": None,
+    }
+
+
+CORRECTION_SHARE = 0.005  # default budget of the corrective user: 0.5 % of the pool per iteration
+
+
+def correction_budget(pool: Sequence[Sample]) -> int:
+    """The corrective user's default pixels per iteration: :data:`CORRECTION_SHARE` of the
+    pool's ground-truth pixels, so ten iterations can paint 5 % of the pool by hand."""
+    return max(1, round(CORRECTION_SHARE * sum(int((s.truth > 0).sum()) for s in pool)))
 
 
 def _default_budget(pool: Sequence[Sample], fraction: float) -> int:
@@ -443,7 +523,8 @@ def _relay(job, done: int, total: int, prefix: str):
 
 def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """``OUT/report.json`` and ``OUT/curves.png`` (accuracy and labeled fraction per iteration);
-    with active learning also ``OUT/difficulty.csv`` (the last ranking of the pool)."""
+    with active learning also ``OUT/difficulty.csv`` (the last ranking of the pool), with the
+    corrective user ``OUT/effort.png`` (labels and mIoU against the human pixels)."""
     from napari_hitl.core.active import write_csv
 
     out = Path(out)
@@ -452,6 +533,10 @@ def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     rpath.write_text(json.dumps(report, indent=2, allow_nan=True))
     if report.get("difficulty"):
         write_csv(report["difficulty"], out / "difficulty.csv")
+    if report["config"].get("interaction") == "correct":
+        from napari_hitl.core.evaluation.effort_plot import plot_effort
+
+        plot_effort([report], out / "effort.png")
     return rpath, plot_curves([report], out / "curves.png")
 
 

@@ -1,0 +1,241 @@
+"""Effort to a finished data set: the corrective simulated user with each model.
+
+Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
+
+    .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow]
+        [--models unet,rf,patch-cnn] [--seeds SET=0,1,2;...] [--iterations 10]
+        [--threads 2] [--force] [--summarize-only]
+
+Every set × model × seed is one ``simulate --interaction correct`` run (in this process) with the
+set's options of ``run_simulations.py`` (images used, seed images, scribble fraction) and the
+corrective user's default budget (0.5 % of the pool's pixels per iteration). Its report goes to
+``OUT/<set>/<model>-s<seed>/report.json`` (with ``effort.png``); a run whose report exists is
+skipped unless ``--force``.
+
+The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
+pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
+both ≥ the target) at the targets 0.95 (the run's) and 0.90 (read from the same runs), the
+iterations that took, and the final labels and test mIoU; "not reached" when it never was.
+``docs/images/effort_<set>.png`` draws the seed-0 runs of a set against the human pixels, with
+"paint every pixel" as the reference line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_simulations import SET_OPTIONS  # noqa: E402
+
+CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
+OUT = REPO / "benchmarks" / "results" / "effort"
+IMAGES = REPO / "docs" / "images"
+SETS = ("sen1floods", "eolearn", "dsb2018", "siftflow")
+MODELS = ("unet", "rf", "patch-cnn")
+# 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
+DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
+TARGETS = (0.95, 0.90)
+
+
+def _options(set_name: str) -> dict[str, Any]:
+    opts = SET_OPTIONS[set_name]
+    return {
+        "max_images": int(opts["--max-images"]) if "--max-images" in opts else None,
+        "seed_images": int(opts["--seed-images"]),
+        "scribble_fraction": float(opts["--scribble-fraction"]),
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run every missing set × model × seed."""
+    import torch
+
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.simulate import (
+        SimulationConfig,
+        load_image_folder,
+        simulate,
+        write_report,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for set_name in args.sets:
+        opts = _options(set_name)
+        samples = load_image_folder(
+            CACHE / set_name / "images", CACHE / set_name / "masks", opts["max_images"]
+        )
+        for seed in args.seeds.get(set_name, DEFAULT_SEEDS[set_name]):
+            for model in args.models:
+                dest = args.out / set_name / f"{model}-s{seed}"
+                if (dest / "report.json").exists() and not args.force:
+                    continue
+                cfg = SimulationConfig(
+                    model=model,
+                    iterations=args.iterations,
+                    interaction="correct",
+                    seed=seed,
+                    seed_images=opts["seed_images"],
+                    scribble_fraction=opts["scribble_fraction"],
+                    max_images=opts["max_images"],
+                )
+                cfg.train.threads = args.threads
+                t0 = time.perf_counter()
+                report = run_to_end(simulate(samples, cfg))
+                report["wall_seconds"] = round(time.perf_counter() - t0, 1)
+                write_report(report, dest)
+                eff = report["effort"]
+                print(
+                    f"{set_name} {model} seed {seed}: {len(report['iterations'])} iterations, "
+                    f"{report['wall_seconds']:.0f} s; to target: {eff['human_fraction_to_target']}",
+                    flush=True,
+                )
+
+
+def reached(report: dict[str, Any], target: float) -> dict[str, Any] | None:
+    """The first iteration whose pool labels reached ``target`` (labeled and accuracy)."""
+    for row in report["iterations"]:
+        acc = row["label_accuracy"]
+        if row["labeled_fraction"] >= target and acc == acc and acc >= target:
+            return row
+    return None
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def summarize(args: argparse.Namespace) -> dict[str, Any]:
+    """Write ``summary.json``, ``summary.md`` and the per-set plots from the reports found."""
+    from napari_hitl.core.evaluation.effort_plot import plot_effort
+
+    summary: dict[str, Any] = {}
+    lines = [
+        "# Effort to a finished data set (corrective simulated user)",
+        "",
+        "Generated by `benchmarks/effort.py`. *human %*: pixels painted by the simulated person "
+        "(seed strokes + corrections) over the pool's pixels with ground truth, when the pool "
+        "was first finished (labeled fraction and label accuracy both ≥ the target); mean over "
+        "the seeds that reached it, with how many did. *final*: after the last iteration.",
+        "",
+    ]
+    for set_name in SETS:
+        rows = []
+        plots, names = [], []
+        for model in MODELS:
+            reps = sorted((args.out / set_name).glob(f"{model}-s*/report.json"))
+            if not reps:
+                continue
+            reports = [json.loads(p.read_text()) for p in reps]
+            row: dict[str, Any] = {"model": model, "seeds": len(reports)}
+            for t in TARGETS:
+                hit = [reached(r, t) for r in reports]
+                ok = [h for h in hit if h is not None]
+                row[f"reached_{t}"] = len(ok)
+                for key, field, scale in (
+                    ("human_pct", "human_fraction", 100),
+                    ("strokes", "human_strokes", 1),
+                    ("iterations", "iteration", 1),
+                ):
+                    row[f"{key}_{t}"] = _mean([scale * h[field] for h in ok]) if ok else None
+            last = [r["iterations"][-1] for r in reports]
+            row["final_human_pct"] = _mean([100 * x["human_fraction"] for x in last])
+            row["final_labeled"] = _mean([x["labeled_fraction"] for x in last])
+            row["final_label_acc"] = _mean([x["label_accuracy"] for x in last])
+            row["final_test_miou"] = _mean([x["test_miou"] for x in last])
+            row["iterations_run"] = _mean([len(r["iterations"]) for r in reports])
+            row["wall_s"] = _mean([r.get("wall_seconds", float("nan")) for r in reports])
+            rows.append(row)
+            plots.append(reports[0])
+            names.append(model)
+        if not rows:
+            continue
+        summary[set_name] = rows
+        cfg = plots[0]["config"]
+        lines += [
+            f"## {set_name}",
+            "",
+            f"pool {cfg['n_pool']} / test {cfg['n_test']} images, {cfg['seed_images']} seed "
+            f"images, budget {0.5:.1f} % of the pool per iteration, at most "
+            f"{cfg['iterations']} iterations",
+            "",
+            "| model | seeds | human % to 0.95 | strokes | iters | human % to 0.90 | strokes | "
+            "iters | final human % | final labeled | final label acc | final test mIoU | "
+            "wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            cells = [r["model"], str(r["seeds"])]
+            for t in TARGETS:
+                hits = r[f"reached_{t}"]
+                if hits:
+                    n = f" ({hits}/{r['seeds']})" if hits < r["seeds"] else ""
+                    cells += [
+                        f"{r[f'human_pct_{t}']:.2f}{n}",
+                        f"{r[f'strokes_{t}']:.0f}",
+                        f"{r[f'iterations_{t}']:.1f}",
+                    ]
+                else:
+                    cells += ["not reached", "–", "–"]
+            cells += [
+                f"{r['final_human_pct']:.2f}",
+                f"{r['final_labeled']:.3f}",
+                f"{r['final_label_acc']:.3f}",
+                f"{r['final_test_miou']:.3f}",
+                f"{r['wall_s']:.0f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"![{set_name}](../../../docs/images/effort_{set_name}.png)", ""]
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        plot_effort(plots, IMAGES / f"effort_{set_name}.png", names, title=f"{set_name} (seed 0)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def _seeds(text: str | None) -> dict[str, tuple[int, ...]]:
+    """``--seeds 0,1,2`` for every set or ``SET=0,1;SET=0``."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return dict.fromkeys(SETS, tuple(int(s) for s in text.split(",")))
+    out = {}
+    for part in text.split(";"):
+        name, _, seeds = part.partition("=")
+        out[name.strip()] = tuple(int(s) for s in seeds.split(","))
+    return out
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--seeds", default=None, help="0,1,2 for all sets, or SET=0,1;SET=0")
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--summarize-only", action="store_true")
+    args = ap.parse_args()
+    args.sets = [s for s in args.sets.split(",") if s]
+    args.models = [m for m in args.models.split(",") if m]
+    bad = [s for s in args.sets if s not in SETS] + [m for m in args.models if m not in MODELS]
+    if bad:
+        raise SystemExit(f"unknown sets/models {bad}")
+    args.seeds = _seeds(args.seeds)
+    if not args.summarize_only:
+        run(args)
+    summarize(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Measuring the loop: simulated users and what their labeling costs."""
