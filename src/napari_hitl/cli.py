@@ -716,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.cli_hints import add_hint_commands
 
     add_hint_commands(sub)
+    from napari_hitl.cli_history import add_history_commands
+
+    add_history_commands(sub)
     return parser
 
 

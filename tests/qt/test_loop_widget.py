@@ -121,3 +121,27 @@ def test_shortcuts_region_and_class_keys(viewer_with_project, qtbot):
     np.testing.assert_array_equal(np.asarray(layer.data), painted)
     loop.close()
     assert coerce_keybinding("Alt-T") not in viewer.keymap  # shortcuts released
+
+
+def test_history_shows_on_open_and_after_train(make_napari_viewer, tmp_path, qtbot):
+    store = build_sample_store(tmp_path / "h.zarr", shape=(96, 96))
+    store.append_history(
+        {"train": 1, "iteration": 1, "human_pixels": 7, "human_strokes": 2,
+         "labeled_fraction": 0.25, "machine_fraction": 0.0, "holdout_accuracy": None}
+    )  # fmt: skip
+    viewer = make_napari_viewer()
+    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
+    project.open_store(store.path)
+    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    text = loop.history_label.text()
+    assert "#1 it 1: 7 px / 2 strokes" in text and "labeled 25.0%" in text  # loaded on opening
+    gt = store.read_derived("sample", "ground_truth")
+    viewer.layers["sample labels"].data = sparse_scribbles(gt, 0.03, seed=3)
+    assert loop.train(TrainConfig(steps=10))
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    rec = ProjectStore.open(store.path).history()[-1]
+    assert rec["train"] == 2
+    lines = loop.history_label.text().split("<br>")
+    assert len(lines) == 3 and lines[-1].startswith(
+        f"#2 it 1: {rec['human_pixels']} px / {rec['human_strokes']} strokes"
+    )

@@ -67,8 +67,28 @@ if TYPE_CHECKING:
     import napari
 
 
-__all__ = ["LoopWidget", "result_layer_names"]
+__all__ = ["LoopWidget", "history_text", "result_layer_names"]
 AUTOSAVE_MS = 1000  # save painted labels this long after the last stroke
+HISTORY_LINES = 6  # Trains shown in the widget (the CLI's `history` has them all)
+
+
+def history_text(records: list[dict[str, Any]], last: int = HISTORY_LINES) -> str:
+    """The widget's history: a title and one line per Train (the ``last`` ones), as rich text."""
+    if not records:
+        return ""
+    lines = []
+    for r in records[-last:]:
+        acc = r.get("holdout_accuracy")
+        held = f"held-out {acc:.1%}" if acc is not None else "held-out —"
+        lines.append(
+            f"#{r.get('train', '?')} it {r.get('iteration', '?')}: "
+            f"{r.get('human_pixels', 0)} px / {r.get('human_strokes', 0)} strokes · "
+            f"labeled {r.get('labeled_fraction', 0.0):.1%} "
+            f"(machine {r.get('machine_fraction', 0.0):.1%}) · {held}"
+        )
+    earlier = len(records) - len(lines)
+    title = "<b>History</b>" + (f" ({earlier} earlier Trains not shown)" if earlier else "")
+    return title + "<br>" + "<br>".join(lines)
 
 
 class LoopWidget(QWidget):
@@ -143,6 +163,14 @@ class LoopWidget(QWidget):
         self.status.setWordWrap(True)
         self.areas = QLabel()
         self.areas.setWordWrap(True)
+        self.history_label = QLabel()
+        self.history_label.setWordWrap(True)
+        self.history_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.history_label.setToolTip(
+            "One line per Train (latest last): human pixels and strokes so far, labeled and "
+            "machine-labeled share of all pixels, accuracy on the held-out human strokes. "
+            "`napari-hitl history STORE --plot FILE` prints and plots all of it."
+        )
         self.jobs = JobRunner(self.progress)
         self.live = LiveController(self)
         self.points = PointsTool(self)
@@ -195,6 +223,7 @@ class LoopWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.areas)
+        layout.addWidget(self.history_label)
         layout.addWidget(self.shortcuts_label)
         layout.addStretch(1)
         for button, tip in (
@@ -341,7 +370,9 @@ class LoopWidget(QWidget):
             store, image, _layer = self.context()
         except HitlError:
             self.stack_combo.setEnabled(False)
+            self.history_label.clear()
             return
+        self._update_history(store)
         info = store.image_info(image)
         for band in info.band_names:
             item = QListWidgetItem(band)
@@ -453,6 +484,7 @@ class LoopWidget(QWidget):
                 f"temperature {report.temperature:.2f}). Now Infer & filter."
             )
             self._update_areas()
+            self._update_history(store)
 
         return self.jobs.start(
             "Training", lambda token: train_project(store, config, cancel=token), done
@@ -677,6 +709,10 @@ class LoopWidget(QWidget):
                 line += f", prediction {float((self.prediction.labels == c.value).mean()):.1%}"
             lines.append(line)
         self.areas.setText("<br>".join(lines))
+
+    def _update_history(self, store: ProjectStore) -> None:
+        """Show the project's Train history: one compact line per Train, the latest last."""
+        self.history_label.setText(history_text(store.history()))
 
     # ---------------------------------------------------------------- region, classes
     def draw_region(self) -> None:

@@ -119,6 +119,7 @@ class TrainReport:
     holdout_nll_before: float | None = None
     holdout_nll_after: float | None = None
     warm_start: bool = False
+    holdout_accuracy: float | None = None
 
 
 def fit_temperature(logits: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
@@ -214,9 +215,15 @@ def calibrate(
     held: list[tuple[int, np.ndarray]],
     report: TrainReport,
 ) -> None:
-    """Fit ``clf.temperature`` on the held-out human pixels (needs 20 or more)."""
+    """Fit ``clf.temperature`` on the held-out human pixels (needs 20 or more).
+
+    Also sets ``report.holdout_accuracy``: the share of held-out pixels whose most likely class
+    is right. ``clf.logits`` already include the class log prior, exactly as predictions do, and
+    the temperature does not move the argmax, so this is what a prediction would say there.
+    """
     clf.temperature = 1.0
     report.temperature = 1.0
+    report.holdout_accuracy = None
     if report.holdout_pixels < 20:
         return
     logits, target = [], []
@@ -224,7 +231,9 @@ def calibrate(
         full = clf.logits(images[i].x)
         logits.append(full.reshape(full.shape[0], -1)[:, flat].T)
         target.append(images[i].target.ravel()[flat])
-    t_best, before, after = fit_temperature(np.concatenate(logits), np.concatenate(target))
+    z, t = np.concatenate(logits), np.concatenate(target)
+    report.holdout_accuracy = float(np.mean(np.argmax(z, axis=1) == t))
+    t_best, before, after = fit_temperature(z, t)
     clf.temperature = report.temperature = t_best
     report.holdout_nll_before, report.holdout_nll_after = before, after
 

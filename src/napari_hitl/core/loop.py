@@ -60,6 +60,7 @@ from napari_hitl.core.feedback import (
     accept_mask,
     store_push,
 )
+from napari_hitl.core.history import train_record
 from napari_hitl.core.learner import (
     Classifier,
     list_checkpoints,
@@ -347,7 +348,9 @@ def train_project(
 ) -> Generator[Progress, None, tuple[TrainReport, LoopState]]:
     """Train on every labeled image (warm start from ``latest`` unless ``fresh``); save ``latest``.
 
-    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses.
+    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses. After
+    saving, the Train is recorded in the store's history (effort so far, held-out accuracy; see
+    :mod:`napari_hitl.core.history`).
 
     Raises
     ------
@@ -363,7 +366,9 @@ def train_project(
     if not data:
         raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
     report = yield from clf.fit(data, config, cancel)
-    return report, save_latest(store, clf, iteration, config.to_json())
+    state = save_latest(store, clf, iteration, config.to_json())
+    store.append_history(train_record(store, report, iteration, clf.kind))
+    return report, state
 
 
 def save_latest(

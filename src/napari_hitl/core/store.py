@@ -3,7 +3,8 @@
 Layout (OME-Zarr / NGFF 0.5 where it fits; full description in ``docs/store.md``)::
 
     NAME.zarr/
-      zarr.json                    attributes.napari_hitl: schema_version, classes, image order
+      zarr.json                    attributes.napari_hitl: schema_version, classes, image order,
+                                   settings, history (one record per Train)
       images/
         <image>/                   NGFF multiscale image, axes c[,z|t],y,x; omero channel names
           0                        the bands, chunked and compressed, dtype as imported
@@ -296,6 +297,34 @@ class ProjectStore:
     def schema_version(self) -> int:
         """The schema version the store was written with."""
         return int(self._attrs["schema_version"])
+
+    # ----------------------------------------------------------------- history
+    def history(self) -> list[dict[str, Any]]:
+        """What each Train recorded, oldest first (``[]`` before the first one).
+
+        The records are kept as a JSON list ``history`` in the root attributes
+        (``zarr.json``); :func:`napari_hitl.core.history.train_record` makes them.
+        """
+        return [dict(r) for r in self._attrs.get("history", [])]
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        """Add one Train's record (a JSON object) at the end of :meth:`history`.
+
+        Raises
+        ------
+        StoreError
+            The store is open read-only.
+        ValueError
+            ``record`` is not a dict, or not JSON-serialisable.
+        """
+        self._require_writable()
+        if not isinstance(record, dict):
+            raise ValueError(f"a history record is a dict, not {type(record).__name__}")
+        try:
+            record = json.loads(json.dumps(record, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a history record must be plain JSON ({exc})") from exc
+        self._set_attrs(history=[*self._attrs.get("history", []), record])
 
     # ----------------------------------------------------------------- classes
     @property
