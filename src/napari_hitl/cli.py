@@ -385,6 +385,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.simulate import (
         SimulationConfig,
+        check_config,
         load_image_folder,
         simulate,
         write_report,
@@ -415,7 +416,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             delta=args.threshold,
         ),
         background=tuple(int(v) for v in (_split_list(args.background) or [])),
+        target=args.target,
     )
+    check_config(config)
     samples = load_image_folder(args.images, args.masks, args.max_images)
     classes = list(range(1, args.classes + 1)) if args.classes else None
     report = run_to_end(simulate(samples, config, classes), _print_progress)
@@ -428,6 +431,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"({row['accepted_accuracy']:.3f} right); train {row['train_seconds']:.1f}s, "
             f"infer {row['infer_seconds']:.1f}s"
             + (f"; human px {row['human_pixels']}" if args.strategy else "")
+            + (
+                f"; human {row['human_fraction']:.2%} of the pool, {row['human_strokes']} strokes"
+                if args.interaction == "correct"
+                else ""
+            )
+        )
+    eff = report["effort"]
+    if args.interaction == "correct":
+        print(
+            f"pool finished (≥ {eff['target']:.0%} labeled at ≥ {eff['target']:.0%} accuracy) "
+            f"after {eff['iterations_to_target']} iterations, "
+            f"{eff['human_fraction_to_target']:.2%} of the pool painted by hand, "
+            f"{eff['human_strokes_to_target']} strokes"
+            if eff["iterations_to_target"]
+            else f"pool not finished (target {eff['target']:.0%}) after "
+            f"{len(report['iterations'])} iterations"
         )
     print(f"wrote {rpath} and {cpath}")
     return 0
@@ -635,9 +654,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.95)
     p.add_argument(
         "--interaction",
-        choices=["none", "oracle"],
+        choices=["none", "oracle", "correct"],
         default="none",
-        help="oracle: the simulated human removes wrong accepted pixels each iteration",
+        help="oracle: the simulated human removes wrong accepted pixels each iteration; "
+        "correct: after each push she paints strokes over the pool's wrong or missing labels, "
+        "largest error first, until --budget pixels (stops once the pool reaches --target)",
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        default=0.95,
+        help="the pool is finished when labeled fraction and label accuracy both reach it "
+        "(default 0.95); report.json's effort gives what reaching it cost",
     )
     p.add_argument("--seed-images", type=int, default=10, help="pool images the human labels")
     p.add_argument(
@@ -670,7 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         type=int,
         default=None,
-        help="human pixels per iteration (default: 2 images' worth of strokes)",
+        help="human pixels per iteration, with --strategy or --interaction correct "
+        "(default: 2 median pool images' worth of --scribble-fraction strokes; with correct, "
+        "0.5%% of the pool's pixels)",
     )
     g.add_argument("--tile", type=int, default=None, help="rank tiles of this edge (px)")
     g.add_argument(
