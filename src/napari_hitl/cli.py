@@ -247,8 +247,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {state.classifier.kind} (iteration {state.iteration}, "
         f"{'warm start' if report.warm_start else 'fresh'}): {report.steps} steps in "
         f"{report.seconds:.1f} s, loss {report.final_loss:.3f}; temperature "
-        f"{report.temperature:.2f} from {report.holdout_pixels} held-out human pixels; "
-        f"class pixels {report.class_pixels}"
+        f"{report.temperature:.2f} from {report.holdout_pixels} held-out human pixels"
+        + (
+            f" ({report.holdout_accuracy:.1%} of them right)"
+            if report.holdout_accuracy is not None
+            else ""
+        )
+        + f"; class pixels {report.class_pixels}"
     )
     return 0
 

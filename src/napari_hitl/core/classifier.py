@@ -27,6 +27,8 @@ from napari_hitl.core.data import (
     Normalization,
     check_trainable,
 )
+from napari_hitl.core.learning.propagation import propagate_images
+from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
@@ -79,6 +81,13 @@ class TrainConfig:
         torch threads (default: all cores).
     extra
         Model-specific options (e.g. ``{"optimizer": "sgd"}``).
+    potts_weight
+        Weight of the relaxed Potts loss on every pixel of the U-Net's training crops
+        (:func:`~napari_hitl.core.learning.regularizers.local_potts_loss`: neighbours with
+        similar bands should agree; 0 = off).
+    propagate_weight
+        Spread each training stroke over the superpixels whose human pixels are all of its
+        class, at this loss weight (:mod:`napari_hitl.core.learning.propagation`; 0 = off).
     bands
         Names of the bands the model uses, in this order (``None``: every band of the images).
         Each image is read by band name, so images may hold other bands as well; a stored model
@@ -100,6 +109,8 @@ class TrainConfig:
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     bands: list[str] | None = None
+    potts_weight: float = 0.0
+    propagate_weight: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -435,6 +446,12 @@ class NetClassifier:
         rng = np.random.default_rng(config.seed)
         split = prepare_training(images, self.class_names, config, rng)
         counts, human, train_images, held = split.counts, split.human, split.train, split.held
+        if config.propagate_weight > 0:
+            train_images = propagate_images(
+                train_images,
+                [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)],
+                config.propagate_weight,
+            )
         warm = self.trained
         if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
             torch.manual_seed(config.seed)
@@ -481,7 +498,14 @@ class NetClassifier:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             x, t, w = draw()
-            loss = balanced_loss(*draw.logits_and_targets(net, x, t, w), k)
+            if config.potts_weight > 0 and not is_patch:
+                m = draw.halo
+                logits = net.out(net.features(x))[..., m:-m, m:-m]  # type: ignore[operator]
+                loss = balanced_loss(logits, t, w, k) + config.potts_weight * local_potts_loss(
+                    logits, x[..., m:-m, m:-m]
+                )
+            else:
+                loss = balanced_loss(*draw.logits_and_targets(net, x, t, w), k)
             opt.zero_grad()
             loss.backward()
             opt.step()
