@@ -365,6 +365,12 @@ def train_project(
     data = training_images(store, names, clf.normalization, config.machine_weight)
     if not data:
         raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
+    if not any((im.target >= 0).any() for im in data):
+        raise TrainingDataError(
+            "every labeled pixel is invalid (NaN, inf or nodata in at least one of the model's "
+            f"bands: {', '.join(clf.normalization.band_names)}); leave out the band that is "
+            "empty there (napari-hitl train --bands, or Model bands in the widget) or fix the image"
+        )
     report = yield from clf.fit(data, config, cancel)
     state = save_latest(store, clf, iteration, config.to_json())
     store.append_history(train_record(store, report, iteration, clf.kind))
