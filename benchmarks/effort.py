@@ -101,11 +101,9 @@ def run(args: argparse.Namespace) -> None:
 
 def reached(report: dict[str, Any], target: float) -> dict[str, Any] | None:
     """The first iteration whose pool labels reached ``target`` (labeled and accuracy)."""
-    for row in report["iterations"]:
-        acc = row["label_accuracy"]
-        if row["labeled_fraction"] >= target and acc == acc and acc >= target:
-            return row
-    return None
+    from napari_hitl.core.simulate import pool_finished
+
+    return next((row for row in report["iterations"] if pool_finished(row, target)), None)
 
 
 def _mean(values: list[float]) -> float:

@@ -29,9 +29,8 @@ TMP = Path(tempfile.mkdtemp(prefix="hitl-history-"))
 os.environ["NAPARI_HITL_SAMPLE_DIR"] = str(TMP)  # before napari-hitl reads it
 
 import napari  # noqa: E402
-from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
-from screenshot_helpers import MAX_WIDTH, OUT, WINDOW, log, settle, wait_jobs  # noqa: E402
+from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs  # noqa: E402
 
 from napari_hitl.core.sample import sparse_scribbles  # noqa: E402
 
@@ -58,22 +57,11 @@ def road_strokes(layer, gt: np.ndarray, road: int, rng, n: int = 6, length: int 
 def dock_shot(viewer, loop, dock, name: str) -> Path:
     """Screenshot the window and keep the dock from the status line down to the History."""
     settle(0.5)
-    arr = np.asarray(viewer.window.screenshot(flash=False, canvas_only=False))
-    img = Image.fromarray(arr).convert("RGB")
-    ratio = img.width / viewer.window._qt_window.width()
     g = dock.geometry()
     top = loop.status.mapTo(dock, loop.status.rect().topLeft()).y() - 8
     hist = loop.history_label
     bottom = hist.mapTo(dock, hist.rect().bottomLeft()).y() + 8
-    box = (g.x(), g.y() + top, g.x() + g.width(), g.y() + bottom)
-    img = img.crop(tuple(round(v * ratio) for v in box))
-    if img.width > MAX_WIDTH:
-        img = img.resize((MAX_WIDTH, round(img.height * MAX_WIDTH / img.width)), Image.LANCZOS)
-    img = img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    path = OUT / f"{name}.png"
-    img.save(path, optimize=True)
-    log(f"wrote {path} ({img.width}×{img.height}, {path.stat().st_size // 1024} KB)")
-    return path
+    return shot(viewer, name, box=(g.x(), g.y() + top, g.x() + g.width(), g.y() + bottom))
 
 
 def main() -> int:

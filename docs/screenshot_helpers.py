@@ -41,11 +41,17 @@ def wait_jobs(widget, timeout: float = 300) -> None:
     settle()
 
 
-def shot(viewer, name: str) -> Path:
-    """Screenshot the whole window into ``OUT/name.png`` (≤ MAX_WIDTH, 256 colours)."""
+def shot(viewer, name: str, box: tuple[int, int, int, int] | None = None) -> Path:
+    """Screenshot the whole window into ``OUT/name.png`` (≤ MAX_WIDTH, 256 colours).
+
+    ``box`` (left, top, right, bottom in the window's logical pixels) keeps only that part.
+    """
     settle()
     arr = viewer.window.screenshot(flash=False, canvas_only=False)
     img = Image.fromarray(np.asarray(arr)).convert("RGB")
+    if box is not None:  # the screenshot is in device pixels
+        ratio = img.width / viewer.window._qt_window.width()
+        img = img.crop(tuple(round(v * ratio) for v in box))
     if img.width > MAX_WIDTH:
         img = img.resize((MAX_WIDTH, round(img.height * MAX_WIDTH / img.width)), Image.LANCZOS)
     img = img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)

@@ -498,14 +498,11 @@ class NetClassifier:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             x, t, w = draw()
-            if config.potts_weight > 0 and not is_patch:
+            logits, t, w = draw.logits_and_targets(net, x, t, w)
+            loss = balanced_loss(logits, t, w, k)
+            if config.potts_weight > 0 and not is_patch:  # on the supervised window's pixels
                 m = draw.halo
-                logits = net.out(net.features(x))[..., m:-m, m:-m]  # type: ignore[operator]
-                loss = balanced_loss(logits, t, w, k) + config.potts_weight * local_potts_loss(
-                    logits, x[..., m:-m, m:-m]
-                )
-            else:
-                loss = balanced_loss(*draw.logits_and_targets(net, x, t, w), k)
+                loss = loss + config.potts_weight * local_potts_loss(logits, x[..., m:-m, m:-m])
             opt.zero_grad()
             loss.backward()
             opt.step()

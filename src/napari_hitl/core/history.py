@@ -153,7 +153,7 @@ def project_effort(store: ProjectStore) -> Effort:
     for name in store.image_names():
         info = store.image_info(name)
         labels = store.labels_array(name)
-        provenance = store._image_group(name)["hitl/provenance"]
+        provenance = store.provenance_array(name)
         spatial = info.spatial_shape
         depth = int(spatial[0]) if len(spatial) == 3 else 0  # a Z/T stack: one plane per slice
         for k in range(depth) if depth else [None]:

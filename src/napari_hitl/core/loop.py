@@ -283,7 +283,7 @@ def training_images(
         info = store.image_info(name)
         depth = stack_depth(info)
         labels_arr = store.labels_array(name)
-        prov_arr = store._image_group(name)["hitl/provenance"]
+        prov_arr = store.provenance_array(name)
         h, w = (int(v) for v in info.spatial_shape[-2:])
         for k in range(depth) if depth else [None]:
             lead = () if k is None else (k,)

@@ -549,7 +549,8 @@ def make_sample_scene(shape: tuple[int, int] = (512, 512), seed: int = 0) -> Sam
 # scribbles
 
 
-def _disk(r: int) -> np.ndarray:
+def brush_disk(r: int) -> np.ndarray:
+    """The ``2r+1``-square bool footprint of a round brush of radius ``r`` px."""
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return (yy**2 + xx**2) <= r * r + r * 0.5
 
@@ -589,7 +590,7 @@ def sparse_scribbles(ground_truth: np.ndarray, fraction: float = 0.01, seed: int
     h, w = gt.shape
     out = np.zeros((h, w), np.uint8)
     target = fraction * gt.size
-    brushes = {r: _disk(r) for r in (0, 1, 2)}
+    brushes = {r: brush_disk(r) for r in (0, 1, 2)}
 
     classes = [int(c) for c in np.unique(gt) if c != 0]
     interior: dict[int, np.ndarray] = {}  # distance to the nearest pixel of another value

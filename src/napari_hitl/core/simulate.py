@@ -373,7 +373,7 @@ def simulate(
             row["beta"] = config.schedule.beta(it - 1)
             row["gamma"] = config.schedule.gamma(it - 1)
         iterations.append(row)
-        if correcting and _finished(row, config.target):
+        if correcting and pool_finished(row, config.target):
             break
     return {
         "config": {
@@ -409,7 +409,7 @@ def check_config(config: SimulationConfig) -> None:
         raise ValueError(f"--iterations must be at least 1, got {config.iterations}")
 
 
-def _finished(row: dict[str, Any], target: float) -> bool:
+def pool_finished(row: dict[str, Any], target: float) -> bool:
     """Is the pool finished: labeled fraction and label accuracy both at or above ``target``?"""
     acc = row["label_accuracy"]
     return row["labeled_fraction"] >= target and acc == acc and acc >= target
@@ -419,7 +419,7 @@ def effort_summary(iterations: Sequence[dict[str, Any]], target: float) -> dict[
     """What finishing the pool cost: human share of the pool's ground-truth pixels, strokes and
     iterations at the first iteration whose labels reached ``target`` (``None`` if none did)."""
     for row in iterations:
-        if _finished(row, target):
+        if pool_finished(row, target):
             return {
                 "target": target,
                 "human_fraction_to_target": row["human_fraction"],

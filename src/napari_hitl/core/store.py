@@ -495,7 +495,11 @@ class ProjectStore:
 
     def provenance(self, name: str) -> np.ndarray:
         """Per-pixel provenance: 0 unlabeled, 1 human, k+1 machine from iteration k."""
-        return np.asarray(self._image_group(name)["hitl/provenance"][...])  # type: ignore[index]
+        return np.asarray(self.provenance_array(name)[...])
+
+    def provenance_array(self, name: str) -> zarr.Array:
+        """The provenance as a zarr array, for reading a slice or a window lazily."""
+        return self._image_group(name)["hitl/provenance"]  # type: ignore[return-value]
 
     def write_labels(
         self, name: str, labels: np.ndarray, provenance: np.ndarray | None = None

@@ -29,14 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_hitl.core.history import EIGHT, count_strokes
+from napari_hitl.core.sample import brush_disk
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 MAX_PASSES = 3  # passes over the error regions within one iteration's budget
 MIN_DEPTH = 2  # stroke pixels lie at least this Euclidean distance inside the true class
-_EIGHT = np.ones((3, 3), bool)
-_DISKS = {r: (lambda yy, xx: (yy**2 + xx**2) <= r * r + r * 0.5)(*np.mgrid[-r : r + 1, -r : r + 1])
-          for r in (0, 1, 2)}  # fmt: skip
+_DISKS = {r: brush_disk(r) for r in (0, 1, 2)}  # the scribble simulator's brushes
 
 
 @dataclass
@@ -62,13 +62,9 @@ def human_strokes(labels: np.ndarray, provenance: np.ndarray) -> int:
     """Strokes in a label image: 8-connected components of human pixels, per class.
 
     Strokes of one class that touch count once — the count of the seed scribbles, which come
-    as a map rather than as a list of strokes.
+    as a map rather than as a list of strokes; counted as a project's history counts them.
     """
-    human = provenance == PROVENANCE_HUMAN
-    n = 0
-    for c in np.unique(labels[human]):
-        n += int(ndi.label(human & (labels == c), structure=_EIGHT)[1])
-    return n
+    return count_strokes(labels, provenance == PROVENANCE_HUMAN)
 
 
 def error_mask(truth: np.ndarray, labels: np.ndarray, provenance: np.ndarray) -> np.ndarray:
@@ -84,7 +80,7 @@ def _regions(
     wrong = error_mask(t, labels[r0:r1, c0:c1], prov[r0:r1, c0:c1])
     out = []
     for c in np.unique(t[wrong]):
-        comp, _ = ndi.label(wrong & (t == c), structure=_EIGHT)
+        comp, _ = ndi.label(wrong & (t == c), structure=EIGHT)
         for i, sl in enumerate(ndi.find_objects(comp), start=1):
             if sl is None:
                 continue
