@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import io
 import math
+import pickle  # only for pickle.UnpicklingError: nothing here unpickles
+import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from napari_hitl.core.data import (
     Normalization,
     check_trainable,
 )
+from napari_hitl.core.errors import StoreError
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
@@ -596,19 +599,66 @@ class NetClassifier:
 
     @classmethod
     def from_state(cls, blob: bytes, config: dict[str, Any]) -> NetClassifier:
-        """Inverse of :meth:`state`."""
-        clf = cls(
-            config["kind"],
-            Normalization.from_json(config["normalization"]),
-            config["class_values"],
-            config["class_names"],
-        )
-        clf.net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-        clf.temperature = float(config.get("temperature", 1.0))
-        if config.get("class_log_prior") is not None:
-            clf.class_log_prior = np.asarray(config["class_log_prior"], np.float32)
+        """Inverse of :meth:`state`: ``torch.load(weights_only=True)``, never a full unpickle.
+
+        Parameters
+        ----------
+        blob, config
+            What :meth:`state` returned.
+
+        Returns
+        -------
+        NetClassifier
+            The network with the saved weights.
+
+        Raises
+        ------
+        StoreError
+            The bytes are not a PyTorch weights archive, hold anything but tensors, or do not
+            fit the network the configuration describes (or the configuration lacks a key). One
+            line, without the store's name (the caller adds it).
+        """
+        if not blob.startswith(b"PK\x03\x04"):  # torch.save's zip archive
+            raise StoreError("is not a PyTorch weights archive (damaged or not a network)")
+        try:
+            clf = cls(
+                config["kind"],
+                Normalization.from_json(config["normalization"]),
+                config["class_values"],
+                config["class_names"],
+            )
+            with warnings.catch_warnings():  # torch's notes on odd archives: not for the user
+                warnings.simplefilter("ignore", UserWarning)
+                weights = torch.load(io.BytesIO(blob), weights_only=True)
+            clf.net.load_state_dict(weights)
+            clf.temperature = float(config.get("temperature", 1.0))
+            if config.get("class_log_prior") is not None:
+                prior = np.asarray(config["class_log_prior"], np.float32)
+                if prior.shape != (len(clf.class_values),):
+                    raise ValueError(
+                        f"{prior.size} class priors for {len(clf.class_values)} classes"
+                    )
+                clf.class_log_prior = prior
+        except pickle.UnpicklingError as exc:
+            raise StoreError(
+                "holds objects other than plain weights; they were refused, not run"
+            ) from exc
+        except Exception as exc:
+            raise StoreError(
+                f"cannot be read as a {config.get('kind')!r} network ({_reason(exc)})"
+            ) from exc
         clf.trained = bool(config.get("trained", True))
         return clf
+
+
+def _reason(exc: BaseException, limit: int = 160) -> str:
+    """``exc`` as one short line: its type and its message with the whitespace collapsed."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-import pickle
+import json
 import time
+import zipfile
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -13,17 +14,26 @@ import numpy as np
 from napari_hitl.core.classifier import (
     TrainConfig,
     TrainReport,
+    _reason,
     calibrate,
     class_log_prior,
     human_class_counts,
     prepare_training,
 )
 from napari_hitl.core.data import LabeledImage, Normalization
+from napari_hitl.core.errors import StoreError
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
 SIGMAS = (1.0, 2.0, 4.0, 8.0)  # ilastik's default set minus 0.3/16: the same family of filters
 FEATURE_HALO = 40  # 4 sigma of the largest Gaussian (32 px) + the gradients taken after it
+FOREST_FORMAT = "napari-hitl-forest-npz/1"  # config["format"] of a forest checkpoint
+OLD_FOREST_PROBLEM = (
+    "was saved by an older napari-hitl as a pickle, a format that can run code, and was not loaded"
+)
+_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry time: the same forest gives the same bytes
+_NODE_REQUIRED = ("left_child", "right_child", "feature", "threshold")
 
 
 def pixel_features(x: np.ndarray) -> np.ndarray:
@@ -175,11 +185,18 @@ class ForestClassifier:
         return run_to_end(self.logits_job(x, tile))
 
     def state(self) -> tuple[bytes, dict[str, Any]]:
-        """The pickled forest and the configuration (the store is the user's own file)."""
-        buf = io.BytesIO()
-        pickle.dump(self.forest, buf, protocol=pickle.HIGHEST_PROTOCOL)
-        return buf.getvalue(), {
+        """The forest as an npz archive of plain arrays, and the configuration.
+
+        Returns
+        -------
+        blob, config
+            ``blob`` is :func:`forest_to_bytes` of the fitted forest (empty when untrained);
+            ``config`` is JSON, with ``format`` = :data:`FOREST_FORMAT`.
+        """
+        blob = forest_to_bytes(self.forest) if self.forest is not None else b""
+        return blob, {
             "kind": self.kind,
+            "format": FOREST_FORMAT,
             "normalization": self.normalization.to_json(),
             "class_values": self.class_values,
             "class_names": self.class_names,
@@ -191,16 +208,299 @@ class ForestClassifier:
 
     @classmethod
     def from_state(cls, blob: bytes, config: dict[str, Any]) -> ForestClassifier:
-        """Inverse of :meth:`state`."""
-        clf = cls(
-            Normalization.from_json(config["normalization"]),
-            config["class_values"],
-            config["class_names"],
-            n_estimators=int(config.get("n_estimators", 100)),
-        )
-        clf.forest = pickle.loads(blob)
-        clf.temperature = float(config.get("temperature", 1.0))
-        if config.get("class_log_prior") is not None:
-            clf.class_log_prior = np.asarray(config["class_log_prior"], np.float32)
-        clf.trained = bool(config.get("trained", True))
+        """Inverse of :meth:`state`; nothing is unpickled.
+
+        Parameters
+        ----------
+        blob, config
+            What :meth:`state` returned.
+
+        Returns
+        -------
+        ForestClassifier
+            The classifier, predicting exactly as the one saved.
+
+        Raises
+        ------
+        StoreError
+            The forest was pickled by an older napari-hitl (refused, never unpickled), or the
+            bytes or configuration are not a forest this version can read. The message is one
+            line saying what is wrong, without the store's name (the caller adds it).
+        """
+        fmt = config.get("format")
+        if blob[:1] == b"\x80" or fmt is None:  # 0x80: the pickle protocol opcode
+            raise StoreError(OLD_FOREST_PROBLEM)
+        if fmt != FOREST_FORMAT:
+            raise StoreError(
+                f"is a forest in format {fmt!r}, which this napari-hitl cannot read "
+                "(saved by a newer version?)"
+            )
+        try:
+            clf = cls(
+                Normalization.from_json(config["normalization"]),
+                config["class_values"],
+                config["class_names"],
+                n_estimators=int(config.get("n_estimators", 100)),
+            )
+            if blob:
+                clf.forest = forest_from_bytes(blob)
+                _check_forest_fits(clf.forest, clf)
+            clf.temperature = float(config.get("temperature", 1.0))
+            if config.get("class_log_prior") is not None:
+                prior = np.asarray(config["class_log_prior"], np.float32)
+                if prior.shape != (len(clf.class_values),):
+                    raise StoreError(
+                        f"has {prior.size} class priors for {len(clf.class_values)} classes"
+                    )
+                clf.class_log_prior = prior
+            clf.trained = bool(config.get("trained", True)) and clf.forest is not None
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot be read as a forest ({_reason(exc)})") from exc
         return clf
+
+
+# --------------------------------------------------------------------------- serialization
+def forest_to_bytes(forest: Any) -> bytes:
+    """A fitted scikit-learn ``RandomForestClassifier`` as an npz archive of plain arrays.
+
+    The trees' node arrays are concatenated (``node_counts`` splits them): ``nodes.<field>``
+    for every field of scikit-learn's node record (``left_child``, ``right_child``,
+    ``feature``, ``threshold``, ``impurity``, ``n_node_samples``, ``weighted_n_node_samples``,
+    ``missing_go_to_left``), ``values`` (nodes × outputs × classes), ``max_depths``,
+    ``tree_random_states``, ``classes``, ``tree_classes``, and ``meta``: UTF-8 JSON with the
+    format, ``n_features``, ``n_outputs``, ``n_classes``, ``max_features`` and the forest's
+    parameters. No object arrays, so :func:`forest_from_bytes` never unpickles; the same forest
+    always gives the same bytes (entry times are fixed).
+
+    Parameters
+    ----------
+    forest
+        A fitted single-output ``RandomForestClassifier``.
+
+    Returns
+    -------
+    bytes
+        An uncompressed zip of ``.npy`` files, readable by ``np.load(allow_pickle=False)``.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    trees = list(forest.estimators_)
+    states = [t.tree_.__getstate__() for t in trees]
+    nodes = np.concatenate([st["nodes"] for st in states])
+    arrays: dict[str, np.ndarray] = {
+        f"nodes.{field}": np.ascontiguousarray(nodes[field]) for field in nodes.dtype.names
+    }
+    arrays["values"] = np.ascontiguousarray(
+        np.concatenate([st["values"] for st in states]), np.float64
+    )
+    arrays["node_counts"] = np.array([st["node_count"] for st in states], np.int64)
+    arrays["max_depths"] = np.array([st["max_depth"] for st in states], np.int64)
+    arrays["tree_random_states"] = np.array(
+        [t.random_state if isinstance(t.random_state, int) else -1 for t in trees], np.int64
+    )
+    arrays["classes"] = np.asarray(forest.classes_)
+    arrays["tree_classes"] = np.asarray(trees[0].classes_)
+    known = RandomForestClassifier().get_params()
+    params = {
+        k: v
+        for k, v in forest.get_params().items()
+        if k in known and (v is None or isinstance(v, str | int | float | bool))
+    }
+    meta = {
+        "format": FOREST_FORMAT,
+        "n_features": int(forest.n_features_in_),
+        "n_outputs": int(forest.n_outputs_),
+        "n_classes": int(forest.n_classes_),
+        "max_features": int(trees[0].max_features_),
+        "params": params,
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            with zf.open(zipfile.ZipInfo(f"{key}.npy", _ZIP_DATE), "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _read_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    """The plain numeric arrays of an npz blob; anything else is refused before it is read."""
+    if not blob.startswith(_ZIP_MAGIC):
+        raise StoreError("is not a forest archive (its bytes are not an npz file)")
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(blob):
+                raise StoreError(f"has an unexpected entry {info.filename!r} in its archive")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for key, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise StoreError(f"has a non-numeric array {key!r} ({arr.dtype}) in its archive")
+    return arrays
+
+
+def forest_from_bytes(blob: bytes) -> Any:
+    """Rebuild the ``RandomForestClassifier`` of :func:`forest_to_bytes` (nothing unpickled).
+
+    Every tree is checked before scikit-learn sees it: children after their parent and inside
+    the tree, every node but the root the child of exactly one node, split features inside
+    ``n_features``, arrays of the declared shapes. So no stored tree can make prediction read
+    outside its arrays or loop.
+
+    Parameters
+    ----------
+    blob
+        Bytes from :func:`forest_to_bytes`.
+
+    Returns
+    -------
+    sklearn.ensemble.RandomForestClassifier
+        Fitted, predicting exactly as the forest that was saved.
+
+    Raises
+    ------
+    StoreError
+        The bytes are not such an archive, or an array in it is missing or inconsistent.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    arrays = _read_arrays(blob)
+
+    def get(key: str, kind: str, ndim: int) -> np.ndarray:
+        if key not in arrays:
+            raise StoreError(f"lacks the array {key!r} in its archive")
+        arr = arrays[key]
+        if arr.dtype.kind not in kind or arr.ndim != ndim:
+            raise StoreError(f"has a malformed array {key!r} ({arr.dtype}, {arr.shape})")
+        return arr
+
+    meta = json.loads(get("meta", "u", 1).tobytes().decode())
+    if not isinstance(meta, dict) or meta.get("format") != FOREST_FORMAT:
+        raise StoreError("has an archive of another format")
+    n_features, n_outputs = int(meta["n_features"]), int(meta["n_outputs"])
+    n_classes, max_features = int(meta["n_classes"]), int(meta["max_features"])
+    if n_outputs != 1 or n_features < 1 or n_classes < 1:
+        raise StoreError(f"has {n_outputs} outputs, {n_features} features, {n_classes} classes")
+    counts = get("node_counts", "iu", 1).astype(np.int64)
+    depths = get("max_depths", "iu", 1).astype(np.int64)
+    seeds = get("tree_random_states", "iu", 1).astype(np.int64)
+    classes = get("classes", "iuf", 1)
+    tree_classes = get("tree_classes", "iuf", 1)
+    if (
+        counts.size == 0
+        or (counts < 1).any()
+        or depths.shape != counts.shape
+        or seeds.shape != counts.shape
+        or classes.size != n_classes
+        or tree_classes.size != n_classes
+    ):
+        raise StoreError("has tree counts or classes that do not fit together")
+    total = int(counts.sum())
+    fields: dict[str, np.ndarray] = {}
+    for field in NODE_DTYPE.names:
+        key = f"nodes.{field}"
+        if key not in arrays and field not in _NODE_REQUIRED:
+            continue  # a field this version has and the saving one had not: zeros
+        arr = get(key, "iu" if NODE_DTYPE.fields[field][0].kind in "iu" else "f", 1)
+        if arr.size != total:
+            raise StoreError(f"has {arr.size} values of {key!r} for {total} nodes")
+        fields[field] = arr
+    values = get("values", "f", 3)
+    if values.shape != (total, n_outputs, n_classes):
+        raise StoreError(f"has values of shape {values.shape} for {total} nodes")
+
+    params = dict(meta.get("params", {}))
+    known = RandomForestClassifier().get_params()
+    forest = RandomForestClassifier(
+        **{
+            k: v
+            for k, v in params.items()
+            if k in known and (v is None or isinstance(v, str | int | float | bool))
+        }
+    )
+    tree_params = {p: getattr(forest, p) for p in forest.estimator_params}
+    estimators = []
+    start = 0
+    for count, depth, seed in zip(counts.tolist(), depths.tolist(), seeds.tolist(), strict=True):
+        part = slice(start, start + count)
+        start += count
+        nodes = np.zeros(count, NODE_DTYPE)
+        for field, arr in fields.items():
+            nodes[field] = arr[part]
+        _check_tree(nodes, depth, n_features)
+        tree = Tree(n_features, np.array([n_classes], np.intp), n_outputs)
+        tree.__setstate__(
+            {
+                "max_depth": depth,
+                "node_count": count,
+                "nodes": nodes,
+                "values": np.ascontiguousarray(values[part], np.float64),
+            }
+        )
+        est = DecisionTreeClassifier(**{**tree_params, "random_state": seed if seed >= 0 else None})
+        est.tree_ = tree
+        est.n_features_in_ = n_features
+        est.n_outputs_ = n_outputs
+        est.classes_ = tree_classes.copy()
+        est.n_classes_ = np.intp(n_classes)
+        est.max_features_ = max_features
+        estimators.append(est)
+    forest.estimator_ = DecisionTreeClassifier(**tree_params)
+    forest.estimators_ = estimators
+    forest.n_features_in_ = n_features
+    forest.n_outputs_ = n_outputs
+    forest.classes_ = classes.copy()
+    forest.n_classes_ = n_classes
+    return forest
+
+
+def _check_tree(nodes: np.ndarray, max_depth: int, n_features: int) -> None:
+    """Refuse a tree prediction could not walk safely (see :func:`forest_from_bytes`)."""
+    n = nodes.size
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    leaf = left == -1
+    inner = np.flatnonzero(~leaf)
+    if (
+        not np.array_equal(right == -1, leaf)
+        or (left[inner] <= inner).any()
+        or (right[inner] <= inner).any()
+        or (left[inner] >= n).any()
+        or (right[inner] >= n).any()
+        or not np.array_equal(np.sort(np.concatenate([left[inner], right[inner]])), np.arange(1, n))
+        or (feature[inner] < 0).any()
+        or (feature[inner] >= n_features).any()
+    ):
+        raise StoreError("has a tree whose nodes do not form a valid tree")
+    depth, frontier = 0, np.zeros(1, np.int64)
+    while True:  # ends: children are unique and after their parent
+        frontier = frontier[~leaf[frontier]]
+        if frontier.size == 0:
+            break
+        frontier = np.concatenate([left[frontier], right[frontier]])
+        depth += 1
+    if depth != max_depth:
+        raise StoreError(f"has a tree of depth {depth} recorded as {max_depth}")
+
+
+def _check_forest_fits(forest: Any, clf: ForestClassifier) -> None:
+    """Refuse a forest whose classes or feature count do not fit the classifier's config."""
+    k = len(clf.class_values)
+    classes = np.asarray(forest.classes_)
+    if (
+        classes.dtype.kind not in "iu"
+        or np.unique(classes).size != classes.size
+        or (classes < 0).any()
+        or (classes >= k).any()
+    ):
+        raise StoreError(f"has forest classes {classes.tolist()} that are not among its {k}")
+    bands = len(clf.normalization.band_names)
+    expected = pixel_features(np.zeros((bands, 8, 8), np.float32)).shape[0]
+    if forest.n_features_in_ != expected:
+        raise StoreError(
+            f"has a forest on {forest.n_features_in_} features, not the {expected} of its "
+            f"{bands} bands"
+        )

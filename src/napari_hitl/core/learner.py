@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.classifier import NetClassifier
+from napari_hitl.core.classifier import NetClassifier, _reason
 from napari_hitl.core.data import Normalization
 from napari_hitl.core.errors import StoreError
 from napari_hitl.core.forest import ForestClassifier
@@ -16,6 +18,23 @@ from napari_hitl.core.models import MODEL_NAMES
 from napari_hitl.core.store import ProjectStore
 
 Classifier = NetClassifier | ForestClassifier
+HASH_KEY = "blob_hash"  # config key of the checkpoint's bytes' model_hash, checked on load
+
+
+def model_hash(blob: bytes) -> str:
+    """The hash that identifies a model's bytes: BLAKE2b, 12-byte digest, as hex.
+
+    Parameters
+    ----------
+    blob
+        A classifier's ``state()`` bytes.
+
+    Returns
+    -------
+    str
+        24 hexadecimal digits.
+    """
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
 def make_classifier(
@@ -39,10 +58,25 @@ def classifier_from_state(blob: bytes, config: dict[str, Any]) -> Classifier:
 def save_checkpoint(
     store: ProjectStore, name: str, clf: Classifier, extra: dict[str, Any] | None = None
 ) -> None:
-    """Save a trained classifier in the store under ``models/<name>`` (bytes + JSON config)."""
+    """Save a trained classifier in the store under ``models/<name>`` (bytes + JSON config).
+
+    The config records :func:`model_hash` of the bytes under :data:`HASH_KEY`;
+    :func:`load_checkpoint` checks it before it reads anything.
+
+    Parameters
+    ----------
+    store
+        A writable project store.
+    name
+        The checkpoint's name (``latest``, ``before-guidance``…).
+    clf
+        The classifier; its ``state()`` is stored.
+    extra
+        More JSON keys for the config (iteration, model_hash, train_config…).
+    """
     store._require_writable()
     blob, config = clf.state()
-    config = {**config, **(extra or {})}
+    config = {**config, **(extra or {}), HASH_KEY: model_hash(blob)}
     models = store._root.require_group("models")
     arr = models.create_array(
         name,
@@ -65,16 +99,61 @@ def list_checkpoints(store: ProjectStore) -> list[str]:
 def load_checkpoint(store: ProjectStore, name: str) -> Classifier:
     """Load a checkpoint saved with :func:`save_checkpoint`.
 
+    The bytes are checked against the hash their config records before they are read;
+    forests are read from plain arrays and networks with ``torch.load(weights_only=True)``, so
+    a store from someone else cannot run code. A forest pickled by an older napari-hitl is
+    refused, never unpickled. Checkpoints of older versions without a hash still load when they
+    are networks.
+
+    Parameters
+    ----------
+    store
+        The project store.
+    name
+        The checkpoint's name.
+
+    Returns
+    -------
+    Classifier
+        The classifier that was saved.
+
     Raises
     ------
     StoreError
-        No such checkpoint (the message lists the ones there are).
+        No such checkpoint (the message lists the ones there are); or the checkpoint is
+        damaged (bytes that do not match their hash, or cannot be read), or a pickled forest
+        of an older version. One line naming the store and the model, and how to retrain.
     """
     names = list_checkpoints(store)
     if name not in names:
         raise StoreError(
             f"{store.path} has no model {name!r}; models: {', '.join(names) or 'none'}"
         )
-    arr = store._root["models"][name]  # type: ignore[index]
-    config = dict(arr.attrs)["napari_hitl"]["config"]
-    return classifier_from_state(np.asarray(arr[...]).tobytes(), config)
+    config: dict[str, Any] = {}
+    try:
+        arr = store._root["models"][name]  # type: ignore[index]
+        config = dict(dict(arr.attrs)["napari_hitl"]["config"])
+        blob = np.asarray(arr[...], dtype=np.uint8).tobytes()
+    except Exception as exc:
+        raise _model_error(store, name, config, f"cannot be read ({_reason(exc)})") from exc
+    recorded = config.get(HASH_KEY)
+    if recorded is not None and model_hash(blob) != recorded:
+        raise _model_error(
+            store, name, config, "is damaged: its bytes do not match the recorded hash"
+        )
+    try:
+        return classifier_from_state(blob, config)
+    except StoreError as exc:
+        raise _model_error(store, name, config, str(exc)) from exc
+    except Exception as exc:  # from_state wraps its own; this is the last guard
+        raise _model_error(store, name, config, f"cannot be read ({_reason(exc)})") from exc
+
+
+def _model_error(
+    store: ProjectStore, name: str, config: dict[str, Any], problem: str
+) -> StoreError:
+    """One line: the store, the model, what is wrong with it, and the command that replaces it."""
+    kind = config.get("kind")
+    model = f" --model {kind}" if kind in MODEL_NAMES else ""
+    command = f"napari-hitl train {shlex.quote(str(store.path))} --fresh{model}"
+    return StoreError(f"{store.path}: model {name!r} {problem}; retrain it with `{command}`")

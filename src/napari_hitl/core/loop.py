@@ -35,7 +35,6 @@ Regions
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +67,7 @@ from napari_hitl.core.learner import (
     make_classifier,
     save_checkpoint,
 )
+from napari_hitl.core.learner import model_hash as _hash
 from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ImageInfo, ProjectStore
@@ -84,10 +84,6 @@ class LoopState:
     classifier: Classifier
     iteration: int
     model_hash: str
-
-
-def _hash(blob: bytes) -> str:
-    return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
 def project_normalization(
