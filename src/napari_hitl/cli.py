@@ -10,10 +10,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from napari_hitl import __version__
 from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.active import STRATEGIES
+from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import Progress
 
@@ -27,6 +29,29 @@ def _print_progress(report: Progress) -> None:
 
 def _split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (steps, threads, iterations...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _parse_indices(text: str | None, option: str) -> list[int] | None:
+    """``--rgb 3,2,1``: non-negative band indices (``None`` when not given)."""
+    items = _split_list(text)
+    if not items:
+        return None
+    if not all(i.isdigit() for i in items):
+        raise HitlError(
+            f"{option} {text!r} must be band indices counted from 0, e.g. {option} 3,2,1"
+        )
+    return [int(i) for i in items]
 
 
 def _parse_region(text: str | None) -> tuple[int, int, int, int] | None:
@@ -44,8 +69,14 @@ def _parse_region(text: str | None) -> tuple[int, int, int, int] | None:
 
 # --------------------------------------------------------------------------- import
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import rasters into a store (created if missing)."""
-    from napari_hitl.core.classes import make_classes
+    """Import rasters into a store (created if missing), all or nothing.
+
+    Every file, mask and option is read and checked before the store changes; the images are
+    then written aside and moved into place together
+    (:func:`~napari_hitl.core.store.import_rasters`), so a failure leaves the store as it was
+    and no new store behind.
+    """
+    from napari_hitl.core.classes import parse_classes
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.rasters import (
         RASTER_SUFFIXES,
@@ -56,8 +87,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         split_axis,
         stack_rasters,
     )
-    from napari_hitl.core.store import ProjectStore, import_raster
+    from napari_hitl.core.store import ImportItem, import_rasters
 
+    if args.discard_labels and not args.overwrite:
+        raise HitlError(
+            "--discard-labels goes with --overwrite (it allows replacing labeled images)"
+        )
     sources: list[Path] = []
     for s in args.sources:
         p = Path(s)
@@ -93,23 +128,34 @@ def cmd_import(args: argparse.Namespace) -> int:
             height = read_raster(args.dsm)
             pieces = [(n, add_height_band(r, height, name=args.dsm_name)) for n, r in pieces]
         prepared.extend(pieces)
-    labels = read_mask(args.labels) if args.labels else None  # same labels for every image
-    if labels is not None and args.label_map:
-        labels = remap_labels(labels, args.label_map)
-    store = ProjectStore.create(args.store, exist_ok=True)
-    if args.classes:
-        store.set_classes(make_classes(_split_list(args.classes) or []))
-    rgb = [int(i) for i in _split_list(args.rgb) or []] or None
-    for name, raster in prepared:
-        info = run_to_end(
-            import_raster(store, raster, name, labels=labels, rgb=rgb, overwrite=args.overwrite),
-            _print_progress,
-        )
+    labels = None  # the same labels for every image
+    if args.labels:
+        labels = read_mask(args.labels, shape=prepared[0][1].spatial_shape)
+        if args.label_map:
+            labels = remap_labels(labels, args.label_map)
+    classes = parse_classes(args.classes, "--classes") if args.classes else None
+    result = run_to_end(
+        import_rasters(
+            args.store,
+            [ImportItem(name, raster, labels) for name, raster in prepared],
+            classes=classes,
+            rgb=_parse_indices(args.rgb, "--rgb"),
+            overwrite=args.overwrite,
+            discard_labels=args.discard_labels,
+        ),
+        _print_progress,
+    )
+    for info in result.images:
+        gone = result.discarded.get(info.name)
+        if gone:
+            print(f"replaced {terminal_safe(info.name)}: discarded {gone} human-labeled pixels")
         print(
-            f"imported {name}: {info.shape[0]} bands {info.band_names}, "
-            f"{'x'.join(map(str, info.spatial_shape))} px, {info.dtype}"
-            + (f", {info.georef.crs}" if info.georef and info.georef.crs else "")
-            + (f", {info.invalid_pixels} invalid px" if info.invalid_pixels else "")
+            terminal_safe(
+                f"imported {info.name}: {info.shape[0]} bands {info.band_names}, "
+                f"{'x'.join(map(str, info.spatial_shape))} px, {info.dtype}"
+                + (f", {info.georef.crs}" if info.georef and info.georef.crs else "")
+                + (f", {info.invalid_pixels} invalid px" if info.invalid_pixels else "")
+            )
         )
     return 0
 
@@ -134,22 +180,30 @@ def remap_labels(labels, spec: str):
 # ----------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what a store holds."""
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store, store_summary
 
-    summary = ProjectStore.open(args.store).summary()
+    summary = store_summary(open_store(args.store))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2))  # JSON escapes control characters itself
         return 0
-    print(f"{summary['path']}  (schema {summary['schema_version']})")
+    print(terminal_safe(f"{summary['path']}  (schema {summary['schema_version']})"))
     print(
-        "classes: " + (", ".join(f"{c['value']}={c['name']}" for c in summary["classes"]) or "none")
+        "classes: "
+        + (
+            ", ".join(f"{c['value']}={terminal_safe(c['name'])}" for c in summary["classes"])
+            or "none"
+        )
     )
     for im in summary["images"]:
         print(
-            f"- {im['name']}: {im['axes']} {tuple(im['shape'])} {im['dtype']}; bands "
-            f"{', '.join(im['bands'])}; rgb {im['rgb']}"
-            + (f"; height band {im['bands'][im['dsm_band']]}" if im["dsm_band"] is not None else "")
-            + (f"; {im['crs']}" if im["crs"] else "")
+            f"- {terminal_safe(im['name'])}: {im['axes']} {tuple(im['shape'])} {im['dtype']}; "
+            f"bands {terminal_safe(', '.join(im['bands']))}; rgb {im['rgb']}"
+            + (
+                f"; height band {terminal_safe(im['bands'][im['dsm_band']])}"
+                if im["dsm_band"] is not None
+                else ""
+            )
+            + (f"; {terminal_safe(im['crs'])}" if im["crs"] else "")
             + f"; labeled {im['labeled_pixels']} px"
             + (f"; invalid {im['invalid_pixels']} px" if im["invalid_pixels"] else "")
             + (f"; derived: {', '.join(im['derived'])}" if im["derived"] else "")
@@ -161,9 +215,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export labels, predictions, confidence or the image."""
     from napari_hitl.core.export import export_item
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store)
+    store = open_store(args.store)
     images = store.image_names() if args.all else [args.image]
     if not args.all and not args.image:
         raise HitlError("say which image with --image NAME, or export every image with --all")
@@ -172,25 +226,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         for what in args.what:
             target = out / f"{name}_{what}.{args.format}" if args.all or len(args.what) > 1 else out
             written = export_item(store, name, what, target)
-            print(f"wrote {written}")
+            print(terminal_safe(f"wrote {written}"))
     return 0
 
 
 # -------------------------------------------------------------------------- classes
 def cmd_classes(args: argparse.Namespace) -> int:
     """Show or set the project's classes."""
-    from napari_hitl.core.classes import ClassInfo, default_color
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.classes import parse_classes
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a" if args.set else "r")
-    if args.set:
-        classes = []
-        for i, item in enumerate(_split_list(args.set) or []):
-            name, _, color = item.partition(":")
-            classes.append(ClassInfo(i + 1, name, color or default_color(i + 1)))
+    classes = parse_classes(args.set, "--set") if args.set is not None else None
+    store = open_store(args.store, "a" if classes is not None else "r")
+    if classes is not None:
         store.set_classes(classes)
     for c in store.classes:
-        print(f"{c.value}\t{c.name}\t{c.color}")
+        print(f"{c.value}\t{terminal_safe(c.name)}\t{c.color}")
     return 0
 
 
@@ -237,9 +288,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train the project's model on its labels (warm start from the last model)."""
     from napari_hitl.core.loop import train_project
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     report, state = run_to_end(
         train_project(store, _train_config(args), args.images, fresh=args.fresh), _print_progress
     )
@@ -265,13 +316,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     a cluster); ``--slice`` and ``--region`` predict that part in memory."""
     from napari_hitl.core.loop import clip_region, load_state, predict_project_image
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
     if args.slice is None and args.region is None:
         from napari_hitl.cli_scale import cmd_predict_batch
 
         return cmd_predict_batch(args)
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
     region = _parse_region(args.region)
@@ -333,9 +384,9 @@ def _add_margin_option(p: argparse.ArgumentParser) -> None:
 def cmd_push(args: argparse.Namespace) -> int:
     """Accept confident predictions into unlabeled pixels."""
     from napari_hitl.core.loop import push_project_image
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     names = store.image_names() if args.all or not args.image else [args.image]
     region = _parse_region(args.region)
     for name in names:
@@ -349,9 +400,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_undo(args: argparse.Namespace) -> int:
     """Undo the last push of an image (or remove every machine label)."""
     from napari_hitl.core.feedback import store_clear_machine, store_undo
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     if args.clear_machine:
         print(f"{args.image}: removed {store_clear_machine(store, args.image)} machine labels")
     else:
@@ -458,9 +509,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``napari-hitl CMD: error: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the problem and where to find the options, in one line; exit 2."""
+        self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``napari-hitl``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="napari-hitl",
         description="Human-in-the-loop labeling of multiband images: project stores, import, "
         "export and the learning loop, without a GUI.",
@@ -505,7 +564,18 @@ def build_parser() -> argparse.ArgumentParser:
         "after recoding; -1:0 turns a -1 nodata into unlabeled)",
     )
     p.add_argument("--classes", help="class names for label values 1, 2, ... (comma-separated)")
-    p.add_argument("--overwrite", action="store_true", help="replace images of the same name")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace images of the same name (refused for an image with human labels unless "
+        "--discard-labels)",
+    )
+    p.add_argument(
+        "--discard-labels",
+        action="store_true",
+        help="with --overwrite: also replace images that have human labels (says how many "
+        "human-labeled pixels are discarded)",
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("info", help="show what a project store holds")
@@ -565,10 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
         "all); images are read by band name, a model on other bands is not continued",
     )
     p.add_argument("--fresh", action="store_true", help="start from scratch, not the last model")
-    p.add_argument("--steps", type=int, default=None, help="training steps (fresh model)")
-    p.add_argument("--warm-steps", type=int, default=None, help="training steps (warm start)")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="training steps (fresh model), ≥ 1"
+    )
+    p.add_argument(
+        "--warm-steps", type=positive_int, default=None, help="training steps (warm start), ≥ 1"
+    )
     _add_warm_options(p)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
@@ -687,9 +761,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="number of classes K (default: the values found in the masks)",
     )
-    p.add_argument("--steps", type=int, default=None, help="training steps, first iteration")
-    p.add_argument("--warm-steps", type=int, default=None, help="training steps, later iterations")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="training steps, first iteration"
+    )
+    p.add_argument(
+        "--warm-steps", type=positive_int, default=None, help="training steps, later iterations"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: all cores)"
+    )
     _add_warm_options(p)
     _add_margin_option(p)
     p.add_argument("--seed", type=int, default=0)
@@ -757,13 +837,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one terminal-safe line; OS errors name their path."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        text = f"{where}: {exc.strerror.lower()}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return terminal_safe(" ".join(text.splitlines()))
+
+
+def _locate_damage(store: str, exc: Exception) -> Exception:
+    """A corrupt chunk's error as a StoreError naming image, array and chunk (where found)."""
+    from napari_hitl.core.store import damaged_store_error, open_store
+
+    try:
+        return damaged_store_error(open_store(store), exc)
+    except (HitlError, OSError, ValueError):
+        return exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``napari-hitl`` console script."""
+    """Entry point of the ``napari-hitl`` console script.
+
+    Exit status: 0 done; 2 a problem with the input, the store or the file system (one line
+    ``napari-hitl CMD: error: ...`` on stderr, no traceback); 130 interrupted (Ctrl-C); 1 an
+    unexpected error (a bug: Python's traceback, please report it).
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (HitlError, ValueError, FileExistsError) as exc:
-        print(f"napari-hitl {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"napari-hitl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from napari_hitl.core.store import is_decode_error
+
+        if is_decode_error(exc):  # a corrupt chunk: name it instead of the codec's message
+            store = getattr(args, "store", None)
+            if store:
+                exc = _locate_damage(store, exc)
+        elif not isinstance(exc, HitlError | ValueError | OSError):
+            raise
+        print(f"napari-hitl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -10,6 +10,7 @@ import csv
 import json
 from pathlib import Path
 
+from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.explain import ATTRIBUTION_METHODS, REGION_HELP
 from napari_hitl.core.guidance import SUPERPIXEL_METHODS
 
@@ -28,9 +29,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from napari_hitl.core.explain import Region
     from napari_hitl.core.export import write_raster
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "r")
+    store = open_store(args.store, "r")
     method = None if args.attribution == "none" else args.attribution
     exp = run_to_end(
         explain_project_image(
@@ -51,7 +52,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         args.out, cam.map, band_names=["grad_cam"], georef=info.georef, band_axis=False
     )
     print(
-        f"Grad-CAM of class {exp.class_value} {exp.class_name!r} over {exp.region.describe()} "
+        f"Grad-CAM of class {exp.class_value} {terminal_safe(exp.class_name)!r} over "
+        f"{exp.region.describe()} "
         f"({int(exp.mask.sum())} px) at layer {cam.layer}: peak {cam.peak:.4g}, "
         f"defined on rows {cam.extent[0]}:{cam.extent[1]}, cols {cam.extent[2]}:{cam.extent[3]}"
     )
@@ -60,7 +62,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if attr is None:
         return 0
     print(
-        f"band attribution ({attr.method}): mean log p({exp.class_name}) {attr.score:.3f}"
+        f"band attribution ({attr.method}): mean log p({terminal_safe(exp.class_name)}) "
+        f"{attr.score:.3f}"
         + (f", baseline {attr.baseline_score:.3f}" if attr.method != "occlusion" else "")
     )
     print(f"{'rank':>4}  {'value':>9}  {'share':>6}  band")
@@ -93,9 +96,9 @@ def cmd_guide(args: argparse.Namespace) -> int:
     from napari_hitl.core.attention import ClickSet, guide_project, load_clicks, revert_guidance
     from napari_hitl.core.guidance import GuideConfig
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     if args.revert:
         state = revert_guidance(store)
         print(f"reverted: latest is the model of iteration {state.iteration} again")

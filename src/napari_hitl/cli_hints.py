@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.hint_commands import PLACE_HELP
 
 
@@ -37,11 +38,11 @@ def cmd_hint(args: argparse.Namespace) -> int:
     from napari_hitl.cli import _print_progress
     from napari_hitl.core.hint_project import accept_guided, apply_hints, hints_for, open_session
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
     if not args.point and not args.commands:
         raise ValueError("give hints: --point ROW,COL,CLASS (repeatable) and/or --command TEXT")
-    store = ProjectStore.open(args.store, "a" if args.accept else "r")
+    store = open_store(args.store, "a" if args.accept else "r")
     config = _guide_config(args)
     session = run_to_end(
         open_session(store, args.image, args.slice, layer=config.layer), _print_progress
@@ -59,7 +60,7 @@ def cmd_hint(args: argparse.Namespace) -> int:
     print(f"  {change['changed_pixels']} pixels changed class")
     for name, (before, after) in change["classes"].items():  # type: ignore[union-attr]
         if before != after:
-            print(f"  {name}: {before} -> {after} px")
+            print(f"  {terminal_safe(name)}: {before} -> {after} px")
     if args.out:
         from napari_hitl.core.export import write_raster
 
@@ -97,9 +98,9 @@ def cmd_guide_eval(args: argparse.Namespace) -> int:
     clf = None
     if args.checkpoint:
         from napari_hitl.core.loop import load_state
-        from napari_hitl.core.store import ProjectStore
+        from napari_hitl.core.store import open_store
 
-        state = load_state(ProjectStore.open(args.checkpoint, "r"))
+        state = load_state(open_store(args.checkpoint, "r"))
         if state is None:
             raise ValueError(f"{args.checkpoint} has no trained model")
         clf = state.classifier

@@ -58,9 +58,9 @@ def plot_history(records: list[dict[str, Any]], path: str | Path, title: str = "
 def cmd_history(args: argparse.Namespace) -> int:
     """Print the store's Train history (table or JSON); optionally draw it into a PNG."""
     from napari_hitl.core.history import format_history
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "r")
+    store = open_store(args.store, "r")
     records = store.history()
     if args.plot and not Path(args.plot).resolve().parent.is_dir():
         raise HitlError(f"--plot {args.plot}: folder {Path(args.plot).parent} does not exist")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from napari_hitl.core.active import STRATEGIES
+from napari_hitl.core.classes import terminal_safe
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -20,9 +21,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from napari_hitl.core.active import Schedule
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.queue import machine_annotate, rank_project
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     schedule = Schedule(
         beta0=args.beta0, dbeta=args.dbeta, gamma0=args.gamma0, dgamma=args.dgamma,
         delta=args.delta,
@@ -66,9 +67,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_done(args: argparse.Namespace) -> int:
     """Mark queue items done (or open again)."""
     from napari_hitl.core.queue import mark_done
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     now = mark_done(store, args.items, done=not args.reopen)
     print(f"{len(now)} items done")
     return 0
@@ -77,10 +78,10 @@ def cmd_done(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     """Print the pixels the model would ask about (smallest margin, spread out)."""
     from napari_hitl.core.queue import project_questions
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
-    names = {c.value: c.name for c in store.classes}
+    store = open_store(args.store, "a")
+    names = {c.value: terminal_safe(c.name) for c in store.classes}
     qs = project_questions(
         store, args.image, args.n, index=args.slice, min_distance=args.min_distance
     )
@@ -100,10 +101,10 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     from napari_hitl.cli import _split_list
     from napari_hitl.core.active import write_csv
     from napari_hitl.core.queue import project_suspects
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
-    names = {c.value: c.name for c in store.classes}
+    store = open_store(args.store, "a")
+    names = {c.value: terminal_safe(c.name) for c in store.classes}
     found = project_suspects(store, _split_list(args.images), args.threshold, args.min_pixels)
     print(f"{len(found)} suspect label patches (human label contradicted at confidence >= "
           f"{args.threshold})")  # fmt: skip

@@ -69,9 +69,9 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
     from napari_hitl.core.batch_predict import predict_store_image
     from napari_hitl.core.loop import load_state
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store import open_store
 
-    store = ProjectStore.open(args.store, "a")
+    store = open_store(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
     for name in names:

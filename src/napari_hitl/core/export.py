@@ -8,6 +8,8 @@ derived array such as ``prediction`` or ``confidence``) and writes it.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,9 @@ def write_raster(
     Raises
     ------
     ExportError
-        Unknown suffix, or data the format cannot hold exactly (float or multiband in PNG).
+        Unknown suffix, data the format cannot hold exactly (float or multiband in PNG), or
+        the file system refuses the write (a file or folder in the way, no permission, disk
+        full); the message names the path. A failed write leaves no partial file behind.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -65,20 +69,55 @@ def write_raster(
         )
     if p.exists() and not overwrite:
         raise ExportError(f"{p} exists; pass overwrite to replace it")
+    if p.is_dir() and suffix != ".zarr":
+        raise ExportError(f"cannot write {p}: a folder of that name is in the way")
     data = np.asarray(data)
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(p)
     names = list(band_names) if band_names else None
-    if suffix in (".tif", ".tiff"):
-        _write_tiff(p, data, names, georef, nodata, band_axis)
-    elif suffix == ".png":
-        _write_png(p, data, band_axis)
-    elif suffix == ".zarr":
-        _write_zarr(p, data, names, georef, nodata, band_axis)
-    else:
-        np.save(p, data, allow_pickle=False)
+    # Written under a hidden name and renamed when complete: a failure (disk full...) leaves
+    # neither a partial file nor a damaged earlier export.
+    tmp = p.with_name(f".{p.stem}.{uuid.uuid4().hex[:8]}.partial{p.suffix}")
+    try:
+        if suffix in (".tif", ".tiff"):
+            _write_tiff(p, data, names, georef, nodata, band_axis, out=tmp)
+        elif suffix == ".png":
+            _write_png(p, data, band_axis, out=tmp)
+        elif suffix == ".zarr":
+            _write_zarr(p, data, names, georef, nodata, band_axis, out=tmp)
+        else:
+            np.save(tmp, data, allow_pickle=False)
+        if suffix == ".zarr" and p.is_dir():
+            shutil.rmtree(p)
+        os.replace(tmp, p)
+    except OSError as exc:
+        raise ExportError(f"cannot write {p}: {_reason(exc)}") from exc
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     return p
+
+
+def _make_parent(p: Path) -> None:
+    """Create the folder ``p`` goes into, or say (naming it) why that is not possible."""
+    parent = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((q for q in [parent, *parent.parents] if q.is_file()), parent)
+        raise ExportError(f"cannot write {p}: {blocker} is a file, not a folder") from exc
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write {p}: cannot create folder {parent}: {_reason(exc)}"
+        ) from exc
+
+
+def _reason(exc: OSError) -> str:
+    """What the OS said, without its error number (``no space left on device``)."""
+    return (exc.strerror or str(exc)).lower()
 
 
 def _write_tiff(
@@ -88,7 +127,9 @@ def _write_tiff(
     georef: GeoRef | None,
     nodata: float | None,
     band_axis: bool,
+    out: Path | None = None,
 ) -> None:
+    """Write a (Geo)TIFF to ``out`` (default ``p``; messages name ``p``)."""
     import tifffile
 
     extratags: list[tuple[Any, ...]] = list(georef.extratags()) if georef else []
@@ -115,14 +156,15 @@ def _write_tiff(
                 f"{p}: multiband stacks ({data.shape}) export to .zarr or .npy, not TIFF"
             )
         kwargs["planarconfig"] = "separate"
-    tifffile.imwrite(p, data, **kwargs)
+    tifffile.imwrite(out or p, data, **kwargs)
 
 
 def _nodata_text(nodata: float) -> str:
     return str(int(nodata)) if float(nodata).is_integer() else repr(float(nodata))
 
 
-def _write_png(p: Path, data: np.ndarray, band_axis: bool) -> None:
+def _write_png(p: Path, data: np.ndarray, band_axis: bool, out: Path | None = None) -> None:
+    """Write a PNG to ``out`` (default ``p``; messages name ``p``)."""
     import imageio.v3 as iio
 
     if data.dtype.kind == "f":
@@ -148,7 +190,7 @@ def _write_png(p: Path, data: np.ndarray, band_axis: bool) -> None:
         if data.max(initial=0) > np.iinfo(np.uint16).max:
             raise ExportError(f"{p}: values above 65535 do not fit a PNG; use .tif")
         data = data.astype(np.uint16)
-    iio.imwrite(p, data)
+    iio.imwrite(out or p, data)
 
 
 def _write_zarr(
@@ -158,12 +200,14 @@ def _write_zarr(
     georef: GeoRef | None,
     nodata: float | None,
     band_axis: bool,
+    out: Path | None = None,
 ) -> None:
+    """Write a zarr v3 array to ``out`` (default ``p``)."""
     import zarr
 
     chunks = tuple(min(s, 512) if i >= data.ndim - 2 else 1 for i, s in enumerate(data.shape))
     arr = zarr.create_array(
-        str(p),
+        str(out or p),
         shape=data.shape,
         dtype=data.dtype,
         chunks=chunks,

@@ -384,7 +384,8 @@ def select_bands(raster: Raster, bands: Sequence[int | str]) -> Raster:
     Raises
     ------
     InputFileError
-        A band index is out of range or a name is unknown (the message lists the names).
+        A band index is negative or out of range, or a name is unknown (the message lists the
+        names).
     """
     idx: list[int] = []
     src = raster.sources[0] if raster.sources else "input"
@@ -395,9 +396,15 @@ def select_bands(raster: Raster, bands: Sequence[int | str]) -> Raster:
             idx.append(raster.band_names.index(b))
         else:
             i = int(b)
-            if not -raster.n_bands <= i < raster.n_bands:
+            if i < 0:
+                raise InputFileError(
+                    src,
+                    f"band index {i} is negative; bands count from 0 (0..{raster.n_bands - 1}), "
+                    "or give band names",
+                )
+            if i >= raster.n_bands:
                 raise InputFileError(src, f"band index {i} out of range (0..{raster.n_bands - 1})")
-            idx.append(i % raster.n_bands)
+            idx.append(i)
     if not idx:
         raise InputFileError(src, "no bands selected")
     return replace(
@@ -445,29 +452,69 @@ def split_axis(raster: Raster, axis: str, base_name: str) -> list[tuple[str, Ras
     return out
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a single-channel integer label/mask image (TIFF, PNG, .npy) into memory.
+def read_mask(path: str | os.PathLike[str], shape: Sequence[int] | None = None) -> np.ndarray:
+    """Read a single-channel integer label/mask image (TIFF, PNG, .npy, zarr) into memory.
+
+    Parameters
+    ----------
+    path
+        The mask file.
+    shape
+        The spatial shape of the image the mask is for. When it is a stack (``Z, Y, X`` or
+        ``T, Y, X``), a 3-D mask of exactly that shape is read as one label plane per slice
+        (multi-page TIFF, ``.npy`` or zarr) instead of as a mask with several channels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The mask: ``Y, X``, or ``Z|T, Y, X`` for a stack.
 
     Raises
     ------
     InputFileError
-        The file has several channels, float values that are not integers, or is unreadable.
+        The file has several channels (and is not a stack mask of ``shape``), float values
+        that are not integers, or is unreadable.
     """
-    raster = read_raster(path)
     p = str(path)
-    if raster.n_bands != 1:
-        # RGB masks whose channels are identical (common for PNG masks) are one channel.
-        data = np.asarray(raster.data)
-        if (
-            raster.n_bands in (3, 4)
-            and np.array_equal(data[0], data[1])
-            and np.array_equal(data[0], data[2])
-        ):
-            return data[0]
-        raise InputFileError(p, f"a label mask must have one channel, this has {raster.n_bands}")
-    data = np.asarray(raster.data[0])
+    data: Any = None
+    if shape is not None and len(shape) == 3 and Path(p).suffix.lower() not in PNG_JPEG_SUFFIXES:
+        try:
+            stack = read_raster(path, axes="ZYX")  # as stored: one plane per slice
+        except InputFileError:
+            stack = None  # not 3-D: read it as a plain mask below, and say what is wrong then
+        if stack is not None and stack.spatial_shape == tuple(int(v) for v in shape):
+            data = np.asarray(stack.data[0])
+    if data is None:
+        raster = read_raster(path)
+        if raster.n_bands != 1:
+            # RGB masks whose channels are identical (common for PNG masks) are one channel.
+            data = np.asarray(raster.data)
+            if (
+                raster.n_bands in (3, 4)
+                and np.array_equal(data[0], data[1])
+                and np.array_equal(data[0], data[2])
+            ):
+                return _integer_mask(p, data[0])
+            stack_hint = (
+                f"; a mask for a stack must have the image's shape {tuple(shape)}"
+                if shape is not None and len(shape) == 3
+                else ""
+            )
+            raise InputFileError(
+                p,
+                f"a label mask must have one channel, this has {raster.n_bands} "
+                f"(shape {tuple(raster.data.shape)}){stack_hint}",
+            )
+        data = np.asarray(raster.data[0])
+    return _integer_mask(p, data)
+
+
+def _integer_mask(path: str, data: np.ndarray) -> np.ndarray:
+    """``data`` as integers: floats must hold whole numbers, booleans become 0/1."""
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
-            raise InputFileError(p, "label masks must hold integers; this one has fractions or NaN")
+            raise InputFileError(
+                path, "label masks must hold integers; this one has fractions or NaN"
+            )
         data = data.astype(np.int64)
     return data

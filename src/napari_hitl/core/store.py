@@ -21,6 +21,7 @@ in one rename, so a failure at any point leaves the existing store exactly as it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,8 +44,16 @@ from napari_hitl.core.bands import (
     subsample_for_stats,
     wavelength_for_name,
 )
-from napari_hitl.core.classes import MAX_LABEL_VALUE, ClassInfo, classes_from_json, default_color
+from napari_hitl.core.classes import (
+    MAX_CLASSES,
+    MAX_LABEL_VALUE,
+    ClassInfo,
+    check_class_count,
+    classes_from_json,
+    default_color,
+)
 from napari_hitl.core.errors import (
+    HitlError,
     InputFileError,
     SchemaVersionError,
     StaleDataError,
@@ -692,6 +701,262 @@ def check_labels(
 
 
 # ---------------------------------------------------------------------- import
+@dataclass
+class ImportItem:
+    """One image to import: its name in the store, its pixels and optional human labels."""
+
+    name: str
+    raster: Raster
+    labels: np.ndarray | None = None
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_rasters` did (the generator's return value)."""
+
+    store: ProjectStore
+    images: list[ImageInfo]
+    discarded: dict[str, int] = field(default_factory=dict)  # replaced image → human px gone
+    created: bool = False
+
+
+@dataclass
+class _Plan:
+    items: list[ImportItem]
+    classes: list[ClassInfo]
+    classes_changed: bool
+    discarded: dict[str, int]
+
+
+def human_labeled_pixels(store: ProjectStore, name: str) -> int:
+    """How many pixels of image ``name`` a person labeled (provenance human), read by tiles."""
+    prov = store.provenance_array(name)
+    return sum(
+        int(np.count_nonzero(np.asarray(prov[tile]) == PROVENANCE_HUMAN))
+        for tile in _tiles(tuple(prov.shape), 4 * TILE)
+    )
+
+
+def _plan_import(
+    store: ProjectStore | None,
+    items: Sequence[ImportItem],
+    classes: Sequence[ClassInfo] | None,
+    rgb: tuple[int, ...] | None,
+    overwrite: bool,
+    discard_labels: bool,
+) -> _Plan:
+    """Check everything an import needs before anything is written; raise on the first problem."""
+    if not items:
+        raise InputFileError("input", "no images to import")
+    where = str(store.path) if store is not None else "the new store"
+    seen: dict[str, str] = {}
+    for item in items:
+        src = item.raster.sources[0] if item.raster.sources else item.name
+        _validate_name(item.name)
+        if item.name in seen:
+            raise InputFileError(
+                src,
+                f"two images would be named {item.name!r} (also {seen[item.name]}); "
+                "give them different names",
+            )
+        seen[item.name] = src
+    checked: list[ImportItem] = []
+    discarded: dict[str, int] = {}
+    label_values: set[int] = set()
+    for item in items:
+        raster = item.raster
+        src = raster.sources[0] if raster.sources else item.name
+        if raster.dtype.kind not in "uifb" or raster.dtype.itemsize > 8:
+            raise InputFileError(src, f"pixel type {raster.dtype} is not supported")
+        if store is not None and item.name in store:
+            if not overwrite:
+                raise StoreError(
+                    f"{where} already has an image {item.name!r}; pass overwrite (--overwrite) "
+                    "to replace it"
+                )
+            human = human_labeled_pixels(store, item.name)
+            if human and not discard_labels:
+                raise StoreError(
+                    f"{where}: replacing image {item.name!r} would discard its {human} "
+                    "human-labeled pixels; allow that with --discard-labels "
+                    "(discard_labels=True), or import under another name"
+                )
+            discarded[item.name] = human
+        if rgb is not None and (len(rgb) != 3 or not all(0 <= i < raster.n_bands for i in rgb)):
+            raise InputFileError(
+                src, f"RGB bands {rgb} must be 3 indices in 0..{raster.n_bands - 1}"
+            )
+        labels = item.labels
+        if labels is not None:
+            try:
+                labels = check_labels(
+                    labels, raster.spatial_shape, None, what=f"labels for {item.name!r}"
+                )
+            except ValueError as exc:
+                raise InputFileError(src, str(exc)) from exc
+            label_values.update(int(v) for v in np.unique(labels) if v)
+        checked.append(ImportItem(item.name, raster, labels))
+    current = store.classes if store is not None else []
+    base = list(classes) if classes is not None else list(current)
+    known = {c.value for c in base}
+    extra = [ClassInfo(v, f"class {v}", default_color(v)) for v in sorted(label_values - known)]
+    final = classes_from_json([c.to_json() for c in [*base, *extra]])
+    check_class_count(
+        len(final), "the project after this import (mask values without a class become classes)"
+    )
+    return _Plan(checked, final, final != current, discarded)
+
+
+def import_rasters(
+    store: ProjectStore | str | os.PathLike[str],
+    items: Sequence[ImportItem],
+    *,
+    classes: Sequence[ClassInfo] | None = None,
+    rgb: Sequence[int] | None = None,
+    units: Sequence[str | None] | None = None,
+    wavelengths: Sequence[float | None] | None = None,
+    overwrite: bool = False,
+    discard_labels: bool = False,
+    pyramid: bool | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, ImportResult]:
+    """Import several images (and their labels and classes) as one transaction.
+
+    Everything is checked first — names, pixel types, RGB bands, label masks against each
+    image's shape, the class list — and nothing is written when a check fails. The images are
+    then written tile by tile into hidden folders; only when all of them are complete are they
+    moved into place and the class list and image order written in one replacement of the
+    root metadata. A failure, a cancel or Ctrl-C at any point before that leaves the store
+    byte for byte as it was, and a store that did not exist is not created: a new store is
+    built in a hidden sibling folder and renamed into place at the end.
+
+    Parameters
+    ----------
+    store
+        A store opened with ``mode="a"``, or the path of one (created when missing).
+    items
+        The images: name, raster and optional human labels (shape = the raster's spatial
+        shape, ``[Z|T,] Y, X``; 0 = unlabeled).
+    classes
+        The project's class list after the import (e.g. from
+        :func:`napari_hitl.core.classes.parse_classes`); ``None`` keeps the store's. Label
+        values without a class get a class named ``"class <value>"``.
+    rgb
+        Band indices of the RGB composite of every image; chosen per image when omitted.
+    units, wavelengths
+        Per-band unit and centre wavelength (nm), for every image.
+    overwrite
+        Replace images of the same name (otherwise that is an error).
+    discard_labels
+        With ``overwrite``, allow replacing an image that has human labels (they are lost;
+        :attr:`ImportResult.discarded` says how many pixels). Without it such an image is
+        refused, with the count in the message.
+    pyramid
+        See :func:`import_raster`.
+    cancel
+        Checked between tiles.
+
+    Returns
+    -------
+    ImportResult
+        The store, the metadata of each imported image, and the human-labeled pixels of each
+        replaced image (the generator's return value).
+
+    Raises
+    ------
+    InputFileError
+        A source cannot be used (unreadable pixels are found while writing; the store is
+        unchanged then too).
+    StoreError
+        A name is taken without ``overwrite``, a replaced image has human labels without
+        ``discard_labels``, or the store cannot be opened.
+    ValueError
+        A bad class list (duplicates, more than :data:`~napari_hitl.core.classes.MAX_CLASSES`).
+    """
+    rgb_given = tuple(int(i) for i in rgb) if rgb is not None else None
+    if isinstance(store, ProjectStore):
+        store._require_writable()
+        path, target = store.path, store
+    else:
+        path = Path(store)
+        target = open_store(path, "a") if path.exists() else None
+    plan = _plan_import(target, items, classes, rgb_given, overwrite, discard_labels)
+    created = target is None
+    made_dirs: list[Path] = []
+    if created:
+        for parent in reversed([path.parent, *path.parent.parents]):
+            if not parent.exists():
+                made_dirs.append(parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hidden = path.parent / f".{path.name}.incoming-{uuid.uuid4().hex}"
+        try:
+            work = ProjectStore.create(hidden, classes=plan.classes)
+        except BaseException:
+            shutil.rmtree(hidden, ignore_errors=True)
+            _remove_empty(made_dirs)
+            raise
+    else:
+        assert target is not None
+        work = target
+    per_item = [_import_steps(it.raster.spatial_shape, pyramid) for it in plan.items]
+    total = sum(per_item) + 1
+    staged: list[tuple[Path, ImportItem, ImageInfo]] = []
+    try:
+        done = 0
+        for item, steps in zip(plan.items, per_item, strict=True):
+            staging = work.path / "images" / f".incoming-{uuid.uuid4().hex}"
+            staged.append((staging, item, None))  # type: ignore[arg-type]
+            info = yield from _stage_image(
+                staging,
+                item,
+                plan.classes,
+                rgb_given,
+                units,
+                wavelengths,
+                pyramid,
+                cancel,
+                done,
+                total,
+            )
+            staged[-1] = (staging, item, info)
+            done += steps
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        _commit_images(work, [(s, it.name) for s, it, _ in staged], plan)
+        if created:
+            if path.exists():
+                raise StoreError(f"{path} appeared while importing; nothing was written there")
+            os.rename(work.path, path)
+    except BaseException:
+        for staging, _item, _info in staged:
+            shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(work.path, ignore_errors=True)
+            _remove_empty(made_dirs)
+        raise
+    result_store = ProjectStore.open(path, "a") if created else work
+    yield Progress(total, total, f"imported {', '.join(it.name for it in plan.items)}")
+    return ImportResult(result_store, [info for _s, _it, info in staged], plan.discarded, created)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders an import created (deepest first) if they are still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _import_steps(spatial: tuple[int, ...], pyramid: bool | None) -> int:
+    """Progress steps of one image: its tiles and pyramid tiles."""
+    return len(list(_tiles(spatial))) + len(_pyramid_tiles(spatial, _n_levels(spatial, pyramid)))
+
+
+def _n_levels(spatial: tuple[int, ...], pyramid: bool | None) -> int:
+    if pyramid is None:
+        return pyramid_levels(spatial)
+    return max(1, pyramid_levels(spatial, force=True)) if pyramid else 0
+
+
 def import_raster(
     store: ProjectStore,
     raster: Raster,
@@ -702,14 +967,16 @@ def import_raster(
     units: Sequence[str | None] | None = None,
     wavelengths: Sequence[float | None] | None = None,
     overwrite: bool = False,
+    discard_labels: bool = True,
     pyramid: bool | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ImageInfo]:
     """Copy a raster into the store as image ``name``, tile by tile; a generator of progress.
 
-    The image is written to a hidden folder and moved into place only when complete, so a
-    failure or a cancel leaves the store as it was. NaN/inf and the source's nodata value are
-    kept as they are in the data and marked invalid in ``hitl/valid``.
+    One image through :func:`import_rasters`: checked first, written to a hidden folder and
+    moved into place only when complete, so a failure or a cancel leaves the store as it was.
+    NaN/inf and the source's nodata value are kept as they are in the data and marked invalid
+    in ``hitl/valid``.
 
     Parameters
     ----------
@@ -728,6 +995,9 @@ def import_raster(
         Per-band unit and centre wavelength (nm); recognised band names fill wavelengths.
     overwrite
         Replace an existing image of that name.
+    discard_labels
+        With ``overwrite``: whether an image with human labels may be replaced (default, as
+        before); ``False`` refuses, saying how many human-labeled pixels would go.
     pyramid
         Also write downsampled levels ``1, 2, ...`` (each half the size of the one before,
         2 × 2 means, until the longer side is at most :data:`PYRAMID_TOP_EDGE`) so that viewers
@@ -741,111 +1011,100 @@ def import_raster(
     ImageInfo
         The stored image's metadata (as the generator's return value).
     """
-    store._require_writable()
-    _validate_name(name)
-    if name in store and not overwrite:
-        raise StoreError(
-            f"{store.path} already has an image {name!r}; pass overwrite to replace it"
-        )
+    result = yield from import_rasters(
+        store,
+        [ImportItem(name, raster, labels)],
+        rgb=rgb,
+        units=units,
+        wavelengths=wavelengths,
+        overwrite=overwrite,
+        discard_labels=discard_labels,
+        pyramid=pyramid,
+        cancel=cancel,
+    )
+    return result.images[0]
+
+
+def _stage_image(
+    staging: Path,
+    item: ImportItem,
+    classes: Sequence[ClassInfo],
+    rgb: tuple[int, ...] | None,
+    units: Sequence[str | None] | None,
+    wavelengths: Sequence[float | None] | None,
+    pyramid: bool | None,
+    cancel: CancelToken | None,
+    done: int,
+    total: int,
+) -> Generator[Progress, None, ImageInfo]:
+    """Write one image, complete, into the hidden folder ``staging`` (not yet in the store)."""
+    raster, name = item.raster, item.name
     src = raster.sources[0] if raster.sources else name
-    if raster.dtype.kind not in "uifb" or raster.dtype.itemsize > 8:
-        raise InputFileError(src, f"pixel type {raster.dtype} is not supported")
     spatial = raster.spatial_shape
-    if labels is not None:
-        try:
-            labels = check_labels(labels, spatial, None, what=f"labels for {name!r}")
-        except ValueError as exc:
-            raise InputFileError(src, str(exc)) from exc
-    rgb_given = tuple(rgb) if rgb is not None else None
-    if rgb_given is not None and (
-        len(rgb_given) != 3 or not all(0 <= i < raster.n_bands for i in rgb_given)
-    ):
-        raise InputFileError(
-            src, f"RGB bands {rgb_given} must be 3 indices in 0..{raster.n_bands - 1}"
-        )
     dtype = np.dtype(np.uint8) if raster.dtype.kind == "b" else raster.dtype
     shape = (raster.n_bands, *spatial)
-
-    images_dir = store.path / "images"
-    staging = images_dir / f".incoming-{uuid.uuid4().hex}"
-    try:
-        group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
-        data_arr = group.create_array(
-            "0", shape=shape, dtype=dtype, chunks=_chunks_for(shape, dtype.itemsize), fill_value=0
-        )
-        hitl = group.create_group("hitl")
-        invalid_total = 0
-        valid_arr = None
-        hasher = hashlib.blake2b(digest_size=16)
-        hasher.update(f"{shape}|{dtype.str}".encode())
-        tiles = list(_tiles(spatial))
-        n_levels = (
-            pyramid_levels(spatial)
-            if pyramid is None
-            else (max(1, pyramid_levels(spatial, force=True)) if pyramid else 0)
-        )
-        level_tiles = _pyramid_tiles(spatial, n_levels)
-        steps = len(tiles) + len(level_tiles) + 1
-        for i, tile in enumerate(tiles):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            try:
-                block = np.asarray(raster.data[(slice(None), *tile)])
-            except Exception as exc:  # damaged file found only when its pixels are read
-                raise InputFileError(
-                    src, f"cannot read the pixel data ({type(exc).__name__}: {exc})"
-                ) from exc
-            if block.dtype != dtype:
-                block = block.astype(dtype)
-            data_arr[(slice(None), *tile)] = block
-            hasher.update(np.ascontiguousarray(block).tobytes())
-            invalid = _invalid_mask(block, raster.nodata)
-            n_invalid = int(invalid.sum())
-            if n_invalid:
-                if valid_arr is None:
-                    valid_arr = hitl.create_array(
-                        "valid",
-                        shape=spatial,
-                        dtype=bool,
-                        chunks=_spatial_chunks(spatial),
-                        fill_value=True,
-                    )
-                valid_arr[tile] = ~invalid
-                invalid_total += n_invalid
-            yield Progress(i + 1, steps, f"importing {name}: tile {i + 1}/{len(tiles)}")
-        for j, (level, tile) in enumerate(level_tiles):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            _write_level_tile(group, level, tile)
-            yield Progress(
-                len(tiles) + j + 1, steps, f"importing {name}: pyramid level {level}/{n_levels}"
-            )
-
-        bands = _band_infos(raster, data_arr, valid_arr, units, wavelengths)
-        info = ImageInfo(
-            name=name,
-            axes=raster.axes,
-            shape=shape,
-            dtype=dtype.str,
-            bands=bands,
-            rgb=rgb_given or default_rgb(bands),  # type: ignore[arg-type]
-            nodata=raster.nodata,
-            georef=raster.georef,
-            source_hash=hasher.hexdigest(),
-            sources=[str(s) for s in raster.sources],
-            invalid_pixels=invalid_total,
-        )
-        group.attrs.update({"ome": _ngff_image_attrs(info, n_levels), ATTR: info.to_json()})
-        _create_label_arrays(group, spatial, labels, name, store.classes)
+    group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
+    data_arr = group.create_array(
+        "0", shape=shape, dtype=dtype, chunks=_chunks_for(shape, dtype.itemsize), fill_value=0
+    )
+    hitl = group.create_group("hitl")
+    invalid_total = 0
+    valid_arr = None
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(f"{shape}|{dtype.str}".encode())
+    tiles = list(_tiles(spatial))
+    n_levels = _n_levels(spatial, pyramid)
+    level_tiles = _pyramid_tiles(spatial, n_levels)
+    for i, tile in enumerate(tiles):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        _commit(store, staging, name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if labels is not None:
-        store._ensure_classes(np.unique(labels).tolist())
-    yield Progress(steps, steps, f"imported {name}")
+        try:
+            block = np.asarray(raster.data[(slice(None), *tile)])
+        except Exception as exc:  # damaged file found only when its pixels are read
+            raise InputFileError(
+                src, f"cannot read the pixel data ({type(exc).__name__}: {exc})"
+            ) from exc
+        if block.dtype != dtype:
+            block = block.astype(dtype)
+        data_arr[(slice(None), *tile)] = block
+        hasher.update(np.ascontiguousarray(block).tobytes())
+        invalid = _invalid_mask(block, raster.nodata)
+        n_invalid = int(invalid.sum())
+        if n_invalid:
+            if valid_arr is None:
+                valid_arr = hitl.create_array(
+                    "valid",
+                    shape=spatial,
+                    dtype=bool,
+                    chunks=_spatial_chunks(spatial),
+                    fill_value=True,
+                )
+            valid_arr[tile] = ~invalid
+            invalid_total += n_invalid
+        yield Progress(done + i + 1, total, f"importing {name}: tile {i + 1}/{len(tiles)}")
+    for j, (level, tile) in enumerate(level_tiles):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        _write_level_tile(group, level, tile)
+        yield Progress(
+            done + len(tiles) + j + 1, total, f"importing {name}: pyramid level {level}/{n_levels}"
+        )
+    bands = _band_infos(raster, data_arr, valid_arr, units, wavelengths)
+    info = ImageInfo(
+        name=name,
+        axes=raster.axes,
+        shape=shape,
+        dtype=dtype.str,
+        bands=bands,
+        rgb=rgb or default_rgb(bands),  # type: ignore[arg-type]
+        nodata=raster.nodata,
+        georef=raster.georef,
+        source_hash=hasher.hexdigest(),
+        sources=[str(s) for s in raster.sources],
+        invalid_pixels=invalid_total,
+    )
+    group.attrs.update({"ome": _ngff_image_attrs(info, n_levels), ATTR: info.to_json()})
+    _create_label_arrays(group, spatial, item.labels, name, classes, raster.axes[1:])
     return info
 
 
@@ -1042,13 +1301,16 @@ def _create_label_arrays(
     labels: np.ndarray | None,
     name: str,
     classes: Sequence[ClassInfo],
+    axes: str | None = None,
 ) -> None:
+    """The NGFF labels group and the provenance of a staged image (``axes``: ``[Z|T]YX``)."""
     labels_group = group.create_group("labels")
     labels_group.attrs.update({"ome": {"version": NGFF_VERSION, "labels": ["annotations"]}})
     ann = labels_group.create_group("annotations")
-    axes = [
+    letters = axes if axes and len(axes) == len(spatial) else "ZYX"[-len(spatial) :]
+    axis_defs = [
         {"name": a.lower(), "type": "time" if a == "T" else "space"}
-        for a in ("ZYX"[-len(spatial) :] if len(spatial) <= 3 else "")
+        for a in (letters if len(spatial) <= 3 else "")
     ]
     ann.attrs.update(
         {
@@ -1057,7 +1319,7 @@ def _create_label_arrays(
                 "multiscales": [
                     {
                         "name": f"{name} annotations",
-                        "axes": axes,
+                        "axes": axis_defs,
                         "datasets": [
                             {
                                 "path": "0",
@@ -1087,20 +1349,222 @@ def _create_label_arrays(
         prov[...] = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED).astype(LABEL_DTYPE)
 
 
-def _commit(store: ProjectStore, staging: Path, name: str) -> None:
-    """Move a finished image into place (replacing any old one) and record its order."""
-    target = store.path / "images" / name
-    trash = None
-    if target.exists():
-        trash = store.path / "images" / f".trash-{uuid.uuid4().hex}"
-        os.replace(target, trash)
-    try:
-        os.replace(staging, target)
-    except BaseException:
+def _write_lock(store: ProjectStore, what: str) -> contextlib.AbstractContextManager[Any]:
+    """The store's exclusive write lock where the store has one (a no-op otherwise)."""
+    lock = getattr(store, "write_lock", None)
+    return lock(what) if lock is not None else contextlib.nullcontext()
+
+
+def _commit_images(store: ProjectStore, staged: Sequence[tuple[Path, str]], plan: _Plan) -> None:
+    """Move finished images into place, then write classes and image order in one go.
+
+    The moves come first and are undone if anything fails before the root metadata is
+    replaced; that replacement (one atomic rename) is the commit point. Replaced images are
+    deleted only after it.
+    """
+    images = store.path / "images"
+    with _write_lock(store, "import images"):
+        moved: list[tuple[str, Path | None, bool]] = []  # name, its old copy, new one in place
+        rewritten: list[tuple[Path, bytes]] = []  # NGFF label metadata before the change
+        try:
+            for staging, name in staged:
+                target = images / name
+                trash = None
+                if target.exists():
+                    trash = images / f".trash-{uuid.uuid4().hex}"
+                    os.replace(target, trash)
+                moved.append((name, trash, False))
+                os.replace(staging, target)
+                moved[-1] = (name, trash, True)
+            new_names = {name for _s, name in staged}
+            changed = plan.classes != store.classes
+            if changed:  # keep the NGFF label metadata of the other images in step
+                label_attrs = _image_label_attrs(plan.classes)
+                for other in store.image_names():
+                    if other in new_names:
+                        continue
+                    meta_path = images / other / "labels" / "annotations" / "zarr.json"
+                    raw = meta_path.read_bytes()
+                    meta = json.loads(raw)
+                    ome = meta.setdefault("attributes", {}).setdefault("ome", {})
+                    ome["image-label"] = label_attrs
+                    rewritten.append((meta_path, raw))
+                    _atomic_write_json(meta_path, meta)
+            order = [n for n in store._attrs.get("images", []) if n not in new_names]
+            changes: dict[str, Any] = {"images": order + [name for _s, name in staged]}
+            if changed:
+                changes["classes"] = [c.to_json() for c in plan.classes]
+            store._set_attrs(**changes)
+        except BaseException:
+            for meta_path, raw in reversed(rewritten):
+                meta_path.write_bytes(raw)
+            for name, trash, placed in reversed(moved):
+                if placed:
+                    shutil.rmtree(images / name, ignore_errors=True)
+                if trash is not None:
+                    os.replace(trash, images / name)
+            raise
+    for _name, trash, _placed in moved:
         if trash is not None:
-            os.replace(trash, target)
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+# ------------------------------------------------------- opening checked, damage named
+def open_store(path: str | os.PathLike[str], mode: str = "r") -> ProjectStore:
+    """:meth:`ProjectStore.open` after checking the root metadata's types.
+
+    A store whose ``zarr.json`` is not JSON, or whose ``napari_hitl`` attributes hold values of
+    the wrong type (``schema_version: null``, ``classes: 3``...), is refused with a
+    :class:`StoreError` naming the file and the key, instead of failing later on the value.
+
+    Parameters
+    ----------
+    path
+        The store.
+    mode
+        ``"r"`` or ``"a"`` (see :meth:`ProjectStore.open`).
+
+    Returns
+    -------
+    ProjectStore
+        The open store.
+
+    Raises
+    ------
+    StoreError
+        Not a store, or its root metadata is damaged.
+    """
+    p = Path(path)
+    meta_path = p / "zarr.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(f"{meta_path}: cannot read the store's metadata ({exc})") from exc
+        problem = _root_attrs_problem(meta)
+        if problem:
+            raise StoreError(f"{meta_path}: the store's metadata is damaged: {problem}")
+    return ProjectStore.open(p, mode)
+
+
+def _root_attrs_problem(meta: Any) -> str | None:
+    """What is wrong with the ``napari_hitl`` root attributes (``None``: nothing found)."""
+    if not isinstance(meta, dict):
+        return f"zarr.json holds {type(meta).__name__}, not an object"
+    attrs = meta.get("attributes", {})
+    if not isinstance(attrs, dict):
+        return f"'attributes' is {type(attrs).__name__}, not an object"
+    ours = attrs.get(ATTR)
+    if ours is None:
+        return None  # not a napari-hitl store: ProjectStore.open says so
+    if not isinstance(ours, dict):
+        return f"'{ATTR}' is {_json_type(ours)}, not an object"
+    version = ours.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f"schema_version is {_json_type(version)}, expected a whole number ≥ 1"
+    expected = {"classes": list, "images": list, "settings": dict, "history": list}
+    for key, kind in expected.items():
+        if key in ours and not isinstance(ours[key], kind):
+            want = "a list" if kind is list else "an object"
+            return f"{key} is {_json_type(ours[key])}, expected {want}"
+    bad = [n for n in ours.get("images", []) if not isinstance(n, str)]
+    if bad:
+        return f"the image list holds {_json_type(bad[0])}, expected image names"
+    # Too many classes is refused where the classes are used, so `classes --set` can fix it.
+    if "classes" in ours and len(ours["classes"]) <= MAX_CLASSES:
+        try:
+            classes_from_json(ours["classes"])
+        except ValueError as exc:
+            return f"classes: {exc}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    """``null``, ``"text"``, ``3``... as the value appears in JSON (shortened)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def is_decode_error(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while decoding a stored chunk (zarr codecs or numcodecs)."""
+    if not isinstance(exc, Exception) or isinstance(exc, HitlError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+        if "/numcodecs/" in name or "numcodecs/" in name or "/zarr/codecs/" in name:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+# Arrays of an image that a corrupt chunk is looked for in, cheapest first.
+_CHECKED_ARRAYS = ("labels/annotations/0", "hitl/provenance", "hitl/valid")
+
+
+def find_damaged_chunk(
+    store: ProjectStore, arrays: Sequence[str] = _CHECKED_ARRAYS
+) -> tuple[str, str, str, str] | None:
+    """The first chunk of ``arrays`` (of any image) that cannot be decoded.
+
+    Returns
+    -------
+    tuple of str or None
+        ``(image, array, chunk key, reason)``, or ``None`` when every chunk reads.
+    """
+    for name in store.image_names():
+        group = zarr.open_group(str(store.path / "images" / name), mode="r")
+        for key in arrays:
+            try:
+                arr = group[key]
+            except KeyError:
+                continue
+            if not isinstance(arr, zarr.Array):
+                continue
+            for idx in np.ndindex(*arr.cdata_shape):
+                try:
+                    arr.blocks[idx]
+                except Exception as exc:
+                    chunk = arr.metadata.encode_chunk_key(idx)
+                    return name, key, chunk, f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def damaged_store_error(store: ProjectStore, exc: BaseException) -> StoreError:
+    """A one-line :class:`StoreError` for a chunk that failed to decode.
+
+    Parameters
+    ----------
+    store
+        The store the chunk belongs to.
+    exc
+        The codec's exception (see :func:`is_decode_error`).
+
+    Returns
+    -------
+    StoreError
+        Naming the image, array and chunk when :func:`find_damaged_chunk` finds them.
+    """
+    found = find_damaged_chunk(store)
+    if found is None:
+        return StoreError(
+            f"{store.path}: a stored chunk cannot be decoded ({type(exc).__name__}: {exc}); "
+            "the store is damaged: restore it from a backup"
+        )
+    name, key, chunk, reason = found
+    return StoreError(
+        f"{store.path}: image {name!r}, array {key}: chunk {chunk} cannot be decoded ({reason}); "
+        f"the store is damaged: restore it from a backup, or re-import the image with "
+        "--overwrite --discard-labels"
+    )
+
+
+def store_summary(store: ProjectStore) -> dict[str, Any]:
+    """:meth:`ProjectStore.summary`, with an undecodable chunk reported as a :class:`StoreError`
+    naming the image and array instead of a codec's own exception."""
+    try:
+        return store.summary()
+    except Exception as exc:
+        if is_decode_error(exc):
+            raise damaged_store_error(store, exc) from exc
         raise
-    order = [n for n in store._attrs.get("images", []) if n != name] + [name]
-    store._set_attrs(images=order)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
