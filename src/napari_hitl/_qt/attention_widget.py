@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -154,6 +155,7 @@ class AttentionWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.jobs = JobRunner(self.progress)
         self.status = QLabel("Train a model (Learning loop), then Compute.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)

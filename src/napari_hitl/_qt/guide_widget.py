@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -111,6 +112,7 @@ class GuideWidget(QWidget):
         self.progress.setVisible(False)
         self.jobs = JobRunner(self.progress)
         self.status = QLabel("Train a model (Learning loop), paint hints or type a command, Apply.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)

@@ -7,6 +7,7 @@ project store behind the chosen labels layer; training and inference run in work
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -160,6 +161,7 @@ class LoopWidget(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)
         self.status = QLabel("Paint a few pixels of each class, then Train.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
         self.status.setWordWrap(True)
         self.areas = QLabel()
         self.areas.setWordWrap(True)
@@ -704,7 +706,8 @@ class LoopWidget(QWidget):
         total = labels.size
         for c in store.classes:
             lab = float((labels == c.value).sum()) / total
-            line = f"<span style='color:{c.color}'>■</span> {c.name}: labels {lab:.1%}"
+            name = html.escape(c.name)  # rich text: a name is text, never markup
+            line = f"<span style='color:{c.color}'>■</span> {name}: labels {lab:.1%}"
             if self.prediction is not None:
                 line += f", prediction {float((self.prediction.labels == c.value).mean()):.1%}"
             lines.append(line)

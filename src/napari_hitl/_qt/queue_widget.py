@@ -6,6 +6,7 @@ Thin over :mod:`napari_hitl.core.queue`; every job that may predict runs in a wo
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -139,6 +140,7 @@ class QueueWidget(QWidget):
         self.suspect_list = QListWidget()
         self.suspect_list.setMaximumHeight(110)
         self.status = QLabel("Train a model (Learning loop), then Rank.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
@@ -438,7 +440,7 @@ class QueueWidget(QWidget):
             )  # fmt: skip
         self.viewer.layers.selection.active = layer
         centre_on(self.viewer, layer, q.row, q.col, index, (QUESTION_CONTEXT, QUESTION_CONTEXT))
-        names = {c.value: c.name for c in store.classes}
+        names = {c.value: html.escape(c.name) for c in store.classes}  # rich text below
         self._build_answers(store)
         self.question_label.setText(
             f"<b>Which class is the ringed pixel</b> (row {q.row}, col {q.col})? The model "
