@@ -834,6 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.cli_history import add_history_commands
 
     add_history_commands(sub)
+    from napari_hitl.cli_check import add_check_commands
+
+    add_check_commands(sub)
     return parser
 
 

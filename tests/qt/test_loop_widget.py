@@ -145,3 +145,33 @@ def test_history_shows_on_open_and_after_train(make_napari_viewer, tmp_path, qtb
     assert len(lines) == 3 and lines[-1].startswith(
         f"#2 it 1: {rec['human_pixels']} px / {rec['human_strokes']} strokes"
     )
+
+
+def test_a_stale_layer_never_overwrites_a_push_or_an_undo_made_elsewhere(
+    viewer_with_project, qtbot
+):
+    from napari_hitl.core.feedback import store_push, store_undo
+
+    viewer, loop, store = viewer_with_project
+    layer = viewer.layers["sample labels"]
+    other = ProjectStore.open(store.path, "a")  # `napari-hitl push` in a terminal
+    pushed = np.zeros((128, 128), bool)
+    pushed[64:, :] = True
+    store_push(other, "sample", np.full((128, 128), 2, np.uint16), pushed, 1)
+    stroke = np.asarray(layer.data).copy()
+    stroke[5:8, 5:60] = 1  # the person paints on the layer loaded before the push
+    layer.data = stroke
+    assert loop.save_labels_now() == 3 * 55
+    saved = ProjectStore.open(store.path)
+    assert (saved.labels("sample")[64:] == 2).all()  # the push is kept, not erased
+    assert (saved.provenance("sample")[64:] == machine_provenance(1)).all()
+    assert (np.asarray(layer.data)[64:] == 2).all()  # and the layer now shows it
+    assert store_undo(other, "sample") == 64 * 128  # `napari-hitl undo` in a terminal
+    again = np.asarray(layer.data).copy()
+    again[10:12, 5:60] = 1
+    layer.data = again
+    assert loop.save_labels_now() == 2 * 55
+    saved = ProjectStore.open(store.path)
+    assert not (saved.labels("sample")[64:]).any()  # the undone labels did not come back
+    assert (saved.provenance("sample") == PROVENANCE_HUMAN).sum() == 5 * 55
+    assert not np.asarray(layer.data)[64:].any()

@@ -103,6 +103,17 @@ def test_import_runs_in_a_worker(make_napari_viewer, tmp_path, qtbot):
     assert ProjectStore.open(tmp_path / "new.zarr").image_names() == ["extra"]
     assert "extra labels" in [ly.name for ly in viewer.layers]
     assert w.position_label.text() == "1 of 1"
+    # importing the file again after someone labeled it puts the new copy beside it
+    store = ProjectStore.open(tmp_path / "new.zarr", "a")
+    strokes = np.zeros((24, 24), np.uint16)
+    strokes[2:5, 2:9] = 1
+    store.ensure_classes([1])
+    store.write_labels("extra", strokes)
+    w.import_files([str(tmp_path / "extra.npy")])
+    qtbot.waitUntil(lambda: w._worker is None, timeout=20000)
+    store = ProjectStore.open(tmp_path / "new.zarr")
+    assert store.image_names() == ["extra", "extra-2"]
+    np.testing.assert_array_equal(store.labels("extra"), strokes)  # not a stroke lost
 
 
 def test_sample_data_opens_with_widget(make_napari_viewer):

@@ -152,19 +152,53 @@ def store_image_layers(store: ProjectStore, name: str, labels: bool = True) -> l
         )
     )
     if labels:
+        state = store.label_state(name)
+        meta = _meta(store, info, "labels")
+        meta[META]["base"] = state.labels.copy()  # what the person's strokes are compared with
+        meta[META]["generation"] = state.generation
         out.append(
             (
-                store.labels(name),
+                state.labels,
                 {
                     "name": labels_name(name),
                     "colormap": direct_colormap(store.classes),
                     "axis_labels": _axis_labels(info.axes[1:]),
-                    "metadata": _meta(store, info, "labels"),
+                    "metadata": meta,
                 },
                 "labels",
             )
         )
     return out
+
+
+def load_stored_labels(layer: Any, store: ProjectStore, name: str) -> None:
+    """Show image ``name``'s stored labels in ``layer`` and remember them as the layer's base.
+
+    Every later :func:`save_layer_labels` saves only what the person changed since.
+    """
+    state = store.label_state(name)
+    layer.data = state.labels
+    meta = layer.metadata.setdefault(META, {})
+    meta["base"] = state.labels.copy()
+    meta["generation"] = state.generation
+
+
+def save_layer_labels(store: ProjectStore, layer: Any) -> int:
+    """Save the person's strokes in a labels layer of ``store``; returns stored pixels changed.
+
+    Only the pixels that differ from what the layer was loaded with (its base) are saved, on
+    top of what the store holds now: a push, undo or save another program made meanwhile is
+    kept, and the layer is updated to show it. A layer without a base (made by hand) is
+    compared with the stored labels instead.
+    """
+    meta = layer.metadata.setdefault(META, {})
+    data = np.asarray(layer.data)
+    saved = store.save_strokes(meta["image"], data, base=meta.get("base"))
+    if saved.moved_on:
+        layer.data = saved.labels.copy()
+    meta["base"] = saved.labels.copy()
+    meta["generation"] = saved.generation
+    return saved.changed
 
 
 def raster_layers(data: Any, band_names: Sequence[str], name: str) -> list[LayerData]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl._napari.layers import META, labels_name, store_image_layers
+from napari_hitl._napari.layers import META, labels_name, save_layer_labels, store_image_layers
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.store import ProjectStore
 
@@ -122,4 +122,4 @@ def save_store_labels(viewer: Any, store: ProjectStore) -> None:
     for ly in viewer.layers:
         meta = ly.metadata.get(META, {})
         if meta.get("store") == str(store.path) and meta.get("role") == "labels":
-            store.save_edited_labels(meta["image"], np.asarray(ly.data))
+            save_layer_labels(store, ly)

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META, direct_colormap
+from napari_hitl._napari.layers import META, direct_colormap, load_stored_labels
 from napari_hitl._napari.view import plane_index, save_store_labels, shown_project_image
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.result_layers import (
@@ -381,7 +381,7 @@ class GuideWidget(QWidget):
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return 0
-        like.data = store.labels(image)
+        load_stored_labels(like, store, image)
         self._show_accepted()
         self.status.setText(
             f"Accepted {record.count} guided pixels at confidence ≥ "

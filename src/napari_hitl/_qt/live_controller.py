@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from napari_hitl._napari.layers import save_layer_labels
 from napari_hitl._napari.view import camera
 from napari_hitl._qt.result_layers import Box
 from napari_hitl.core.errors import HitlError
@@ -125,7 +126,7 @@ class LiveController(QObject):
             return
         store, image, index = self._where
         try:
-            store.save_edited_labels(image, np.asarray(self._layer.data))
+            save_layer_labels(store, self._layer)
         except (HitlError, ValueError) as exc:
             self.widget._error(exc)
             return

@@ -29,7 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
-from napari_hitl._napari.layers import META, labels_name, store_image_layers
+from napari_hitl._napari.layers import (
+    META,
+    labels_name,
+    load_stored_labels,
+    save_layer_labels,
+    store_image_layers,
+)
 from napari_hitl._napari.view import plane_index
 from napari_hitl._qt.background_predict import BackgroundPrediction
 from napari_hitl._qt.jobs import JobRunner
@@ -407,7 +413,7 @@ class LoopWidget(QWidget):
             return 0
         try:
             store = ProjectStore.open(meta["store"], "a")
-            changed = store.save_edited_labels(meta["image"], np.asarray(layer.data))
+            changed = save_layer_labels(store, layer)
         except (HitlError, ValueError) as exc:
             self._error(exc)
             return 0
@@ -455,7 +461,7 @@ class LoopWidget(QWidget):
         show_error(str(exc))
 
     def _save_human_edits(self, store: ProjectStore, image: str, layer: Any) -> None:
-        store.save_edited_labels(image, np.asarray(layer.data))
+        save_layer_labels(store, layer)
 
     # ---------------------------------------------------------------- actions
     def _train_or_cancel(self) -> None:
@@ -577,7 +583,7 @@ class LoopWidget(QWidget):
 
     # ---------------------------------------------------------------- layers
     def _reload_labels(self, store: ProjectStore, image: str, layer: Any) -> None:
-        layer.data = store.labels(image)
+        load_stored_labels(layer, store, image)
         self._update_preview()
         self._update_areas()
 

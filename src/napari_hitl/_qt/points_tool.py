@@ -15,6 +15,7 @@ import numpy as np
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QPushButton
 
+from napari_hitl._napari.layers import load_stored_labels, save_layer_labels
 from napari_hitl._qt.result_layers import result_layer_names
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.interactions import PointsResult, apply_points
@@ -111,9 +112,9 @@ class PointsTool(QObject):
             if index is not None:
                 keep = np.rint(pix[:, -3]) == index
             features = layer.features
+            save_layer_labels(store, lab)  # the strokes first (the layer now shows the store)
             labels = np.asarray(lab.data)
             plane = labels[index] if index is not None else labels
-            store.save_edited_labels(image, labels)
             prov = store.provenance(image)
             result = apply_points(
                 plane,
@@ -129,11 +130,11 @@ class PointsTool(QObject):
                 labels[index] = result.labels
             else:
                 labels = result.labels
-            store.save_edited_labels(image, labels)
+            store.save_strokes(image, labels, base=np.asarray(lab.data))
         except (HitlError, ValueError) as exc:
             w._error(exc)
             return None
-        lab.data = store.labels(image)
+        load_stored_labels(lab, store, image)
         layer.data = np.zeros((0, layer.ndim))
         w._update_preview()
         w._update_areas()

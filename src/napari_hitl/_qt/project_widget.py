@@ -17,14 +17,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META, direct_colormap, labels_name
+from napari_hitl._napari.layers import META, direct_colormap, labels_name, save_layer_labels
 from napari_hitl._napari.view import show_store_image
 from napari_hitl._qt.band_panel import BandPanel
 from napari_hitl._qt.class_editor import ClassEditor
 from napari_hitl._qt.shortcuts import PROJECT_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.rasters import read_raster
-from napari_hitl.core.store import ProjectStore, import_raster
+from napari_hitl.core.store import ProjectStore, human_labeled_pixels, import_raster
 
 if TYPE_CHECKING:
     import napari
@@ -151,7 +151,7 @@ class ProjectWidget(QWidget):
         if self.store is None or lab is None or name is None:
             return 0
         try:
-            changed = self.store.save_edited_labels(name, lab.data)
+            changed = save_layer_labels(self.store, lab)
         except (HitlError, ValueError) as exc:
             self._notify_error(exc)
             return 0
@@ -170,7 +170,10 @@ class ProjectWidget(QWidget):
         def job():  # a generator: napari runs it in a thread and reports progress
             for p in paths:
                 raster = read_raster(p)
-                info = yield from import_raster(store, raster, Path(p).stem, overwrite=True)
+                name = free_import_name(store, Path(p).stem)
+                info = yield from import_raster(
+                    store, raster, name, overwrite=True, discard_labels=False
+                )
                 yield info.name
 
         worker = thread_worker(job, progress={"desc": "Importing"})()
@@ -290,3 +293,16 @@ class ProjectWidget(QWidget):
         self._unbind_shortcuts()
         self.viewer.layers.selection.events.active.disconnect(self._active_changed)
         super().closeEvent(event)
+
+
+def free_import_name(store: ProjectStore, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``… when an image of that name has human labels.
+
+    Importing a file again replaces its image only while nobody has labeled it; otherwise the
+    new copy goes beside it, so a re-import never loses a stroke.
+    """
+    name, k = stem, 1
+    while name in store and human_labeled_pixels(store, name) > 0:
+        k += 1
+        name = f"{stem}-{k}"
+    return name

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META, labels_name
+from napari_hitl._napari.layers import META, labels_name, load_stored_labels, save_layer_labels
 from napari_hitl._napari.view import (
     centre_on,
     plane_index,
@@ -217,8 +217,7 @@ class QueueWidget(QWidget):
             name = labels_name(image)
             if name in self.viewer.layers:
                 layer = self.viewer.layers[name]
-                layer.data[...] = store.labels(image)
-                layer.refresh()
+                load_stored_labels(layer, store, image)
 
     def _error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
@@ -491,7 +490,7 @@ class QueueWidget(QWidget):
         layer = self.viewer.layers[name]
         at = (q.row, q.col) if index is None else (index, q.row, q.col)
         layer.data_setitem(tuple(np.array([v]) for v in at), value)
-        store.save_edited_labels(image, np.asarray(layer.data))
+        save_layer_labels(store, layer)
         self._end_question()
         names = {c.value: c.name for c in store.classes}
         self.status.setText(f"Pixel ({q.row}, {q.col}) is {names.get(value, value)}.")

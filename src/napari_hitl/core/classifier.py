@@ -29,7 +29,7 @@ from napari_hitl.core.data import (
     Normalization,
     check_trainable,
 )
-from napari_hitl.core.errors import StoreError
+from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
@@ -645,20 +645,10 @@ class NetClassifier:
             ) from exc
         except Exception as exc:
             raise StoreError(
-                f"cannot be read as a {config.get('kind')!r} network ({_reason(exc)})"
+                f"cannot be read as a {config.get('kind')!r} network ({short_reason(exc)})"
             ) from exc
         clf.trained = bool(config.get("trained", True))
         return clf
-
-
-def _reason(exc: BaseException, limit: int = 160) -> str:
-    """``exc`` as one short line: its type and its message with the whitespace collapsed."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, KeyError):
-        text = f"missing key {text}"
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) -> None:

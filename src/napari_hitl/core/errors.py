@@ -33,3 +33,21 @@ class StaleDataError(StoreError):
 
 class Cancelled(HitlError):
     """A long job stopped because its cancel token was set."""
+
+
+class StoreBusyError(StoreError):
+    """Another process is changing the project store; the message says what and which process."""
+
+
+class StoreDamagedError(StoreError):
+    """The store's labels, provenance or undo history disagree; ``napari-hitl check`` explains."""
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """``exc`` as one short line: its type and its message with the whitespace collapsed."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
 from napari_hitl.core.store import (
     LABEL_DTYPE,
@@ -152,63 +151,53 @@ def clear_machine_labels(
 
 
 # ----------------------------------------------------------------- store-backed history
-def _pushes_group(store: ProjectStore, name: str) -> zarr.Group:
-    group = store._image_group(name)
-    return group.require_group("hitl").require_group("pushes")
-
-
 def push_history(store: ProjectStore, name: str) -> list[int]:
     """Iterations of the pushes that can still be undone, oldest first."""
-    g = _pushes_group(store, name) if store.writable else None
-    if g is None:
-        return []
-    keys = sorted(int(k) for k in g.array_keys() if k.isdigit())
-    return [int(dict(g[str(k)].attrs)["iteration"]) for k in keys]
+    return [store.read_push(name, key)[0] for key in store.push_keys(name)]
 
 
 def store_push(
     store: ProjectStore, name: str, predicted: np.ndarray, accept: np.ndarray, iteration: int
 ) -> PushRecord:
-    """Push into the stored labels of image ``name`` and record it for undo."""
-    labels, prov = store.labels(name), store.provenance(name)
-    new_labels, new_prov, record = push(labels, prov, predicted, accept, iteration)
-    if record.count:
-        g = _pushes_group(store, name)
-        keys = [int(k) for k in g.array_keys() if k.isdigit()]
-        key = str(max(keys, default=-1) + 1)
-        packed = np.stack([record.index.astype(np.int64), record.values.astype(np.int64)])
-        arr = g.create_array(
-            key,
-            shape=packed.shape,
-            dtype=np.int64,
-            chunks=(2, max(1, min(packed.shape[1], 1 << 20))),
-            attributes={"iteration": iteration},
+    """Push into the stored labels of image ``name`` and record it for undo (one transaction)."""
+    with store.write_lock(f"push into {name}"):
+        now = store.label_state(name)
+        new_labels, new_prov, record = push(
+            now.labels, now.provenance, predicted, accept, iteration
         )
-        arr[...] = packed
-        store.write_labels(name, new_labels, new_prov)
+        if record.count:
+            store.commit_labels(
+                name,
+                new_labels,
+                new_prov,
+                old=now,
+                add_push=(iteration, record.index, record.values),
+                what="push",
+            )
     return record
 
 
 def store_undo(store: ProjectStore, name: str) -> int:
     """Undo the last push of image ``name``; returns pixels reverted (0 if nothing to undo)."""
-    g = _pushes_group(store, name)
-    keys = sorted(int(k) for k in g.array_keys() if k.isdigit())
-    if not keys:
-        return 0
-    arr = g[str(keys[-1])]
-    packed = np.asarray(arr[...])
-    record = PushRecord(int(dict(arr.attrs)["iteration"]), packed[0], packed[1])
-    labels, prov, n = undo_push(store.labels(name), store.provenance(name), record)
-    store.write_labels(name, labels, prov)
-    del g[str(keys[-1])]
-    return n
+    with store.write_lock(f"undo in {name}"):
+        keys = store.push_keys(name)
+        if not keys:
+            return 0
+        iteration, index, values = store.read_push(name, keys[-1])
+        now = store.label_state(name)
+        labels, prov, n = undo_push(
+            now.labels, now.provenance, PushRecord(iteration, index, values)
+        )
+        store.commit_labels(name, labels, prov, old=now, drop_pushes=[keys[-1]], what="undo")
+        return n
 
 
 def store_clear_machine(store: ProjectStore, name: str) -> int:
     """Remove every machine label of image ``name`` (and its push history)."""
-    labels, prov, n = clear_machine_labels(store.labels(name), store.provenance(name))
-    store.write_labels(name, labels, prov)
-    g = _pushes_group(store, name)
-    for k in list(g.array_keys()):
-        del g[k]
-    return n
+    with store.write_lock(f"clear machine labels of {name}"):
+        now = store.label_state(name)
+        labels, prov, n = clear_machine_labels(now.labels, now.provenance)
+        store.commit_labels(
+            name, labels, prov, old=now, drop_pushes=store.push_keys(name), what="clear"
+        )
+        return n

@@ -14,14 +14,13 @@ import numpy as np
 from napari_hitl.core.classifier import (
     TrainConfig,
     TrainReport,
-    _reason,
     calibrate,
     class_log_prior,
     human_class_counts,
     prepare_training,
 )
 from napari_hitl.core.data import LabeledImage, Normalization
-from napari_hitl.core.errors import StoreError
+from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
@@ -257,7 +256,7 @@ class ForestClassifier:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"cannot be read as a forest ({_reason(exc)})") from exc
+            raise StoreError(f"cannot be read as a forest ({short_reason(exc)})") from exc
         return clf
 
 

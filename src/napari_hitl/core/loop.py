@@ -292,8 +292,9 @@ def training_images(
                 whole = box == (0, h, 0, w)
                 sel = (*lead, *_window_slices(box))
                 x, valid = _normalized(store, name, norm, index=k, window=None if whole else box)
-                labels = np.asarray(labels_arr[sel])  # type: ignore[index]
-                provenance = np.asarray(prov_arr[sel])  # type: ignore[index]
+                with store.read_lock():  # labels and provenance of one generation
+                    labels = np.asarray(labels_arr[sel])  # type: ignore[index]
+                    provenance = np.asarray(prov_arr[sel])  # type: ignore[index]
                 out.append(
                     make_labeled_image(plane, x, labels, provenance, values, machine_weight, valid)
                 )

@@ -377,11 +377,13 @@ def answer_question(
     """Record a person's answer: pixel ``(row, col)`` is class ``value`` (a human label)."""
     if value not in {c.value for c in store.classes}:
         raise ValueError(f"class {value} is not one of the project's classes")
-    labels, prov = store.labels(name), store.provenance(name)
-    at = (row, col) if index is None else (index, row, col)
-    labels[at] = value
-    prov[at] = PROVENANCE_HUMAN
-    store.write_labels(name, labels, prov)
+    with store.write_lock("answer a question"):
+        now = store.label_state(name)
+        labels, prov = now.labels.copy(), now.provenance.copy()
+        at = (row, col) if index is None else (index, row, col)
+        labels[at] = value
+        prov[at] = PROVENANCE_HUMAN
+        store.commit_labels(name, labels, prov, old=now, what="answer a question")
 
 
 def project_suspects(

@@ -26,8 +26,10 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,14 @@ from napari_hitl.core.errors import (
     InputFileError,
     SchemaVersionError,
     StaleDataError,
+    StoreDamagedError,
     StoreError,
 )
 from napari_hitl.core.geo import GeoRef
 from napari_hitl.core.progress import CancelToken, Progress, run_to_end
 from napari_hitl.core.rasters import Raster
+from napari_hitl.core.store_journal import Transaction, pending, recover
+from napari_hitl.core.store_lock import store_lock
 
 SCHEMA_VERSION = 1
 ATTR = "napari_hitl"
@@ -146,6 +151,30 @@ class ImageInfo:
         )
 
 
+@dataclass
+class LabelState:
+    """An image's labels and provenance as they were at one label generation."""
+
+    labels: np.ndarray
+    provenance: np.ndarray
+    generation: int
+
+
+@dataclass
+class StrokeSave:
+    """What :meth:`ProjectStore.save_strokes` did.
+
+    ``labels`` is what the store holds now (the editor should show it when ``moved_on``: the
+    store had changed since the editor loaded its labels, and the person's strokes were applied
+    on top of that change).
+    """
+
+    changed: int
+    labels: np.ndarray
+    generation: int
+    moved_on: bool
+
+
 def _validate_name(name: str) -> str:
     if (
         not name
@@ -181,6 +210,94 @@ def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def staging_name(kind: str = "incoming") -> str:
+    """A hidden folder name for work in progress: ``.incoming-<pid>-<random>``.
+
+    The process id lets :meth:`ProjectStore.open` tell a crashed writer's leftovers (removed)
+    from another process's import or model save still under way (kept).
+    """
+    return f".{kind}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether a hidden work folder was left by a process that is gone."""
+    name = folder.name
+    if not name.startswith((".incoming-", ".trash-")):
+        return False
+    parts = name.split("-")
+    if len(parts) >= 3 and parts[1].isdigit():
+        pid = int(parts[1])
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    try:  # an older napari-hitl's name without a pid: gone after an hour
+        return time.time() - folder.stat().st_mtime > 3600
+    except OSError:
+        return False
+
+
+def _changed_chunk_slices(
+    new: np.ndarray, old: np.ndarray, chunks: Sequence[int]
+) -> list[tuple[slice, ...]]:
+    """The chunk-aligned windows in which ``new`` and ``old`` differ."""
+    differs = new != old
+    if not differs.any():
+        return []
+    out = []
+    grid = [range(0, n, c) for n, c in zip(new.shape, chunks, strict=True)]
+    for corner in np.ndindex(*(len(g) for g in grid)):
+        window = tuple(
+            slice(g[i], min(g[i] + c, n))
+            for g, i, c, n in zip(grid, corner, chunks, new.shape, strict=True)
+        )
+        if differs[window].any():
+            out.append(window)
+    return out
+
+
+def _stage_changed_chunks(
+    root: Path, txn: Transaction, rel: str, new: np.ndarray, old: np.ndarray
+) -> None:
+    """Write the chunks of array ``rel`` that change into ``txn``'s staging area."""
+    meta = root / rel / "zarr.json"
+    target = zarr.open_array(str(root / rel), mode="r")
+    windows = _changed_chunk_slices(new, old, target.chunks)
+    if not windows:
+        return
+    staged_dir = txn.stage(f"{rel}/zarr.json").parent
+    shutil.copyfile(meta, staged_dir / "zarr.json")
+    with zarr.config.set({"array.write_empty_chunks": True}):  # a cleared chunk replaces the old
+        staged = zarr.open_array(str(staged_dir), mode="r+")
+        for window in windows:
+            staged[window] = new[window]
+    (staged_dir / "zarr.json").unlink()
+    txn.replace_files_under(rel)
+
+
+def _stage_push(
+    txn: Transaction, rel: str, iteration: int, index: np.ndarray, values: np.ndarray
+) -> None:
+    """Write one push record (undo history) into ``txn``'s staging area."""
+    packed = np.stack([np.asarray(index, np.int64), np.asarray(values, np.int64)])
+    path = txn.stage(f"{rel}/zarr.json").parent
+    arr = zarr.create_array(
+        str(path),
+        shape=packed.shape,
+        dtype=np.int64,
+        chunks=(2, max(1, min(packed.shape[1], 1 << 20))),
+        attributes={"iteration": int(iteration)},
+        zarr_format=3,
+    )
+    arr[...] = packed
+    txn.replace(rel)
+
+
 class ProjectStore:
     """A labeling project on disk: images, labels, provenance, derived arrays, classes.
 
@@ -192,6 +309,7 @@ class ProjectStore:
         self.path = path
         self._root = root
         self.writable = writable
+        self.recovered: list[str] = []  # what opening finished or rolled back (crash recovery)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -225,8 +343,14 @@ class ProjectStore:
         return cls(p, root, writable=True)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> ProjectStore:
+    def open(
+        cls, path: str | os.PathLike[str], mode: str = "r", recover: bool = True
+    ) -> ProjectStore:
         """Open an existing project store for reading (``"r"``) or changes (``"a"``).
+
+        A change a crashed process left half done is finished (or, if it was not committed,
+        dropped) first, so every reader sees a whole state; ``recover=False`` leaves it for
+        ``napari-hitl check`` to report.
 
         Raises
         ------
@@ -238,11 +362,19 @@ class ProjectStore:
         p = Path(path)
         if mode not in ("r", "a"):
             raise ValueError("mode must be 'r' or 'a'")
-        if not (p / "zarr.json").is_file():
+        meta_path = p / "zarr.json"
+        if not meta_path.is_file():
             raise StoreError(
                 f"{p} is not a napari-hitl project store (no zarr.json); create one with "
                 f"`napari-hitl import {p} IMAGE...`"
             )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(f"{meta_path}: cannot read the store's metadata ({exc})") from exc
+        problem = _root_attrs_problem(meta)
+        if problem:
+            raise StoreError(f"{meta_path}: the store's metadata is damaged: {problem}")
         try:
             root = zarr.open_group(str(p), mode=mode, zarr_format=3)
             attrs = dict(root.attrs).get(ATTR)
@@ -258,16 +390,53 @@ class ProjectStore:
                 "Upgrade napari-hitl to open it; the store was not changed."
             )
         store = cls(p, root, writable=(mode == "a"))
+        if recover and pending(p):
+            store.recovered = store._recover()
         if store.writable:
             store._remove_leftovers()
         return store
 
+    def _recover(self) -> list[str]:
+        """Finish or roll back a change a crashed process left (see :mod:`.store_journal`)."""
+        try:
+            with store_lock(self.path, "recovery"):
+                done = recover(self.path)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: a change was interrupted and the store cannot be repaired here "
+                f"({exc}); open it where it is writable, or run `napari-hitl check --repair`"
+            ) from exc
+        self._root = zarr.open_group(str(self.path), mode="a" if self.writable else "r")
+        return done
+
+    # ----------------------------------------------------------------- locking
+    @contextmanager
+    def write_lock(self, what: str) -> Iterator[None]:
+        """Hold the store's exclusive lock (re-entrant) while changing it.
+
+        Raises
+        ------
+        StoreError
+            The store is open read-only.
+        StoreBusyError
+            Another process holds the store for longer than the lock's wait.
+        """
+        self._require_writable()
+        with store_lock(self.path, what, exclusive=True):
+            yield
+
+    @contextmanager
+    def read_lock(self) -> Iterator[None]:
+        """Hold the store's shared lock: what is read inside comes from one generation."""
+        with store_lock(self.path, "read", exclusive=False):
+            yield
+
     def _remove_leftovers(self) -> None:
         """Delete hidden folders left by a crashed import (never anything visible)."""
-        images = self.path / "images"
-        for child in images.iterdir() if images.is_dir() else ():
-            if child.name.startswith((".incoming-", ".trash-")) and child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
+        for folder in (self.path / "images", self.path / "models"):
+            for child in folder.iterdir() if folder.is_dir() else ():
+                if child.is_dir() and _abandoned(child):
+                    shutil.rmtree(child, ignore_errors=True)
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -278,15 +447,15 @@ class ProjectStore:
         return dict(dict(self._root.attrs)[ATTR])
 
     def _set_attrs(self, **changes: Any) -> None:
-        self._require_writable()
-        attrs = self._attrs
-        attrs.update(changes)
-        # Rewrite the root zarr.json atomically: a crash never leaves it half written.
-        meta_path = self.path / "zarr.json"
-        meta = json.loads(meta_path.read_text())
-        meta.setdefault("attributes", {})[ATTR] = attrs
-        _atomic_write_json(meta_path, meta)
-        self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+        with self.write_lock("update the project settings"):
+            meta_path = self.path / "zarr.json"
+            meta = json.loads(meta_path.read_text())
+            attrs = dict(meta.setdefault("attributes", {}).get(ATTR, {}))
+            attrs.update(changes)
+            # Rewrite the root zarr.json atomically: a crash never leaves it half written.
+            meta["attributes"][ATTR] = attrs
+            _atomic_write_json(meta_path, meta)
+            self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A project setting (JSON value kept in the root attributes), or ``default``."""
@@ -294,13 +463,22 @@ class ProjectStore:
 
     def set_setting(self, key: str, value: Any) -> None:
         """Store a project setting (any JSON value; ``None`` removes it)."""
-        settings = dict(self._attrs.get("settings", {}))
-        if value is None:
-            settings.pop(key, None)
-        else:
+        if value is not None:
             json.dumps(value)  # refuse what cannot be stored before touching the file
-            settings[key] = value
-        self._set_attrs(settings=settings)
+        with self.write_lock("change a setting"):
+            self._reload_root()
+            settings = dict(self._attrs.get("settings", {}))
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+            self._set_attrs(settings=settings)
+
+    def _reload_root(self) -> None:
+        """Read the root attributes again (another process may have changed them)."""
+        self._root = zarr.open_group(
+            str(self.path), mode="a" if self.writable else "r", zarr_format=3
+        )
 
     @property
     def schema_version(self) -> int:
@@ -333,7 +511,9 @@ class ProjectStore:
             record = json.loads(json.dumps(record, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a history record must be plain JSON ({exc})") from exc
-        self._set_attrs(history=[*self._attrs.get("history", []), record])
+        with self.write_lock("record a Train"):
+            self._reload_root()
+            self._set_attrs(history=[*self._attrs.get("history", []), record])
 
     # ----------------------------------------------------------------- classes
     @property
@@ -345,12 +525,17 @@ class ProjectStore:
         """Replace the class list (values must be unique)."""
         items = [c.to_json() for c in classes]
         validated = classes_from_json(items)
-        self._set_attrs(classes=items)
-        for name in self.image_names():  # keep the NGFF label metadata in step
-            ann = self._image_group(name)["labels/annotations"]
-            ome = dict(ann.attrs).get("ome", {})
-            ome["image-label"] = _image_label_attrs(validated)
-            ann.attrs.update({"ome": ome})
+        with self.write_lock("change the classes"):
+            self._set_attrs(classes=items)
+            for name in self.image_names():  # keep the NGFF label metadata in step
+                ann = self._image_group(name)["labels/annotations"]
+                ome = dict(ann.attrs).get("ome", {})
+                ome["image-label"] = _image_label_attrs(validated)
+                ann.attrs.update({"ome": ome})
+
+    def ensure_classes(self, values: Iterable[int]) -> None:
+        """Add a class (named ``class V``) for every label value in ``values`` that has none."""
+        self._ensure_classes(values)
 
     def _ensure_classes(self, values: Iterable[int]) -> None:
         known = {c.value for c in self.classes}
@@ -488,7 +673,7 @@ class ProjectStore:
         """Delete an image and everything attached to it."""
         self._require_writable()
         self._image_group(name)
-        trash = self.path / "images" / f".trash-{uuid.uuid4().hex}"
+        trash = self.path / "images" / staging_name("trash")
         os.replace(self.path / "images" / name, trash)
         self._set_attrs(images=[n for n in self._attrs.get("images", []) if n != name])
         shutil.rmtree(trash, ignore_errors=True)
@@ -510,51 +695,208 @@ class ProjectStore:
         """The provenance as a zarr array, for reading a slice or a window lazily."""
         return self._image_group(name)["hitl/provenance"]  # type: ignore[return-value]
 
+    def label_generation(self, name: str) -> int:
+        """How many label changes image ``name`` has had (0 right after import).
+
+        Every push, undo, clear and save of strokes adds one, in the same commit as the change,
+        so an editor that remembers the generation it loaded knows whether the store moved on.
+        """
+        attrs = dict(self._image_group(name)["hitl"].attrs).get(ATTR, {})  # type: ignore[union-attr]
+        return int(attrs.get("label_generation", 0))
+
+    def label_state(self, name: str) -> LabelState:
+        """Labels, provenance and generation of image ``name``, read from one generation."""
+        with self.read_lock():
+            return LabelState(self.labels(name), self.provenance(name), self.label_generation(name))
+
     def write_labels(
         self, name: str, labels: np.ndarray, provenance: np.ndarray | None = None
     ) -> None:
         """Replace an image's labels (and provenance; by default every label is human).
+
+        The change is one transaction (see :meth:`commit_labels`).
 
         Raises
         ------
         ValueError
             Wrong shape, negative values or values with no class (the message lists them).
         """
-        self._require_writable()
-        info = self.image_info(name)
-        labels = check_labels(labels, info.spatial_shape, self.classes, what=f"labels of {name!r}")
-        if provenance is None:
-            provenance = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED)
-        provenance = np.asarray(provenance)
-        if provenance.shape != labels.shape:
-            raise ValueError(f"provenance shape {provenance.shape} != labels shape {labels.shape}")
-        if np.any((provenance == 0) != (labels == 0)):
-            raise ValueError("provenance must be 0 exactly where labels are 0")
-        group = self._image_group(name)
-        group["labels/annotations/0"][...] = labels  # type: ignore[index]
-        group["hitl/provenance"][...] = provenance.astype(LABEL_DTYPE)  # type: ignore[index]
+        self.commit_labels(name, labels, provenance)
 
-    def save_edited_labels(self, name: str, labels: np.ndarray) -> int:
-        """Save labels edited by a person, updating provenance pixel by pixel.
+    def commit_labels(
+        self,
+        name: str,
+        labels: np.ndarray,
+        provenance: np.ndarray | None = None,
+        *,
+        old: LabelState | None = None,
+        add_push: tuple[int, np.ndarray, np.ndarray] | None = None,
+        drop_pushes: Sequence[str] = (),
+        what: str = "write labels",
+    ) -> int:
+        """Change labels, provenance and undo history of image ``name`` as one transaction.
 
-        Pixels whose value changed become human; erased pixels become unlabeled; unchanged
-        pixels keep their provenance (machine pixels stay machine until a person touches them).
+        Only the chunks that change are written: staged beside the store, committed by one
+        rename, then moved into place (:mod:`napari_hitl.core.store_journal`). A crash at any
+        point leaves either the old or the new state once the store is opened again.
+
+        Parameters
+        ----------
+        labels, provenance
+            The new arrays (provenance defaults to human wherever labels are set).
+        old
+            The state the caller read under the same lock (saves reading it again).
+        add_push
+            ``(iteration, flat_index, values)``: record a push for :meth:`read_push`.
+        drop_pushes
+            Keys of push records to delete (an undo, a clear).
+        what
+            What the change is, for a waiting process's message and the journal.
 
         Returns
         -------
         int
-            The number of pixels that changed.
+            The image's new label generation.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, values with no class, or provenance not 0 exactly where labels are 0.
         """
-        self._require_writable()
-        info = self.image_info(name)
-        new = check_labels(labels, info.spatial_shape, self.classes, what=f"labels of {name!r}")
-        old = self.labels(name)
-        prov = self.provenance(name)
-        changed = new != old
-        prov[changed] = PROVENANCE_HUMAN
-        prov[new == 0] = PROVENANCE_UNLABELED
-        self.write_labels(name, new, prov)
-        return int(changed.sum())
+        with self.write_lock(what):
+            info = self.image_info(name)
+            labels = check_labels(
+                labels, info.spatial_shape, self.classes, what=f"labels of {name!r}"
+            )
+            if provenance is None:
+                provenance = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED)
+            provenance = np.asarray(provenance)
+            if provenance.shape != labels.shape:
+                raise ValueError(
+                    f"provenance shape {provenance.shape} != labels shape {labels.shape}"
+                )
+            if np.any((provenance == 0) != (labels == 0)):
+                raise ValueError("provenance must be 0 exactly where labels are 0")
+            provenance = provenance.astype(LABEL_DTYPE, copy=False)
+            if old is None:
+                old = self.label_state(name)
+            generation = self.label_generation(name) + 1
+            base = f"images/{name}"
+            with Transaction(self.path, f"{what} of {name}") as txn:
+                for rel, new_data, old_data in (
+                    (f"{base}/labels/annotations/0", labels, old.labels),
+                    (f"{base}/hitl/provenance", provenance, old.provenance),
+                ):
+                    _stage_changed_chunks(self.path, txn, rel, new_data, old_data)
+                if add_push is not None:
+                    iteration, index, values = add_push
+                    self._image_group(name)["hitl"].require_group("pushes")  # type: ignore[union-attr]
+                    keys = self.push_keys(name)
+                    key = str(max((int(k) for k in keys), default=-1) + 1)
+                    _stage_push(txn, f"{base}/hitl/pushes/{key}", iteration, index, values)
+                for key in drop_pushes:
+                    txn.delete(f"{base}/hitl/pushes/{key}")
+                rel = f"{base}/hitl/zarr.json"
+                meta = json.loads((self.path / rel).read_text())
+                hitl_attrs = dict(meta.setdefault("attributes", {}).get(ATTR, {}))
+                hitl_attrs["label_generation"] = generation
+                meta["attributes"][ATTR] = hitl_attrs
+                txn.stage(rel).write_text(json.dumps(meta, indent=2))
+                txn.replace(rel)
+                txn.commit()
+            return generation
+
+    # ------------------------------------------------------------ undo history
+    def push_keys(self, name: str) -> list[str]:
+        """Keys of the image's recorded pushes (undo history), oldest first."""
+        hitl = self._image_group(name)["hitl"]
+        if "pushes" not in hitl:  # type: ignore[operator]
+            return []
+        keys = [k for k in hitl["pushes"].array_keys() if k.isdigit()]  # type: ignore[index,union-attr]
+        return sorted(keys, key=int)
+
+    def read_push(self, name: str, key: str) -> tuple[int, np.ndarray, np.ndarray]:
+        """One recorded push: ``(iteration, flat pixel index, values)``.
+
+        Raises
+        ------
+        StoreDamagedError
+            The record cannot be read or is malformed (``napari-hitl check`` explains).
+        """
+        try:
+            arr = self._image_group(name)["hitl/pushes"][key]  # type: ignore[index]
+            packed = np.asarray(arr[...])
+            iteration = int(dict(arr.attrs)["iteration"])
+        except Exception as exc:
+            raise StoreDamagedError(
+                f"{self.path}: push record {key} of image {name!r} cannot be read ({exc}); "
+                f"run `napari-hitl check {self.path} --repair`"
+            ) from exc
+        if packed.ndim != 2 or packed.shape[0] != 2:
+            raise StoreDamagedError(
+                f"{self.path}: push record {key} of image {name!r} has shape {packed.shape}; "
+                f"run `napari-hitl check {self.path} --repair`"
+            )
+        return iteration, packed[0], packed[1]
+
+    def save_edited_labels(
+        self, name: str, labels: np.ndarray, base: np.ndarray | None = None
+    ) -> int:
+        """Save labels edited by a person; returns how many stored pixels changed.
+
+        See :meth:`save_strokes`; this is its short form.
+        """
+        return self.save_strokes(name, labels, base).changed
+
+    def save_strokes(
+        self, name: str, labels: np.ndarray, base: np.ndarray | None = None
+    ) -> StrokeSave:
+        """Save a person's edits: the pixels where ``labels`` differs from ``base``.
+
+        Changed pixels become human labels; erased pixels become unlabeled; every other pixel
+        keeps what the store has *now* — so an editor that loaded ``base`` before another
+        process pushed, undid or painted never overwrites that work with its stale copy (the
+        person's own strokes are re-applied on top of it). Without ``base`` the edits are
+        counted against the stored labels, as an editor that is up to date would.
+
+        Returns
+        -------
+        StrokeSave
+            Pixels changed, the labels now stored and their generation.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or values with no class.
+        """
+        with self.write_lock("save strokes"):
+            info = self.image_info(name)
+            new = check_labels(labels, info.spatial_shape, self.classes, what=f"labels of {name!r}")
+            now = self.label_state(name)
+            ref = now.labels if base is None else np.asarray(base)
+            if ref.shape != new.shape:
+                raise ValueError(
+                    f"the labels the editor started from have shape {ref.shape}, "
+                    f"the image {info.spatial_shape}"
+                )
+            mine = new != ref
+            merged = now.labels.copy()
+            merged[mine] = new[mine]
+            changed = merged != now.labels
+            n = int(changed.sum())
+            if not n:
+                return StrokeSave(
+                    0,
+                    merged,
+                    now.generation,
+                    moved_on=base is not None and not np.array_equal(ref, now.labels),
+                )
+            prov = now.provenance.copy()
+            prov[changed] = PROVENANCE_HUMAN
+            prov[merged == 0] = PROVENANCE_UNLABELED
+            generation = self.commit_labels(name, merged, prov, old=now, what="save strokes")
+            moved_on = base is not None and not np.array_equal(ref, now.labels)
+            return StrokeSave(n, merged, generation, moved_on)
 
     # --------------------------------------------------------- derived arrays
     def signature(self, name: str, **extra: Any) -> dict[str, Any]:
@@ -574,21 +916,39 @@ class ProjectStore:
         ``self.signature(name, model=...)``.
         """
         self._require_writable()
-        if key in ("provenance", "valid") or "/" in key or key.startswith("."):
+        if key in ("provenance", "valid", "pushes") or "/" in key or key.startswith("."):
             raise ValueError(f"{key!r} is reserved or not a valid name for a derived array")
         sig = signature if signature is not None else self.signature(name)
         data = np.asarray(data)
-        hitl = self._image_group(name).require_group("hitl")
-        arr = hitl.create_array(
-            key,
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=_spatial_chunks(data.shape) if data.ndim >= 2 else data.shape,
-            fill_value=0,
-            overwrite=True,
-            attributes={ATTR: {"signature": sig}},
-        )
-        arr[...] = data
+        with self.write_lock(f"write {key}"):
+            hitl = self._image_group(name).require_group("hitl")
+            # Marked pending until every chunk is written: a crash in between leaves an array
+            # that read_derived refuses instead of one that looks current.
+            arr = hitl.create_array(
+                key,
+                shape=data.shape,
+                dtype=data.dtype,
+                chunks=_spatial_chunks(data.shape) if data.ndim >= 2 else data.shape,
+                fill_value=0,
+                overwrite=True,
+                attributes={ATTR: {"signature": {**sig, "pending": "being written"}}},
+            )
+            arr[...] = data
+            arr.attrs.update({ATTR: {"signature": sig}})
+
+    def derived_signature(self, name: str, key: str) -> dict[str, Any] | None:
+        """The signature stored with derived array ``key`` (``None`` when it has none)."""
+        arr = self._image_group(name)["hitl"][key]  # type: ignore[index]
+        sig = dict(arr.attrs).get(ATTR, {}).get("signature")
+        return dict(sig) if isinstance(sig, dict) else None
+
+    def remove_derived(self, name: str, key: str) -> None:
+        """Delete derived array ``key`` of image ``name`` (it can be computed again)."""
+        if key not in self.derived_keys(name):
+            raise StoreError(f"image {name!r} has no {key!r}")
+        with self.write_lock(f"remove {key}"):
+            hitl = self._image_group(name)["hitl"]
+            del hitl[key]  # type: ignore[attr-defined]
 
     def derived_keys(self, name: str) -> list[str]:
         """Names of the derived arrays stored for an image."""
@@ -904,7 +1264,7 @@ def import_rasters(
     try:
         done = 0
         for item, steps in zip(plan.items, per_item, strict=True):
-            staging = work.path / "images" / f".incoming-{uuid.uuid4().hex}"
+            staging = work.path / "images" / staging_name()
             staged.append((staging, item, None))  # type: ignore[arg-type]
             info = yield from _stage_image(
                 staging,
@@ -1349,12 +1709,6 @@ def _create_label_arrays(
         prov[...] = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED).astype(LABEL_DTYPE)
 
 
-def _write_lock(store: ProjectStore, what: str) -> contextlib.AbstractContextManager[Any]:
-    """The store's exclusive write lock where the store has one (a no-op otherwise)."""
-    lock = getattr(store, "write_lock", None)
-    return lock(what) if lock is not None else contextlib.nullcontext()
-
-
 def _commit_images(store: ProjectStore, staged: Sequence[tuple[Path, str]], plan: _Plan) -> None:
     """Move finished images into place, then write classes and image order in one go.
 
@@ -1363,7 +1717,7 @@ def _commit_images(store: ProjectStore, staged: Sequence[tuple[Path, str]], plan
     deleted only after it.
     """
     images = store.path / "images"
-    with _write_lock(store, "import images"):
+    with store.write_lock("import images"):
         moved: list[tuple[str, Path | None, bool]] = []  # name, its old copy, new one in place
         rewritten: list[tuple[Path, bytes]] = []  # NGFF label metadata before the change
         try:
@@ -1371,7 +1725,7 @@ def _commit_images(store: ProjectStore, staged: Sequence[tuple[Path, str]], plan
                 target = images / name
                 trash = None
                 if target.exists():
-                    trash = images / f".trash-{uuid.uuid4().hex}"
+                    trash = images / staging_name("trash")
                     os.replace(target, trash)
                 moved.append((name, trash, False))
                 os.replace(staging, target)
@@ -1411,40 +1765,8 @@ def _commit_images(store: ProjectStore, staged: Sequence[tuple[Path, str]], plan
 
 # ------------------------------------------------------- opening checked, damage named
 def open_store(path: str | os.PathLike[str], mode: str = "r") -> ProjectStore:
-    """:meth:`ProjectStore.open` after checking the root metadata's types.
-
-    A store whose ``zarr.json`` is not JSON, or whose ``napari_hitl`` attributes hold values of
-    the wrong type (``schema_version: null``, ``classes: 3``...), is refused with a
-    :class:`StoreError` naming the file and the key, instead of failing later on the value.
-
-    Parameters
-    ----------
-    path
-        The store.
-    mode
-        ``"r"`` or ``"a"`` (see :meth:`ProjectStore.open`).
-
-    Returns
-    -------
-    ProjectStore
-        The open store.
-
-    Raises
-    ------
-    StoreError
-        Not a store, or its root metadata is damaged.
-    """
-    p = Path(path)
-    meta_path = p / "zarr.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise StoreError(f"{meta_path}: cannot read the store's metadata ({exc})") from exc
-        problem = _root_attrs_problem(meta)
-        if problem:
-            raise StoreError(f"{meta_path}: the store's metadata is damaged: {problem}")
-    return ProjectStore.open(p, mode)
+    """:meth:`ProjectStore.open`, which checks the root metadata's types (kept for callers)."""
+    return ProjectStore.open(path, mode)
 
 
 def _root_attrs_problem(meta: Any) -> str | None:
