@@ -70,7 +70,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     if variant == "bank":
         samples = _bank_features(samples)
     cfg = SimulationConfig(
-        model="rf" if variant == "rf" else "unet",
+        model=variant if variant in ("rf", "patch-cnn") or "+" in variant else "unet",
         iterations=10,
         seed=seed,
         seed_images=int(opts["--seed-images"]),

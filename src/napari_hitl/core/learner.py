@@ -42,7 +42,19 @@ def model_hash(blob: bytes) -> str:
 def make_classifier(
     kind: str, normalization: Normalization, class_values: Sequence[int], class_names: Sequence[str]
 ) -> Classifier:
-    """A fresh, untrained classifier of ``kind`` (one of :data:`MODEL_NAMES`)."""
+    """A fresh, untrained classifier of ``kind`` (one of :data:`MODEL_NAMES`, or an ensemble
+    of them joined by ``+``, e.g. ``unet+rf``: :mod:`napari_hitl.core.learning.ensemble`)."""
+    if "+" in kind:
+        from napari_hitl.core.learning.ensemble import EnsembleClassifier, member_kinds
+
+        names = member_kinds(kind)
+        if len(names) < 2 or "+" in "".join(names) or len(set(names)) < len(names):
+            raise ValueError(
+                f"an ensemble joins two or more different models with '+', not {kind!r}"
+            )
+        return EnsembleClassifier(  # type: ignore[return-value]
+            [make_classifier(k, normalization, class_values, class_names) for k in names]
+        )
     if kind == "rf":
         return ForestClassifier(normalization, class_values, class_names)
     if kind in MODEL_NAMES:
@@ -52,6 +64,10 @@ def make_classifier(
 
 def classifier_from_state(blob: bytes, config: dict[str, Any]) -> Classifier:
     """Rebuild a classifier saved with ``state()``."""
+    if "+" in str(config.get("kind", "")):
+        from napari_hitl.core.learning.ensemble import EnsembleClassifier
+
+        return EnsembleClassifier.from_state(blob, config)  # type: ignore[return-value]
     if config.get("kind") == "rf":
         return ForestClassifier.from_state(blob, config)
     return NetClassifier.from_state(blob, config)

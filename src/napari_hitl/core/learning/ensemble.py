@@ -1,0 +1,181 @@
+"""An ensemble of a network and the forest: their calibrated probabilities, averaged.
+
+The U-Net and the ilastik-style forest fail in different places — the network is unsteady from
+one iteration to the next and short-sighted on texture, the forest is steady but blind to
+shape — so the average of their calibrated probabilities (each member fitted its temperature on
+the same held-out strokes) is right where either is confidently right and unsure where they
+disagree. Model name ``unet+rf`` (any ``A+B`` of :data:`~napari_hitl.core.models.MODEL_NAMES`).
+
+The checkpoint is an npz of the members' checkpoints (numbers only, no pickle) plus their JSON
+configurations; each member is read back by its own safe loader.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_hitl.core.classifier import TrainConfig, TrainReport
+from napari_hitl.core.data import LabeledImage, Normalization
+from napari_hitl.core.errors import StoreError
+from napari_hitl.core.prediction import softmax
+from napari_hitl.core.progress import CancelToken, Progress
+
+ENSEMBLE_FORMAT = "napari-hitl-ensemble-npz/1"
+
+
+def member_kinds(kind: str) -> list[str]:
+    """The member model names of an ensemble name (``"unet+rf"`` → ``["unet", "rf"]``)."""
+    return [k.strip() for k in kind.split("+") if k.strip()]
+
+
+class EnsembleClassifier:
+    """Members trained on the same strokes; their calibrated probabilities are averaged.
+
+    Parameters
+    ----------
+    members
+        The member classifiers (built by :func:`napari_hitl.core.learner.make_classifier`).
+    """
+
+    temperature = 1.0  # the members are calibrated; their average is used as it is
+
+    def __init__(self, members: Sequence[Any]) -> None:
+        if len(members) < 2:
+            raise ValueError("an ensemble needs two or more models")
+        self.members = list(members)
+        first = self.members[0]
+        self.normalization: Normalization = first.normalization
+        self.class_values = list(first.class_values)
+        self.class_names = list(first.class_names)
+        self.kind = "+".join(m.kind for m in self.members)
+        self.halo = max(int(m.halo) for m in self.members)
+        self.default_tile = min(int(getattr(m, "default_tile", 512)) for m in self.members)
+        self.class_log_prior = np.zeros(len(self.class_values), np.float32)
+
+    @property
+    def trained(self) -> bool:
+        """Every member is trained."""
+        return all(m.trained for m in self.members)
+
+    @property
+    def net(self) -> Any:
+        """The first network member's module (its pooling alignment sets the windows')."""
+        for m in self.members:
+            if getattr(m, "net", None) is not None:
+                return m.net
+        return None
+
+    def fit(
+        self,
+        images: Sequence[LabeledImage],
+        config: TrainConfig,
+        cancel: CancelToken | None = None,
+    ) -> Generator[Progress, None, TrainReport]:
+        """Train every member on the same strokes and split; a progress generator."""
+        reports = []
+        n = len(self.members)
+        for i, m in enumerate(self.members):
+            job = m.fit(images, config, cancel)
+            while True:
+                try:
+                    p = next(job)
+                except StopIteration as stop:
+                    reports.append(stop.value)
+                    break
+                yield Progress(i * p.total + p.done, n * p.total, f"{m.kind}: {p.message}")
+        first = reports[0]
+        report = TrainReport(
+            steps=sum(r.steps for r in reports),
+            seconds=sum(r.seconds for r in reports),
+            final_loss=first.final_loss,
+            class_pixels=first.class_pixels,
+            holdout_pixels=first.holdout_pixels,
+            temperature=1.0,
+            warm_start=any(r.warm_start for r in reports),
+        )
+        accs = [r.holdout_accuracy for r in reports]
+        report.holdout_accuracy = None if None in accs else float(np.mean(accs))
+        return report
+
+    def _average(self, logits: Sequence[np.ndarray]) -> np.ndarray:
+        p = np.zeros_like(logits[0], dtype=np.float32)
+        for m, z in zip(self.members, logits, strict=True):
+            p += softmax(z, m.temperature)
+        p /= len(self.members)
+        return np.log(np.clip(p, 1e-6, 1.0))
+
+    def logits_job(
+        self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Log of the averaged calibrated probabilities ``K, H, W``; a progress generator."""
+        out = []
+        n = len(self.members)
+        for i, m in enumerate(self.members):
+            job = m.logits_job(x, tile, cancel)
+            while True:
+                try:
+                    p = next(job)
+                except StopIteration as stop:
+                    out.append(stop.value)
+                    break
+                yield Progress(i * p.total + p.done, n * p.total, f"{m.kind}: {p.message}")
+        return self._average(out)
+
+    def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
+        """:meth:`logits_job` without progress."""
+        from napari_hitl.core.progress import run_to_end
+
+        return run_to_end(self.logits_job(x, tile))
+
+    def window_logits(self, window: np.ndarray) -> np.ndarray:
+        """Averaged log-probabilities of the centre of a window padded by :attr:`halo`."""
+        out = []
+        for m in self.members:
+            d = self.halo - int(m.halo)
+            w = window[:, d : window.shape[1] - d, d : window.shape[2] - d] if d else window
+            out.append(m.window_logits(w))
+        return self._average(out)
+
+    # ------------------------------------------------------------------ saving
+    def state(self) -> tuple[bytes, dict[str, Any]]:
+        """The members' checkpoints in one npz (numbers only) and the configuration."""
+        arrays: dict[str, np.ndarray] = {}
+        configs = []
+        for i, m in enumerate(self.members):
+            blob, config = m.state()
+            arrays[f"member{i}"] = np.frombuffer(blob, np.uint8)
+            configs.append(config)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        config = {
+            "kind": self.kind,
+            "format": ENSEMBLE_FORMAT,
+            "members": configs,
+            "normalization": self.normalization.to_json(),
+            "class_values": self.class_values,
+            "class_names": self.class_names,
+            "trained": self.trained,
+        }
+        return buf.getvalue(), json.loads(json.dumps(config))
+
+    @classmethod
+    def from_state(cls, blob: bytes, config: dict[str, Any]) -> EnsembleClassifier:
+        """Inverse of :meth:`state` (each member read by its own loader; no pickle)."""
+        from napari_hitl.core.learner import classifier_from_state
+
+        if config.get("format") != ENSEMBLE_FORMAT:
+            raise StoreError(f"not a napari-hitl ensemble (format {config.get('format')!r})")
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                blobs = [npz[f"member{i}"].tobytes() for i in range(len(config["members"]))]
+        except Exception as exc:
+            raise StoreError(f"the ensemble cannot be read ({type(exc).__name__})") from exc
+        members = [
+            classifier_from_state(b, c) for b, c in zip(blobs, config["members"], strict=True)
+        ]
+        return cls(members)

@@ -1,0 +1,86 @@
+"""The ``unet+rf`` ensemble: averaged calibrated probabilities, a safe checkpoint, tiles == whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.data import LabeledImage, Normalization
+from napari_hitl.core.errors import StoreError
+from napari_hitl.core.learner import (
+    classifier_from_state,
+    load_checkpoint,
+    make_classifier,
+    save_checkpoint,
+)
+from napari_hitl.core.learning.ensemble import EnsembleClassifier
+from napari_hitl.core.prediction import softmax
+from napari_hitl.core.progress import run_to_end
+from napari_hitl.core.sample_store import build_sample_store
+
+
+def _data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, LabeledImage]:
+    """Two classes told apart by brightness, plus noise; strokes in four squares."""
+    truth = np.zeros((96, 96), np.int64)
+    truth[:, 48:] = 1
+    x = (truth[None] * 1.5 + rng.standard_normal((2, 96, 96)) * 0.6).astype(np.float32)
+    target = np.full((96, 96), -1)
+    for r, c in ((10, 10), (60, 20), (10, 70), (60, 75)):
+        target[r : r + 12, c : c + 12] = truth[r : r + 12, c : c + 12]
+    return x, truth, LabeledImage("a", x, target, (target >= 0).astype(np.float32))
+
+
+@pytest.fixture
+def trained(rng):
+    x, truth, image = _data(rng)
+    norm = Normalization(["b0", "b1"], [0.0, 0.0], [1.0, 1.0])
+    clf = make_classifier("unet+rf", norm, [1, 2], ["dark", "bright"])
+    for m in clf.members:
+        if m.kind == "rf":
+            m.n_estimators = 10
+    run_to_end(clf.fit([image], TrainConfig(steps=30, threads=1, holdout_fraction=0.2)))
+    return clf, x, truth
+
+
+def test_the_ensemble_averages_its_members_calibrated_probabilities(trained):
+    clf, x, truth = trained
+    assert isinstance(clf, EnsembleClassifier) and clf.kind == "unet+rf" and clf.trained
+    members = [softmax(m.logits(x), m.temperature) for m in clf.members]
+    p = np.exp(clf.logits(x))
+    np.testing.assert_allclose(p, np.clip((members[0] + members[1]) / 2, 1e-6, 1), atol=1e-5)
+    accuracy = float(np.mean(p.argmax(0) == truth))
+    assert accuracy > 0.9  # the two halves are told apart away from the strokes
+
+
+def test_ensemble_checkpoint_round_trip_and_no_pickle(trained, tmp_path):
+    clf, x, _ = trained
+    blob, config = clf.state()
+    again = classifier_from_state(blob, config)
+    np.testing.assert_array_equal(again.logits(x), clf.logits(x))
+    store = build_sample_store(tmp_path / "p.zarr", shape=(32, 32))
+    save_checkpoint(store, "ens", clf)
+    np.testing.assert_array_equal(load_checkpoint(store, "ens").logits(x), clf.logits(x))
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, member0=np.array([object()], dtype=object), member1=np.zeros(3, np.uint8))
+    with pytest.raises(StoreError, match="ensemble cannot be read"):
+        EnsembleClassifier.from_state(buf.getvalue(), config)
+
+
+def test_ensemble_windows_equal_the_whole_image(trained):
+    clf, x, _ = trained
+    whole = clf.logits(x)
+    h = clf.halo
+    padded = np.pad(x, ((0, 0), (h, h), (h, h)), mode="reflect")
+    window = padded[:, 16 : 16 + 32 + 2 * h, 16 : 16 + 32 + 2 * h]
+    part = clf.window_logits(window)
+    np.testing.assert_allclose(part, whole[:, 16:48, 16:48], atol=2e-3)
+
+
+def test_bad_ensemble_names_are_refused():
+    norm = Normalization(["b0"], [0.0], [1.0])
+    for bad in ("unet+", "unet+unet", "unet+svm"):
+        with pytest.raises(ValueError):
+            make_classifier(bad, norm, [1, 2], ["a", "b"])
