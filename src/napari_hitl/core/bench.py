@@ -90,7 +90,7 @@ def run_bench(
             "infer_mpx_s": round(size * size / infer_s / 1e6, 3),
             "iteration_s": round(warm_s + small_infer_s, 2),
         }
-        if kind != "rf":
+        if kind in ("unet", "patch-cnn"):  # one network: its FLOPs against the matmul rate
             net = clf.net  # type: ignore[union-attr]
             fpp = flops_per_pixel(net, x_big.shape[0], size=512)
             achieved = fpp * row["infer_mpx_s"] * 1e6 / 1e9
