@@ -167,3 +167,24 @@ def test_label_map_and_bad_spec(tmp_path, rng, capsys):
         ]
     )
     assert rc == 2  # -1 in a mask is refused, not silently imported
+
+
+def test_help_and_version_load_no_torch():
+    """``--help`` of every command answers without importing torch, zarr or scikit-image."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from napari_hitl.cli import build_parser, main\n"
+        "cmds = [a.dest for a in build_parser()._subparsers._group_actions[0]._choices_actions]\n"
+        "for argv in [['--help'], ['--version']] + [[c, '--help'] for c in cmds]:\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(len(cmds), sorted(m for m in ('torch', 'zarr', 'skimage') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(n) >= 20 and loaded == "[]"

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from napari_hitl import __version__
 from napari_hitl.cli_scale import add_batch_options
-from napari_hitl.core.active import STRATEGIES
+from napari_hitl.core.choices import STRATEGIES
 from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import Progress
@@ -370,7 +370,7 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_margin_option(p: argparse.ArgumentParser) -> None:
-    from napari_hitl.core.feedback import DEFAULT_MARGIN
+    from napari_hitl.core.choices import DEFAULT_MARGIN
 
     p.add_argument(
         "--margin",
@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_sample)
 
-    from napari_hitl.core.models import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
+    from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
     p = sub.add_parser(

@@ -10,9 +10,8 @@ import csv
 import json
 from pathlib import Path
 
+from napari_hitl.core.choices import ATTRIBUTION_METHODS, REGION_HELP, SUPERPIXEL_METHODS
 from napari_hitl.core.classes import terminal_safe
-from napari_hitl.core.explain import ATTRIBUTION_METHODS, REGION_HELP
-from napari_hitl.core.guidance import SUPERPIXEL_METHODS
 
 
 def _point(text: str) -> tuple[int, int]:

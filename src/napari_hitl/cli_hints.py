@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_hitl.core.choices import PLACE_HELP
 from napari_hitl.core.classes import terminal_safe
-from napari_hitl.core.hint_commands import PLACE_HELP
 
 
 def _hint_point(text: str) -> tuple[int, int, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_hitl.core.active import STRATEGIES
+from napari_hitl.core.choices import STRATEGIES
 from napari_hitl.core.classes import terminal_safe
 
 

@@ -1,4 +1,4 @@
-"""The ``unet+rf`` ensemble: averaged calibrated probabilities, a safe checkpoint, tiles == whole."""
+"""The ``unet+rf`` ensemble: mixed calibrated probabilities, a safe checkpoint, tiles == whole."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_ensemble_windows_equal_the_whole_image(trained):
 def test_bad_ensemble_names_are_refused():
     norm = Normalization(["b0"], [0.0], [1.0])
     for bad in ("unet+", "unet+unet", "unet+svm"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"ensemble|unknown model"):
             make_classifier(bad, norm, [1, 2], ["a", "b"])
 
 

@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_hitl.core.choices import STRATEGIES
 from napari_hitl.core.prediction import Prediction
 
-STRATEGIES = ("hise", "entropy", "margin", "kcenter", "gmm", "random")
 Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 GMM_GRID = 8  # the confidence map of an item is reduced to GMM_GRID × GMM_GRID block means
 

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_hitl.core.choices import ATTRIBUTION_METHODS, REGION_HELP
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tile_grid
@@ -54,11 +55,6 @@ LAYER_CHOICES = {
     "SmallUNet": ("enc0", "enc1", "enc2", "fuse1", "fuse0"),
     "PatchCNN": ("conv_act", "fc1_act", "fc2_act"),
 }
-ATTRIBUTION_METHODS = ("integrated", "gradient", "occlusion")
-REGION_HELP = (
-    "'image' (the whole image), 'box:ROW0,ROW1,COL0,COL1' (end exclusive) or "
-    "'segment:ROW,COL' (the predicted segment of the class under that pixel)"
-)
 
 
 class ExplainError(HitlError, ValueError):

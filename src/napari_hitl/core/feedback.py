@@ -11,15 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD  # noqa: F401
 from napari_hitl.core.store import (
     LABEL_DTYPE,
     PROVENANCE_UNLABELED,
     ProjectStore,
     machine_provenance,
 )
-
-DEFAULT_THRESHOLD = 0.95
-DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boundary
 
 
 @dataclass

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_hitl.core.choices import SUPERPIXEL_METHODS
 from napari_hitl.core.classifier import NetClassifier, PatchBatches, balanced_loss
 from napari_hitl.core.data import LabeledImage
 from napari_hitl.core.explain import (
@@ -47,7 +48,6 @@ from napari_hitl.core.explain import (
 )
 from napari_hitl.core.progress import CancelToken, Progress
 
-SUPERPIXEL_METHODS = ("felzenszwalb", "slic")
 MASS_FLOOR = 0.1  # uniform mass added to the CAM, as a share of its mass before guidance
 GUIDE_LR = {"unet": 1e-4, "patch-cnn": 1e-2}  # measured: unet at 1e-3 switches its map off
 

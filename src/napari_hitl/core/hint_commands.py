@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_hitl.core.choices import CELL_NAMES, PLACE_HELP
 from napari_hitl.core.guiding_block import GuideError
 from napari_hitl.core.hint_guide import Hints
 
@@ -50,15 +51,6 @@ COMMAND_LR = 0.05
 VERBS = {"find": "find", "remove": "remove", "rmv": "remove", "delete": "remove"}
 _ROW_WORDS = {"top": 0, "upper": 0, "middle": 1, "center": 1, "centre": 1, "bottom": 2, "lower": 2}
 _COL_WORDS = {"left": 0, "middle": 1, "center": 1, "centre": 1, "right": 2}
-CELL_NAMES = tuple(
-    f"{r} {c}" if (r, c) != ("middle", "middle") else "middle"
-    for r in ("top", "middle", "bottom")
-    for c in ("left", "middle", "right")
-)
-PLACE_HELP = (
-    "a place is one of: " + ", ".join(CELL_NAMES) + "; top, bottom, left, right (a row or "
-    "column of cells); 'cell R,C' (1-based); everywhere"
-)
 EXAMPLE = "e.g. 'find water in top left' or 'remove road in the bottom'"
 
 

@@ -14,16 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_MODEL = "unet"
-MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
-MODEL_HELP = {
-    "unet": "small U-Net (default): 3 scales, 24/48/64 channels, any band count; fast and accurate",
-    "patch-cnn": "the paper's 25×25 patch CNN (20 filters 11×11, sigmoid, pool 5, FC 100-100), "
-    "evaluated densely",
-    "rf": "ilastik-style baseline: multiscale filter features per band + a random forest",
-    "unet+rf": "the U-Net and the forest trained on the same strokes, their calibrated "
-    "probabilities averaged (steadier; costs both)",
-}
+from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES  # noqa: F401
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""The names users choose from — models, strategies, methods — and their help texts.
+
+A light module (standard library only): the CLI builds its parser from it without importing
+torch, numpy or zarr, so ``napari-hitl --help`` answers at once. The modules that implement
+each choice import their names from here.
+"""
+
+from __future__ import annotations
+
+# accepting predictions (napari_hitl.core.feedback)
+DEFAULT_THRESHOLD = 0.95  # confidence a prediction needs to be accepted into the labels
+DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boundary
+
+DEFAULT_MODEL = "unet"
+MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
+MODEL_HELP = {
+    "unet": "small U-Net (default): 3 scales, 24/48/64 channels, any band count; fast and accurate",
+    "patch-cnn": "the paper's 25×25 patch CNN (20 filters 11×11, sigmoid, pool 5, FC 100-100), "
+    "evaluated densely",
+    "rf": "ilastik-style baseline: multiscale filter features per band + a random forest",
+    "unet+rf": "the U-Net and the forest trained on the same strokes, their calibrated "
+    "probabilities mixed by the weight that fits the held-out strokes (costs both)",
+}
+
+# active learning (napari_hitl.core.active)
+STRATEGIES = ("hise", "entropy", "margin", "kcenter", "gmm", "random")
+
+# explanations and attention steering (napari_hitl.core.explain, napari_hitl.core.guidance)
+ATTRIBUTION_METHODS = ("integrated", "gradient", "occlusion")
+REGION_HELP = (
+    "'image' (the whole image), 'box:ROW0,ROW1,COL0,COL1' (end exclusive) or "
+    "'segment:ROW,COL' (the predicted segment of the class under that pixel)"
+)
+SUPERPIXEL_METHODS = ("felzenszwalb", "slic")
+
+# test-time hints (napari_hitl.core.hint_commands)
+CELL_NAMES = tuple(
+    f"{r} {c}" if (r, c) != ("middle", "middle") else "middle"
+    for r in ("top", "middle", "bottom")
+    for c in ("left", "middle", "right")
+)
+PLACE_HELP = (
+    "a place is one of: " + ", ".join(CELL_NAMES) + "; top, bottom, left, right (a row or "
+    "column of cells); 'cell R,C' (1-based); everywhere"
+)
