@@ -69,8 +69,13 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
     if variant == "bank":
         samples = _bank_features(samples)
+    if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
+        from napari_hitl.core.learning import ensemble
+
+        ensemble.DEFAULT_WEIGHTING = "fit"
+    model = variant.removesuffix(":fit")
     cfg = SimulationConfig(
-        model=variant if variant in ("rf", "patch-cnn") or "+" in variant else "unet",
+        model=model if model in ("rf", "patch-cnn") or "+" in model else "unet",
         iterations=10,
         seed=seed,
         seed_images=int(opts["--seed-images"]),

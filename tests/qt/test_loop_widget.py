@@ -175,3 +175,18 @@ def test_a_stale_layer_never_overwrites_a_push_or_an_undo_made_elsewhere(
     assert not (saved.labels("sample")[64:]).any()  # the undone labels did not come back
     assert (saved.provenance("sample") == PROVENANCE_HUMAN).sum() == 5 * 55
     assert not np.asarray(layer.data)[64:].any()
+
+
+def test_the_ensemble_model_trains_and_infers_from_the_widget(viewer_with_project, qtbot):
+    viewer, loop, store = viewer_with_project
+    layer = viewer.layers["sample labels"]
+    layer.data = sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.03, seed=1)
+    loop.model_combo.setCurrentText("unet+rf")
+    assert loop.train(TrainConfig(model="unet+rf", steps=15))
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=180_000)
+    assert "Trained unet+rf" in loop.status.text()
+    assert loop.infer()
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=180_000)
+    assert result_layer_names("sample")["confidence"] in viewer.layers
+    loop.threshold_slider.setValue(60)
+    assert loop.add_predictions() > 0
