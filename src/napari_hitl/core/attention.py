@@ -46,7 +46,6 @@ from napari_hitl.core.loop import (
     LoopState,
     _check_index,
     _normalized,
-    _relay,
     context_window,
     current_prediction,
     load_state,
@@ -55,7 +54,7 @@ from napari_hitl.core.loop import (
     stack_depth,
     training_images,
 )
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, relay
 from napari_hitl.core.store import ProjectStore
 
 BEFORE_GUIDANCE = "before-guidance"
@@ -235,7 +234,7 @@ def explain_project_image(
     x, valid = _normalized(store, name, clf.normalization, index=index, window=window)
     sub = mask[r0:r1, c0:c1]
     parts = 2 if attribution else 1
-    cam = yield from _relay(
+    cam = yield from relay(
         grad_cam_job(clf, x, k, sub, layer=layer, tile=tile, cancel=cancel), 0, parts, ""
     )
     full = np.zeros(shape, np.float32)
@@ -245,7 +244,7 @@ def explain_project_image(
     cam.extent = (e[0] + r0, e[1] + r0, e[2] + c0, e[3] + c0)
     attr = None
     if attribution:
-        attr = yield from _relay(
+        attr = yield from relay(
             band_attribution_job(
                 clf, x, k, sub, method=attribution, steps=steps, valid=valid, tile=tile,
                 cancel=cancel,
@@ -403,7 +402,7 @@ def prepare_targets(
             raise ExplainError(f"{s.key}: the region lies outside the guided window")
         neg = np.zeros(sub.shape, bool)
         if s.negative:
-            cam = yield from _relay(grad_cam_job(clf, x, k, sub, layer=layer), i, len(sets), s.key)
+            cam = yield from relay(grad_cam_job(clf, x, k, sub, layer=layer), i, len(sets), s.key)
             e0, e1, e2, e3 = cam.extent
             for r, c in s.negative:
                 if not (e0 <= r - r0 < e1 and e2 <= c - c0 < e3):
@@ -454,7 +453,7 @@ def guide_project(
     state = network_state(store)
     clf = state.classifier
     assert isinstance(clf, NetClassifier)
-    prepared = yield from _relay(
+    prepared = yield from relay(
         prepare_targets(
             store, sets, state=state, superpixel=superpixel, layer=config.layer, cancel=cancel
         ),
@@ -463,7 +462,7 @@ def guide_project(
         "",
     )
     train = training_images(store, store.image_names(), clf.normalization, machine_weight)
-    guided, report = yield from _relay(
+    guided, report = yield from relay(
         guide_job(clf, prepared.targets, train, config, cancel), 1, 2, ""
     )
     save_checkpoint(

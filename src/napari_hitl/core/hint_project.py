@@ -35,12 +35,11 @@ from napari_hitl.core.loop import (
     LoopState,
     _check_index,
     _normalized,
-    _relay,
     load_state,
     stack_depth,
 )
 from napari_hitl.core.prediction import Prediction
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, relay
 from napari_hitl.core.store import LABEL_DTYPE, ProjectStore
 
 
@@ -188,10 +187,10 @@ def apply_hints(
     """
     if commands and (config is None or config.lr is None):
         config = replace(config or GuideConfig(), lr=COMMAND_LR)
-    report = yield from _relay(
+    report = yield from relay(
         session.guide.fit_job(hints, config, cancel, add=add), 0, 2, "guiding"
     )
-    session.guided = yield from _relay(session.guide.predict_job(cancel=cancel), 1, 2, "")
+    session.guided = yield from relay(session.guide.predict_job(cancel=cancel), 1, 2, "")
     session.reports.append(report)
     session.commands.extend(c.describe() for c in commands or [])
     return report

@@ -69,7 +69,7 @@ from napari_hitl.core.learner import (
 )
 from napari_hitl.core.learner import model_hash as _hash
 from napari_hitl.core.prediction import Prediction, predict_normalized
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, relay
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ImageInfo, ProjectStore
 
 LATEST = "latest"
@@ -390,22 +390,6 @@ def save_latest(
 
 
 # ---------------------------------------------------------------------------- prediction
-def _relay(
-    job: Generator[Progress, None, Any], part: int, parts: int, prefix: str
-) -> Generator[Progress, None, Any]:
-    """Re-yield a job's progress as part ``part`` of ``parts`` equal parts."""
-    while True:
-        try:
-            report = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(
-            part * report.total + report.done,
-            parts * report.total,
-            f"{prefix}: {report.message}" if prefix else report.message,
-        )
-
-
 def context_window(
     clf: Classifier, box: Box, shape: tuple[int, int]
 ) -> tuple[Box, tuple[slice, slice]]:
@@ -541,7 +525,7 @@ def predict_project_image(
     for z in range(depth):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        plane = yield from _relay(
+        plane = yield from relay(
             _predict_plane(clf, store, name, z, box, tile, cancel),
             z,
             depth,

@@ -55,6 +55,25 @@ class CancelToken:
 Job = Generator[Progress, None, T]
 
 
+def relay(
+    job: Generator[Progress, None, Any], part: int, parts: int, prefix: str = ""
+) -> Generator[Progress, None, Any]:
+    """Re-yield a sub-job's progress as part ``part`` (0-based) of ``parts`` equal parts.
+
+    Returns the sub-job's result, so ``result = yield from relay(job, 1, 3, "training")``.
+    """
+    while True:
+        try:
+            report = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(
+            part * report.total + report.done,
+            parts * report.total,
+            f"{prefix}: {report.message}" if prefix else report.message,
+        )
+
+
 def run_to_end(
     job: Generator[Progress, Any, T], on_progress: Callable[[Progress], None] | None = None
 ) -> T:

@@ -30,10 +30,9 @@ from napari_hitl.core.data import TrainingDataError, make_labeled_image, normali
 from napari_hitl.core.guiding_block import hint_windows
 from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide, descend
 from napari_hitl.core.learner import make_classifier
-from napari_hitl.core.loop import _relay
 from napari_hitl.core.metrics import confusion, scores
 from napari_hitl.core.prediction import Prediction
-from napari_hitl.core.progress import CancelToken, Progress, run_to_end
+from napari_hitl.core.progress import CancelToken, Progress, relay, run_to_end
 from napari_hitl.core.simulate import Sample
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
@@ -255,13 +254,13 @@ def guide_eval(
             raise TrainingDataError(f"the masks hold only class {values}: nothing to guide")
         train, held = split_samples(samples, config)
         t0 = time.perf_counter()
-        clf = yield from _relay(train_on(train, config, values, cancel), 0, 2, "training")
+        clf = yield from relay(train_on(train, config, values, cancel), 0, 2, "training")
         train_seconds = time.perf_counter() - t0
     if not held:
         raise TrainingDataError("no held-out image to ask questions on")
     xs = [clf.normalization.apply(s.bands) for s in held]
     clf_config = clf._config()
-    result = yield from _relay(run_questions(clf, held, xs, config, cancel), 1, 2, "questions")
+    result = yield from relay(run_questions(clf, held, xs, config, cancel), 1, 2, "questions")
     return {
         "config": config.to_json(),
         "model": {"kind": clf_config["kind"], "class_values": clf.class_values},

@@ -23,7 +23,7 @@ from napari_hitl.core.classifier import TrainConfig, TrainReport, prepare_traini
 from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError
 from napari_hitl.core.prediction import softmax
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken, Progress, relay
 
 ENSEMBLE_FORMAT = "napari-hitl-ensemble-npz/1"
 # Equal weights by default: weights fitted on the held-out strokes were measured to be noisier
@@ -94,17 +94,10 @@ class EnsembleClassifier:
         cancel: CancelToken | None = None,
     ) -> Generator[Progress, None, TrainReport]:
         """Train every member on the same strokes and split; a progress generator."""
-        reports = []
         n = len(self.members)
+        reports = []
         for i, m in enumerate(self.members):
-            job = m.fit(images, config, cancel)
-            while True:
-                try:
-                    p = next(job)
-                except StopIteration as stop:
-                    reports.append(stop.value)
-                    break
-                yield Progress(i * p.total + p.done, n * p.total, f"{m.kind}: {p.message}")
+            reports.append((yield from relay(m.fit(images, config, cancel), i, n, m.kind)))
         first = reports[0]
         report = TrainReport(
             steps=sum(r.steps for r in reports),
@@ -157,17 +150,10 @@ class EnsembleClassifier:
         self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, np.ndarray]:
         """Log of the averaged calibrated probabilities ``K, H, W``; a progress generator."""
-        out = []
         n = len(self.members)
+        out = []
         for i, m in enumerate(self.members):
-            job = m.logits_job(x, tile, cancel)
-            while True:
-                try:
-                    p = next(job)
-                except StopIteration as stop:
-                    out.append(stop.value)
-                    break
-                yield Progress(i * p.total + p.done, n * p.total, f"{m.kind}: {p.message}")
+            out.append((yield from relay(m.logits_job(x, tile, cancel), i, n, m.kind)))
         return self._average(out)
 
     def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
