@@ -39,7 +39,9 @@ def trained(rng):
     for m in clf.members:
         if m.kind == "rf":
             m.n_estimators = 10
-    run_to_end(clf.fit([image], TrainConfig(steps=30, threads=1, holdout_fraction=0.2)))
+    clf.last_report = run_to_end(
+        clf.fit([image], TrainConfig(steps=30, threads=1, holdout_fraction=0.2))
+    )
     return clf, x, truth
 
 
@@ -54,6 +56,7 @@ def test_the_ensemble_averages_its_members_calibrated_probabilities(trained):
     np.testing.assert_allclose(p, np.clip(mixed, 1e-6, 1), atol=1e-5)
     accuracy = float(np.mean(p.argmax(0) == truth))
     assert accuracy > 0.9  # the two halves are told apart away from the strokes
+    assert clf.last_report.holdout_accuracy is not None
 
 
 def test_ensemble_checkpoint_round_trip_and_no_pickle(trained, tmp_path):

@@ -23,7 +23,7 @@ from napari_hitl.core.classifier import TrainConfig, TrainReport, prepare_traini
 from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError
 from napari_hitl.core.prediction import softmax
-from napari_hitl.core.progress import CancelToken, Progress, relay
+from napari_hitl.core.progress import CancelToken, Progress, relay, run_to_end
 
 ENSEMBLE_FORMAT = "napari-hitl-ensemble-npz/1"
 # Equal weights by default: weights fitted on the held-out strokes were measured to be noisier
@@ -110,8 +110,10 @@ class EnsembleClassifier:
         )
         self.weights = [1.0 / n] * n
         report.holdout_accuracy = None
-        if self.weighting == "fit" and n == 2 and first.holdout_pixels >= 20:
-            probs, target = self._held_out(images, config)
+        if first.holdout_pixels < 20:  # as calibrate: too few held-out pixels to say anything
+            return report
+        probs, target = self._held_out(images, config)
+        if self.weighting == "fit" and n == 2:
             grid = np.linspace(0.0, 1.0, 21)
             p_true = [pm[np.arange(target.size), target] for pm in probs]
             nll = [
@@ -120,8 +122,8 @@ class EnsembleClassifier:
             ]
             w = float(grid[int(np.argmin(nll))])
             self.weights = [w, 1.0 - w]
-            mixed = w * probs[0] + (1 - w) * probs[1]
-            report.holdout_accuracy = float(np.mean(mixed.argmax(1) == target))
+        mixed = sum(w * pm for w, pm in zip(self.weights, probs, strict=True))
+        report.holdout_accuracy = float(np.mean(mixed.argmax(1) == target))  # what it predicts
         return report
 
     def _held_out(
@@ -158,8 +160,6 @@ class EnsembleClassifier:
 
     def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
         """:meth:`logits_job` without progress."""
-        from napari_hitl.core.progress import run_to_end
-
         return run_to_end(self.logits_job(x, tile))
 
     def window_logits(self, window: np.ndarray) -> np.ndarray:
