@@ -44,8 +44,9 @@ from napari_hitl._qt.result_layers import (
     write_part,
 )
 from napari_hitl._qt.shortcuts import GUIDE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.feedback import DEFAULT_MARGIN, DEFAULT_THRESHOLD, accept_mask
+from napari_hitl.core.feedback import accept_mask
 from napari_hitl.core.hint_guide import GuideConfig
 from napari_hitl.core.hint_project import (
     GuideSession,

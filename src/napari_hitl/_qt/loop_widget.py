@@ -49,16 +49,17 @@ from napari_hitl._qt.result_layers import (
     write_part,
 )
 from napari_hitl._qt.shortcuts import LOOP_SHORTCUTS, bind_shortcuts, shortcut_tooltip
+from napari_hitl.core.choices import (
+    DEFAULT_MARGIN,
+    DEFAULT_MODEL,
+    DEFAULT_THRESHOLD,
+    MODEL_HELP,
+    MODEL_NAMES,
+)
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.feedback import (
-    DEFAULT_MARGIN,
-    DEFAULT_THRESHOLD,
-    accept_mask,
-    store_clear_machine,
-    store_undo,
-)
+from napari_hitl.core.feedback import accept_mask, store_clear_machine, store_undo
 from napari_hitl.core.loop import (
     load_state,
     predict_project_image,
@@ -66,7 +67,6 @@ from napari_hitl.core.loop import (
     stack_depth,
     train_project,
 )
-from napari_hitl.core.models import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
 from napari_hitl.core.prediction import Prediction
 from napari_hitl.core.store import ProjectStore
 

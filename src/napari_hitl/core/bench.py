@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from napari_hitl.core.bands import robust_stats
+from napari_hitl.core.choices import MODEL_NAMES
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import make_labeled_image, normalization_from_stats
 from napari_hitl.core.learner import make_classifier
-from napari_hitl.core.models import MODEL_NAMES, flops_per_pixel
+from napari_hitl.core.models import flops_per_pixel
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.sample import make_sample_scene, sparse_scribbles

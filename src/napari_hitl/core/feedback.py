@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD  # noqa: F401
+from napari_hitl.core.choices import DEFAULT_THRESHOLD
 from napari_hitl.core.store import (
     LABEL_DTYPE,
     PROVENANCE_UNLABELED,

@@ -15,14 +15,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import StaleDataError
-from napari_hitl.core.feedback import (
-    DEFAULT_MARGIN,
-    DEFAULT_THRESHOLD,
-    PushRecord,
-    accept_mask,
-    store_push,
-)
+from napari_hitl.core.feedback import PushRecord, accept_mask, store_push
 from napari_hitl.core.hint_commands import (
     COMMAND_LR,
     GRID,

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.choices import MODEL_NAMES
 from napari_hitl.core.classifier import NetClassifier
 from napari_hitl.core.data import Normalization
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.forest import ForestClassifier
-from napari_hitl.core.models import MODEL_NAMES
 from napari_hitl.core.store import ProjectStore, staging_name
 
 Classifier = NetClassifier | ForestClassifier

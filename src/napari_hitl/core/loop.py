@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.classifier import TrainConfig, TrainReport
 from napari_hitl.core.data import (
     IncompatibleBandsError,
@@ -52,13 +53,7 @@ from napari_hitl.core.data import (
     normalization_from_stats,
 )
 from napari_hitl.core.errors import StaleDataError, StoreError
-from napari_hitl.core.feedback import (
-    DEFAULT_MARGIN,
-    DEFAULT_THRESHOLD,
-    PushRecord,
-    accept_mask,
-    store_push,
-)
+from napari_hitl.core.feedback import PushRecord, accept_mask, store_push
 from napari_hitl.core.history import train_record
 from napari_hitl.core.learner import (
     Classifier,

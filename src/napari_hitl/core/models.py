@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES  # noqa: F401
+from napari_hitl.core.choices import MODEL_NAMES
 
 
 @dataclass

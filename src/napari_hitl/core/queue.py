@@ -33,8 +33,9 @@ from napari_hitl.core.active import (
     split_routes,
     write_csv,
 )
+from napari_hitl.core.choices import DEFAULT_MARGIN
 from napari_hitl.core.data import TrainingDataError
-from napari_hitl.core.feedback import DEFAULT_MARGIN, PushRecord
+from napari_hitl.core.feedback import PushRecord
 from napari_hitl.core.loop import (
     LoopState,
     current_prediction,

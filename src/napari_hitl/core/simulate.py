@@ -28,6 +28,7 @@ from napari_hitl.core.active import (
     split_routes,
 )
 from napari_hitl.core.bands import robust_stats, subsample_for_stats
+from napari_hitl.core.choices import DEFAULT_MARGIN
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import (
     TrainingDataError,
@@ -36,7 +37,7 @@ from napari_hitl.core.data import (
 )
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
-from napari_hitl.core.feedback import DEFAULT_MARGIN, accept_mask, push
+from napari_hitl.core.feedback import accept_mask, push
 from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.metrics import confusion, scores
 from napari_hitl.core.prediction import Prediction, predict_normalized

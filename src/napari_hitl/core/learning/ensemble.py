@@ -4,7 +4,7 @@ The U-Net and the ilastik-style forest fail in different places — the network 
 one iteration to the next and short-sighted on texture, the forest is steady but blind to
 shape — so the average of their calibrated probabilities (each member fitted its temperature on
 the same held-out strokes) is right where either is confidently right and unsure where they
-disagree. Model name ``unet+rf`` (any ``A+B`` of :data:`~napari_hitl.core.models.MODEL_NAMES`).
+disagree. Model name ``unet+rf`` (any ``A+B`` of :data:`~napari_hitl.core.choices.MODEL_NAMES`).
 
 The checkpoint is an npz of the members' checkpoints (numbers only, no pickle) plus their JSON
 configurations; each member is read back by its own safe loader.
