@@ -8,7 +8,9 @@ Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
 Variants: ``none`` (the default U-Net), ``rf`` (the forest), ``prop<W>`` (strokes spread to pure
 superpixels at weight W, ``TrainConfig.propagate_weight``), ``potts<W>`` (relaxed Potts loss at
-weight W, ``TrainConfig.potts_weight``), ``long`` (160/80 steps instead of 40/25), ``pbn``
+weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrink``),
+``mw<W>`` (``TrainConfig.machine_weight``), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
+per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
@@ -82,10 +84,20 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         scribble_fraction=float(opts["--scribble-fraction"]),
         max_images=mi,
     )
-    for key, field in (("potts", "potts_weight"), ("prop", "propagate_weight")):
+    for key, field in (
+        ("potts", "potts_weight"),
+        ("prop", "propagate_weight"),
+        ("shrink", "warm_shrink"),
+        ("mw", "machine_weight"),
+    ):
         m = re.search(key + r"([0-9.]+)", variant)
         if m:
             setattr(cfg.train, field, float(m.group(1)))
+    m = re.match(r"p(\d+)b(\d+)s(\d+)w(\d+)", variant)
+    if m:  # U-Net crop edge, crops per batch, fresh and warm steps
+        cfg.train.patch, cfg.train.batch_size, cfg.train.steps, cfg.train.warm_steps = map(
+            int, m.groups()
+        )
     if "long" in variant:
         cfg.train.steps, cfg.train.warm_steps = 160, 80
     if "pbn" in variant:

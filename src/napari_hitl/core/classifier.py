@@ -37,7 +37,12 @@ from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
 
 MODEL_DEFAULTS: dict[str, dict[str, float]] = {
-    "unet": {"steps": 40, "warm_steps": 25, "lr": 3e-3},
+    # Many small crops rather than a few large ones: 160 steps of 16 crops of 16² (+ 8 px
+    # margin) cost 1.3x the former 40 steps of 8 crops of 64² and learn from a few strokes
+    # what those could not (docs/benchmarks.md, "Training crops": mean test mIoU over 10
+    # iterations, 3 seeds, dsb2018 0.614 -> 0.679, sen1floods 0.744 -> 0.777, eo-learn
+    # 0.204 -> 0.206).
+    "unet": {"steps": 160, "warm_steps": 80, "lr": 3e-3},
     "patch-cnn": {"steps": 120, "warm_steps": 40, "lr": 1e-2},
 }
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
@@ -57,7 +62,9 @@ class TrainConfig:
         Optimizer steps for a fresh model; ``warm_steps`` when continuing from the last one
         (``None``: the model's default in :data:`MODEL_DEFAULTS`).
     batch_size, patch
-        Patches per step and their output edge (dense models).
+        U-Net crops per step and the edge of their supervised window (each crop adds an 8 px
+        margin of context, ``TRAIN_MARGIN``). Many small crops around the strokes train
+        better than a few large ones at the same cost (see ``MODEL_DEFAULTS``).
     lr
         AdamW learning rate (``None``: the model's default). The paper trained its patch CNN with
         SGD + momentum; with its sigmoid units that needs thousands of steps, so AdamW is the
@@ -100,8 +107,8 @@ class TrainConfig:
     model: str = "unet"
     steps: int | None = None
     warm_steps: int | None = None
-    batch_size: int = 8
-    patch: int = 64
+    batch_size: int = 16
+    patch: int = 16
     lr: float | None = None
     machine_weight: float = 0.5
     warm_shrink: float = 0.5

@@ -58,7 +58,8 @@ class LiveSettings:
     ----------
     round_steps
         Warm optimizer steps per round (each round ends with a prediction of the view). Fewer
-        steps refresh the view sooner after a stroke; 5 kept the 512² view's refresh under 2 s
+        steps refresh the view sooner after a stroke; 5 of the former 64² crops (15 of today's
+        cheaper 16² crops) kept the 512² view's refresh under 2 s
         (``benchmarks/live_latency.py``).
     idle_rounds
         Rounds without new labels after which training pauses until the next stroke.
@@ -70,7 +71,7 @@ class LiveSettings:
         by ±0.01 (many short rounds add up to a long training run).
     """
 
-    round_steps: int = 5
+    round_steps: int = 15
     idle_rounds: int = 6
     poll_seconds: float = 0.05
     lr_factor: float = 0.3
