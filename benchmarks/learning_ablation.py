@@ -10,7 +10,8 @@ Variants: ``none`` (the default U-Net), ``rf`` (the forest), ``prop<W>`` (stroke
 superpixels at weight W, ``TrainConfig.propagate_weight``), ``potts<W>`` (relaxed Potts loss at
 weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrink``),
 ``mw<W>`` (``TrainConfig.machine_weight``), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
-per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps), ``pbn``
+per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
+recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
