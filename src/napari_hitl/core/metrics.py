@@ -7,7 +7,23 @@ import numpy as np
 
 
 def confusion(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
-    """``n+1 × n+1`` counts of (truth, predicted) class values; pixels without truth ignored."""
+    """``n+1 × n+1`` counts of (truth, predicted) class values; pixels without truth ignored.
+
+    Raises
+    ------
+    ValueError
+        A value of ``pred`` or ``truth`` lies outside ``0..n_classes`` (it would be counted in
+        another class's cell).
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from the truth's {truth.shape}")
+    for what, a in (("prediction", pred), ("truth", truth)):
+        if a.size and (a.min() < 0 or a.max() > n_classes):
+            raise ValueError(
+                f"{what} holds values {int(a.min())}..{int(a.max())} outside the classes "
+                f"0..{n_classes}"
+            )
     m = truth > 0
     n = n_classes + 1
     idx = truth[m].astype(np.int64) * n + pred[m].astype(np.int64)
