@@ -12,7 +12,8 @@ weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrin
 ``mw<W>`` (``TrainConfig.machine_weight``), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
 per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
-(BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``) and ``bank``
+(BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), a suffix
+``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
 components for more than 3 bands — computed on each whole image with reflect borders and
@@ -76,7 +77,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         from napari_hitl.core.learning import ensemble
 
         ensemble.DEFAULT_WEIGHTING = "fit"
-    model = variant.removesuffix(":fit")
+    model = variant.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn") or "+" in model else "unet",
         iterations=10,
@@ -103,6 +104,9 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         cfg.train.steps, cfg.train.warm_steps = 160, 80
     if "pbn" in variant:
         cfg.train.precise_bn = True
+    for objective in ("brier", "nll"):
+        if variant.endswith("-" + objective):
+            cfg.train.calibration = objective
     t0 = time.perf_counter()
     its = run_to_end(simulate(samples, cfg))["iterations"]
     out = {
@@ -112,6 +116,14 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         "miou": [round(r["test_miou"], 4) for r in its],
         "labeled": round(its[-1]["labeled_fraction"], 3),
         "label_acc": round(its[-1]["label_accuracy"], 3),
+        "labeled_curve": [round(r["labeled_fraction"], 4) for r in its],
+        "accepted": int(sum(r["accepted_pixels"] for r in its)),
+        # pixel-weighted share of accepted pixels that are right, over all iterations
+        "accepted_accuracy": round(
+            sum(r["accepted_pixels"] * r["accepted_accuracy"] for r in its if r["accepted_pixels"])
+            / max(sum(r["accepted_pixels"] for r in its if r["accepted_pixels"]), 1),
+            4,
+        ),
         "wall": round(time.perf_counter() - t0, 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

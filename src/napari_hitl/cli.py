@@ -280,6 +280,7 @@ def _train_config(args: argparse.Namespace):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
+    cfg.calibration = getattr(args, "calibration", None)
     cfg.bands = _split_list(getattr(args, "bands", None))
     return cfg
 
@@ -361,6 +362,13 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share of the last weights a warm start keeps; the rest is the initial weights "
         "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=("brier", "nll"),
+        default=None,
+        help="what the temperature minimises on held-out strokes (default: brier for unet, nll "
+        "for the others)",
     )
     p.add_argument(
         "--precise-bn",
@@ -817,8 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loop-iterations",
         type=int,
-        default=5,
-        help="iterations of the simulated-user loop on sample scenes (0: skip)",
+        default=8,
+        help="iterations of the simulated-user loop on sample scenes (default 8; 0: skip)",
     )
     p.set_defaults(func=cmd_demo)
 

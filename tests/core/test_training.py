@@ -156,10 +156,25 @@ def test_band_mismatch_is_refused(scenes):
         norm.check(["B01", "B02"])
 
 
-def test_temperature_only_softens():
+@pytest.mark.parametrize("objective", ["nll", "brier"])
+def test_temperature_only_softens(objective):
     logits = np.array([[4.0, 0.0], [0.0, 4.0], [3.0, 0.0], [4.0, 0.0]])
     target = np.array([0, 1, 1, 0])  # one confident mistake → soften
-    t, before, after = fit_temperature(logits, target)
+    t, before, after = fit_temperature(logits, target, objective)
     assert t > 1.0 and after < before
-    t2, _, _ = fit_temperature(logits[[0, 1, 3]], target[[0, 1, 3]])  # all right → stays at 1
+    t2, _, _ = fit_temperature(logits[[0, 1, 3]], target[[0, 1, 3]], objective)  # all right → 1
     assert t2 == pytest.approx(1.0)
+
+
+def test_brier_temperature_is_not_set_by_a_few_confident_mistakes():
+    """One held-out stroke the model gets wrong at its highest confidence (5 % of the pixels):
+    NLL softens every pixel to T ≈ 2.3, Brier (a bounded cost per pixel) keeps T = 1."""
+    logits = np.zeros((200, 3))
+    logits[:, 0] = np.linspace(3, 12, 200)
+    target = np.zeros(200, int)
+    target[-10:] = 1
+    t_nll, _, _ = fit_temperature(logits, target, "nll")
+    t_brier, _, _ = fit_temperature(logits, target, "brier")
+    assert t_nll > 2.0 and t_brier == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        fit_temperature(logits, target, "ece")

@@ -15,6 +15,7 @@ from napari_hitl.core.classifier import (
     TrainConfig,
     TrainReport,
     calibrate,
+    calibration_objective,
     class_log_prior,
     human_class_counts,
     prepare_training,
@@ -138,7 +139,7 @@ class ForestClassifier:
             holdout_pixels=int(sum(f.size for _, f in held)),
             temperature=1.0,
         )
-        calibrate(self, images, held, report)
+        calibrate(self, images, held, report, calibration_objective(config, "rf"))
         self._features_cache = {}
         report.seconds = time.perf_counter() - t0
         return report
