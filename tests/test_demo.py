@@ -49,6 +49,12 @@ def test_demo_headless_writes_store_and_screenshot(tmp_path):
         > loop["iterations"][0]["labeled_fraction"] * 0.99
     )
     assert (out / "loop" / "curves.png").exists()
+    project = summary["project_loop"]  # the loop on the sample project itself
+    assert [r["iteration"] for r in project] == [1, 2, 3]
+    labeled = [r["labeled_fraction"] for r in project]
+    assert labeled[-1] > 0.3 and labeled[-1] > labeled[0] + 0.2
+    assert all(r["label_accuracy"] > 0.95 for r in project)
+    assert store.labels("sample").any() and (store.provenance("sample") > 0).any()
     if summary["screenshot"] is None:
         pytest.skip("no display and no Xvfb here: the screenshot step was skipped")
     import imageio.v3 as iio

@@ -2,9 +2,11 @@
 
 * With a display (``--mode gui``, or ``auto`` when ``$DISPLAY`` is set outside CI): opens napari
   with the sample project and the plugin's widgets, and waits for the user.
-* Headless (``--mode headless``): shows the same viewer on the (virtual) display, saves a
-  screenshot and exits. Without a display it re-runs itself under ``xvfb-run`` when installed,
-  and without Qt or Xvfb it still writes the store and a matplotlib overview.
+* Headless (``--mode headless``): runs three iterations of the loop on the sample project
+  (:func:`run_store_loop`), shows the same viewer on the (virtual) display with its labels and
+  prediction, saves a screenshot and exits. Without a display it re-runs itself under
+  ``xvfb-run`` when installed, and without Qt or Xvfb it still writes the store and a
+  matplotlib overview.
 
 Everything lands in the output folder: ``sample_scene.zarr``, ``scene.png`` (composite, ground
 truth, DSM), ``loop/report.json`` and ``loop/curves.png`` (the learning loop run by a simulated
@@ -97,16 +99,51 @@ def open_viewer(store: ProjectStore, show: bool = True) -> Any:
         opacity=0.5,
         colormap=direct_colormap(store.classes),
     )
+    predicted = _stored_prediction(store)
+    if predicted is not None:  # the demo ran the loop on the project: show what it predicted
+        viewer.add_image(
+            predicted["confidence"],
+            name=f"{SAMPLE_IMAGE} confidence",
+            colormap="magma",
+            contrast_limits=(0.0, 1.0),
+            visible=False,
+        )
+        viewer.add_labels(
+            predicted["prediction"],
+            name=f"{SAMPLE_IMAGE} prediction",
+            opacity=0.6,
+            colormap=direct_colormap(store.classes),
+        )
+        labels = viewer.layers[f"{SAMPLE_IMAGE} labels"]
+        viewer.layers.move(viewer.layers.index(labels), len(viewer.layers))
     viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
     viewer.layers.selection.active = viewer.layers[f"{SAMPLE_IMAGE} labels"]
     return viewer
 
 
-def run_sample_loop(
-    out: Path, iterations: int = 5, n_images: int = 8, size: int = 192
-) -> dict[str, Any]:
-    """The learning loop on sample scenes, as the simulated user of the benchmark would run it.
+def _stored_prediction(store: ProjectStore) -> dict[str, Any] | None:
+    """The current model's stored prediction of the sample, or None before any."""
+    from napari_hitl.core.errors import HitlError
+    from napari_hitl.core.loop import stored_prediction
 
+    try:
+        return stored_prediction(store, SAMPLE_IMAGE)
+    except HitlError:
+        return None
+
+
+DEMO_LOOP_ITERATIONS = 8
+
+
+def run_sample_loop(
+    out: Path, iterations: int = DEMO_LOOP_ITERATIONS, n_images: int = 8, size: int = 256
+) -> dict[str, Any]:
+    """The learning loop on sample scenes, driven by the benchmark's corrective user.
+
+    Three of the ``n_images`` scenes get seed scribbles (2 % of their pixels), two are kept for
+    testing; then each iteration trains, accepts the predictions at ≥ 95 % confidence into the
+    pool's labels and lets the simulated person paint over what is still wrong or missing
+    (0.5 % of the pool per iteration, ``--interaction correct``): the loop as a person runs it.
     Writes ``OUT/report.json`` and ``OUT/curves.png`` and returns a short summary.
     """
     from napari_hitl.core.progress import run_to_end
@@ -117,20 +154,74 @@ def run_sample_loop(
     for i in range(n_images):
         scene = make_sample_scene((size, size), seed=100 + i)
         samples.append(Sample(f"scene_{i}", scene.bands, scene.ground_truth.astype(np.int64)))
-    config = SimulationConfig(iterations=iterations, seed_images=3, scribble_fraction=0.02)
+    config = SimulationConfig(
+        iterations=iterations, seed_images=3, scribble_fraction=0.02, interaction="correct"
+    )
     t0 = time.perf_counter()
     report = run_to_end(simulate(samples, config))
     report_path, curves_path = write_report(report, out)
-    last = report["iterations"][-1]
+    first, last = report["iterations"][0], report["iterations"][-1]
     print(
-        f"loop: {iterations} iterations in {time.perf_counter() - t0:.0f} s; test mIoU "
-        f"{report['iterations'][0]['test_miou']:.3f} → {last['test_miou']:.3f}, labeled "
-        f"{last['labeled_fraction']:.0%} of the pool at {last['label_accuracy']:.1%} accuracy"
+        f"loop: {len(report['iterations'])} iterations in {time.perf_counter() - t0:.0f} s; "
+        f"test mIoU {first['test_miou']:.3f} → {last['test_miou']:.3f}; labeled "
+        f"{first['labeled_fraction']:.0%} → {last['labeled_fraction']:.0%} of the pool at "
+        f"{last['label_accuracy']:.1%} accuracy, {last['human_fraction']:.1%} painted by hand"
     )
     return {"report": str(report_path), "curves": str(curves_path), "last_iteration": last}
 
 
-def run_demo(out: Path, mode: str = "auto", size: int = 512, loop_iterations: int = 5) -> int:
+def run_store_loop(
+    store: ProjectStore, iterations: int = 3, scribbles: float = 0.005
+) -> list[dict[str, Any]]:
+    """The loop on the sample project itself, as a person would run it in the widget.
+
+    Scribbles ``scribbles`` of the scene's pixels from its ground truth, then ``iterations``
+    times: Train, Infer, Add predictions (confidence ≥ 0.95, 1 px margin), and — between
+    iterations — a corrective stroke pass over what is still wrong or missing (0.5 % of the
+    scene). The labels, the model and the last prediction stay in the store, so the viewer
+    opens on them. Returns one summary per iteration.
+    """
+    from napari_hitl.core.evaluation.corrective import correct_pool
+    from napari_hitl.core.loop import predict_project_image, push_project_image, train_project
+    from napari_hitl.core.progress import run_to_end
+    from napari_hitl.core.sample import sparse_scribbles
+
+    truth = store.read_derived(SAMPLE_IMAGE, GROUND_TRUTH).astype(np.int64)
+    store.write_labels(SAMPLE_IMAGE, sparse_scribbles(truth, scribbles, seed=0).astype(np.uint16))
+    has_truth = truth > 0
+    rows = []
+    for it in range(1, iterations + 1):
+        if it > 1:
+            labels, prov = store.labels(SAMPLE_IMAGE), store.provenance(SAMPLE_IMAGE)
+            correct_pool([truth], [labels], [prov], max(1, round(0.005 * has_truth.sum())),
+                         np.random.default_rng(it))  # fmt: skip
+            store.write_labels(SAMPLE_IMAGE, labels, prov)
+        report, state = run_to_end(train_project(store))
+        pred = run_to_end(predict_project_image(store, SAMPLE_IMAGE, state))
+        pushed = push_project_image(store, SAMPLE_IMAGE, state=state)
+        labels = store.labels(SAMPLE_IMAGE)
+        labeled = (labels > 0) & has_truth
+        rows.append(
+            {
+                "iteration": it,
+                "accepted_pixels": int(pushed.count),
+                "labeled_fraction": float(labeled.sum() / has_truth.sum()),
+                "label_accuracy": float((labels[labeled] == truth[labeled]).mean()),
+                "prediction_accuracy": float((pred.labels[has_truth] == truth[has_truth]).mean()),
+                "train_seconds": round(report.seconds, 2),
+            }
+        )
+        r = rows[-1]
+        print(
+            f"sample project, iteration {it}: labeled {r['labeled_fraction']:.0%} at "
+            f"{r['label_accuracy']:.1%} accuracy; prediction {r['prediction_accuracy']:.1%} right"
+        )
+    return rows
+
+
+def run_demo(
+    out: Path, mode: str = "auto", size: int = 512, loop_iterations: int = DEMO_LOOP_ITERATIONS
+) -> int:
     """Build the sample project in ``out`` and show it (see the module docstring)."""
     out = Path(out).resolve()
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -170,6 +261,8 @@ def run_demo(out: Path, mode: str = "auto", size: int = 512, loop_iterations: in
     print(f"wrote {store.path} and {summary['overview']}")
     if loop_iterations > 0:
         summary["loop"] = run_sample_loop(out / "loop", loop_iterations)
+        if mode != "gui":  # with a display the person paints the project's labels herself
+            summary["project_loop"] = run_store_loop(store)
 
     if mode == "gui":
         import napari
