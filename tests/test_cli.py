@@ -188,3 +188,38 @@ def test_help_and_version_load_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     n, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(n) >= 20 and loaded == "[]"
+
+
+def test_loop_commands_print_one_json_object(tmp_path, capsys):
+    """train, predict (in memory and block by block), push and undo with --json: stdout is
+    one JSON object each, and its figures agree with the store."""
+    from napari_hitl.core.sample import sparse_scribbles
+
+    path = str(tmp_path / "s.zarr")
+    assert main(["sample", path, "--size", "96"]) == 0
+    store = ProjectStore.open(path, "a")
+    store.write_labels(
+        "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
+    )
+    capsys.readouterr()
+
+    def run_json(argv):
+        assert main([*argv, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    train = run_json(["train", path, "--steps", "20", "--threads", "1"])
+    assert train["model"] == "unet" and train["iteration"] == 1 and train["steps"] == 20
+    assert train["temperature"] >= 1.0 and sum(train["class_pixels"]) > 0
+    pred = run_json(["predict", path, "--image", "sample", "--region", "0,48,0,48"])
+    assert pred["images"][0]["region"] == [0, 48, 0, 48]
+    pred = run_json(["predict", path, "--image", "sample", "--threshold", "0.5"])
+    batch = pred["images"][0]
+    assert batch["image"] == "sample" and batch["computed"] + batch["skipped"] == batch["blocks"]
+    assert 0.0 <= batch["share_at_threshold"] <= 1.0
+    before = ProjectStore.open(path).labels("sample").copy()
+    push = run_json(["push", path, "--image", "sample", "--threshold", "0.5"])
+    added = push["images"][0]["added"]
+    after = ProjectStore.open(path).labels("sample")
+    assert added == int(((after > 0) & (before == 0)).sum()) > 0
+    undo = run_json(["undo", path, "--image", "sample"])
+    assert undo == {"image": "sample", "reverted_pixels": added}

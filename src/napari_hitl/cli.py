@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,22 @@ def _print_progress(report: Progress) -> None:
         print(f"\r{report.message} [{report.fraction:4.0%}]", end="", file=sys.stderr, flush=True)
         if report.done >= report.total:
             print(file=sys.stderr)
+
+
+def _json_safe(value: object) -> object:
+    """``value`` with NaN and infinities as ``None`` (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def print_json(obj: object) -> None:
+    """One JSON object on stdout (``--json`` of the commands)."""
+    print(json.dumps(_json_safe(obj)))
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -295,6 +312,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     report, state = run_to_end(
         train_project(store, _train_config(args), args.images, fresh=args.fresh), _print_progress
     )
+    if args.json:
+        print_json(
+            {
+                "model": state.classifier.kind,
+                "iteration": state.iteration,
+                "warm_start": report.warm_start,
+                "steps": report.steps,
+                "seconds": round(report.seconds, 3),
+                "final_loss": report.final_loss,
+                "temperature": report.temperature,
+                "holdout_pixels": report.holdout_pixels,
+                "holdout_accuracy": report.holdout_accuracy,
+                "class_pixels": list(report.class_pixels),
+            }
+        )
+        return 0
     print(
         f"trained {state.classifier.kind} (iteration {state.iteration}, "
         f"{'warm start' if report.warm_start else 'fresh'}): {report.steps} steps in "
@@ -327,6 +360,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
     region = _parse_region(args.region)
+    rows = []
     for name in names:
         pred = run_to_end(
             predict_project_image(
@@ -345,7 +379,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         elif conf.ndim == 3:
             where += f" of {conf.shape[0]} slices"
         above = float((conf >= args.threshold).mean())
-        print(f"{name}: {above:.1%} of pixels{where} at confidence ≥ {args.threshold}")
+        rows.append(
+            {
+                "image": name,
+                "slice": args.slice,
+                "region": list(clip_region(region, conf.shape[-2:])) if region else None,
+                "threshold": args.threshold,
+                "share_at_threshold": above,
+            }
+        )
+        if not args.json:
+            print(f"{name}: {above:.1%} of pixels{where} at confidence ≥ {args.threshold}")
+    if args.json:
+        print_json({"images": rows})
     return 0
 
 
@@ -397,11 +443,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     names = store.image_names() if args.all or not args.image else [args.image]
     region = _parse_region(args.region)
+    rows = []
     for name in names:
         rec = push_project_image(
             store, name, args.threshold, region, margin=args.margin, index=args.slice
         )
-        print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
+        rows.append({"image": name, "added": rec.count, "iteration": rec.iteration})
+        if not args.json:
+            print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
+    if args.json:
+        print_json({"images": rows})
     return 0
 
 
@@ -412,9 +463,14 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
     store = open_store(args.store, "a")
     if args.clear_machine:
-        print(f"{args.image}: removed {store_clear_machine(store, args.image)} machine labels")
+        n, text = store_clear_machine(store, args.image), "removed {} machine labels"
     else:
-        print(f"{args.image}: reverted {store_undo(store, args.image)} pixels")
+        n, text = store_undo(store, args.image), "reverted {} pixels"
+    if args.json:
+        key = "removed_machine_labels" if args.clear_machine else "reverted_pixels"
+        print_json({"image": args.image, key: n})
+    else:
+        print(f"{args.image}: " + text.format(n))
     return 0
 
 
@@ -652,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_warm_options(p)
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict images with the project's model (stored, signed)")
@@ -678,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prediction and confidence are 0",
     )
     add_batch_options(p)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -700,12 +758,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ROW0,ROW1,COL0,COL1: push only inside this box (pixels, end exclusive)",
     )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")
     p.add_argument("store")
     p.add_argument("--image", required=True)
     p.add_argument("--clear-machine", action="store_true", help="remove every machine label")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_undo)
 
     p = sub.add_parser(

@@ -74,6 +74,7 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
+    rows = []
     for name in names:
         report = run_to_end(
             predict_store_image(
@@ -88,14 +89,31 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
             ),
             _LogProgress(),
         )
-        conf = da.from_zarr(store._image_group(name)["hitl/confidence"])
+        conf = da.from_zarr(store.derived_array(name, "confidence", action="predict"))
         above = float((conf >= args.threshold).mean().compute())
         done = f"{report.computed} of {report.blocks} blocks computed"
         if report.skipped:
             done += f", {report.skipped} done before"
         rate = f", {report.megapixels_per_second:.2f} Mpx/s" if report.pixels else ""
-        print(
-            f"{name}: {done} in {report.seconds:.1f} s{rate}; {above:.1%} of pixels at "
-            f"confidence ≥ {args.threshold}"
+        rows.append(
+            {
+                "image": name,
+                "blocks": report.blocks,
+                "computed": report.computed,
+                "skipped": report.skipped,
+                "seconds": round(report.seconds, 3),
+                "megapixels_per_second": report.megapixels_per_second if report.pixels else None,
+                "threshold": args.threshold,
+                "share_at_threshold": above,
+            }
         )
+        if not args.json:
+            print(
+                f"{name}: {done} in {report.seconds:.1f} s{rate}; {above:.1%} of pixels at "
+                f"confidence ≥ {args.threshold}"
+            )
+    if args.json:
+        from napari_hitl.cli import print_json
+
+        print_json({"images": rows})
     return 0

@@ -614,20 +614,8 @@ def _current_derived(
     store: ProjectStore, name: str, key: str, expected: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
     """A derived zarr array (not read) and its signature, refused like ``read_derived``."""
-    if key not in store.derived_keys(name):
-        raise StoreError(f"image {name!r} has no {key!r} yet: predict it first")
-    arr = store._image_group(name)["hitl"][key]  # type: ignore[index]
-    sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
-    want = store.signature(name, **expected)
-    if sig.get("pending"):  # an unfinished batch prediction (napari_hitl.core.batch_predict)
-        raise StaleDataError(f"{key!r} of image {name!r} is not complete: {sig['pending']}")
-    stale = [k for k, v in want.items() if sig.get(k) != v]
-    if stale:
-        detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)
-        raise StaleDataError(
-            f"{key!r} of image {name!r} is out of date ({detail}); predict it again"
-        )
-    return arr, sig
+    arr = store.derived_array(name, key, expected, action="predict")
+    return arr, store.derived_signature(name, key) or {}
 
 
 def current_prediction(

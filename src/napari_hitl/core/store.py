@@ -969,8 +969,30 @@ class ProjectStore:
         StaleDataError
             The image changed since it was computed, or ``expected`` fields differ.
         """
+        return np.asarray(self.derived_array(name, key, expected)[...])
+
+    def derived_array(
+        self,
+        name: str,
+        key: str,
+        expected: dict[str, Any] | None = None,
+        *,
+        action: str = "compute",
+    ) -> zarr.Array:
+        """A derived array, checked as :meth:`read_derived` does but not read (for slices,
+        chunked or lazy reads). ``action`` names what the user should do again in the message
+        ("predict", "compute"...).
+
+        Raises
+        ------
+        StoreError
+            No such derived array.
+        StaleDataError
+            The image changed since it was computed, ``expected`` fields differ, or it is still
+            being written.
+        """
         if key not in self.derived_keys(name):
-            raise StoreError(f"image {name!r} has no {key!r} yet")
+            raise StoreError(f"image {name!r} has no {key!r} yet: {action} it first")
         arr = self._image_group(name)["hitl"][key]  # type: ignore[index]
         sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
         want = self.signature(name, **(expected or {}))
@@ -980,9 +1002,9 @@ class ProjectStore:
         if stale:
             detail = ", ".join(f"{k}: stored {sig.get(k)!r} vs current {want[k]!r}" for k in stale)
             raise StaleDataError(
-                f"{key!r} of image {name!r} is out of date ({detail}); compute it again"
+                f"{key!r} of image {name!r} is out of date ({detail}); {action} it again"
             )
-        return np.asarray(arr[...])
+        return arr  # type: ignore[return-value]
 
     # ---------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:
