@@ -223,3 +223,31 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
     assert added == int(((after > 0) & (before == 0)).sum()) > 0
     undo = run_json(["undo", path, "--image", "sample"])
     assert undo == {"image": "sample", "reverted_pixels": added}
+
+
+def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
+    """rank, ask and suspects with --json: one JSON object each, matching the model."""
+    from napari_hitl.core.sample import sparse_scribbles
+
+    path = str(tmp_path / "s.zarr")
+    assert main(["sample", path, "--size", "96"]) == 0
+    store = ProjectStore.open(path, "a")
+    store.write_labels(
+        "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
+    )
+    assert main(["train", path, "--steps", "20", "--threads", "1"]) == 0
+    capsys.readouterr()
+
+    def run_json(argv):
+        assert main([*argv, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    rank = run_json(["rank", path, "--tile", "48"])
+    assert rank["strategy"] == "hise" and len(rank["items"]) == 4
+    assert [r["rank"] for r in rank["items"]] == [1, 2, 3, 4]
+    ask = run_json(["ask", path, "--image", "sample", "-n", "3"])
+    assert len(ask["questions"]) == 3
+    for q in ask["questions"]:
+        assert 0 <= q["row"] < 96 and 0 <= q["col"] < 96 and q["first"] != q["second"]
+    suspects = run_json(["suspects", path, "--threshold", "0.5"])
+    assert suspects["threshold"] == 0.5 and isinstance(suspects["suspects"], list)

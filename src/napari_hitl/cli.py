@@ -29,7 +29,10 @@ def _print_progress(report: Progress) -> None:
 
 
 def _json_safe(value: object) -> object:
-    """``value`` with NaN and infinities as ``None`` (JSON has neither)."""
+    """``value`` with NaN and infinities as ``None`` (JSON has neither) and numpy scalars and
+    arrays as Python numbers and lists."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # type: ignore[attr-defined]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

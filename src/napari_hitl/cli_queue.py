@@ -41,6 +41,24 @@ def cmd_rank(args: argparse.Namespace) -> int:
         ),
         _print_progress,
     )
+    if args.json:
+        from napari_hitl.cli import print_json
+
+        out = {
+            "strategy": ranking.strategy,
+            "iteration": ranking.iteration,
+            "beta": ranking.beta,
+            "gamma": ranking.gamma,
+            "tile": ranking.tile,
+            "items": ranking.rows(),
+        }
+        if args.csv:
+            out["csv"] = str(ranking.write_csv(args.csv))
+        if args.annotate:
+            records = machine_annotate(store, ranking, schedule.delta)
+            out["annotated"] = {name: r.count for name, r in records.items()}
+        print_json(out)
+        return 0
     print(
         f"{len(ranking.items)} items ranked by {ranking.strategy} (model iteration "
         f"{ranking.iteration}; beta {ranking.beta:.3f}, gamma {ranking.gamma:.3f}): "
@@ -85,6 +103,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     qs = project_questions(
         store, args.image, args.n, index=args.slice, min_distance=args.min_distance
     )
+    if args.json:
+        from dataclasses import asdict
+
+        from napari_hitl.cli import print_json
+
+        print_json({"image": args.image, "questions": [asdict(q) for q in qs]})
+        return 0
     for i, q in enumerate(qs, 1):
         print(
             f"{i:2d}. row {q.row}, col {q.col}: margin {q.margin:.3f} between "
@@ -106,6 +131,13 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     names = {c.value: terminal_safe(c.name) for c in store.classes}
     found = project_suspects(store, _split_list(args.images), args.threshold, args.min_pixels)
+    if args.json:
+        from napari_hitl.cli import print_json
+
+        csv = str(write_csv([s.to_json() for s in found], args.csv)) if args.csv else None
+        print_json({"threshold": args.threshold, "suspects": [s.to_json() for s in found],
+                    "csv": csv})  # fmt: skip
+        return 0
     print(f"{len(found)} suspect label patches (human label contradicted at confidence >= "
           f"{args.threshold})")  # fmt: skip
     for s in found[: args.top or None]:
@@ -147,6 +179,7 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
         "--annotate", action="store_true", help="push pseudo-labels above delta (machine items)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("done", help="mark queue items done (keys as printed by rank)")
@@ -163,6 +196,7 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=5, help="number of questions")
     p.add_argument("--slice", type=int, default=None, help="stack slice")
     p.add_argument("--min-distance", type=float, default=16.0, help="px between questions")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser(
@@ -174,4 +208,5 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-pixels", type=int, default=1)
     p.add_argument("--top", type=int, default=20, help="rows to print (0: all)")
     p.add_argument("--csv", default=None)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_suspects)
