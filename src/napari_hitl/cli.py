@@ -546,6 +546,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     classes = list(range(1, args.classes + 1)) if args.classes else None
     report = run_to_end(simulate(samples, config, classes), _print_progress)
     rpath, cpath = write_report(report, args.out)
+    if args.json:
+        print_json({"summary": report["summary"], "effort": report["effort"],
+                    "report": str(rpath), "curves": str(cpath)})  # fmt: skip
+        return 0
     for row in report["iterations"]:
         print(
             f"iteration {row['iteration']:2d}: test mIoU {row['test_miou']:.3f}, "
@@ -571,6 +575,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             else f"pool not finished (target {eff['target']:.0%}) after "
             f"{len(report['iterations'])} iterations"
         )
+    sm = report["summary"]
+    print(
+        f"summary: test mIoU final {sm['final_test_miou']:.3f}, best {sm['best_test_miou']:.3f} "
+        f"(final/best {sm['final_over_best']:.2f}); accepted pixels "
+        f"{sm['accepted_accuracy']:.1%} right over all iterations; pool labeled "
+        f"{sm['labeled_fraction']:.1%} at {sm['label_accuracy']:.1%} accuracy"
+    )
     print(f"wrote {rpath} and {cpath}")
     return 0
 
@@ -871,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gamma0", type=float, default=0.3)
     g.add_argument("--dgamma", type=float, default=0.1)
     g.add_argument("--background", default=None, help="class values that are not objects")
+    p.add_argument(
+        "--json", action="store_true", help="print the summary and effort as one JSON object"
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(

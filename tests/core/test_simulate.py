@@ -19,6 +19,7 @@ from napari_hitl.core.simulate import (
     SimulationConfig,
     load_image_folder,
     reliability,
+    run_summary,
     simulate,
 )
 
@@ -89,6 +90,41 @@ def test_simulate_cli_writes_report_and_curves(tiny_set, tmp_path):
     # the oracle removed every wrong accepted pixel that has ground truth
     assert all(r["accepted_accuracy"] == 1.0 for r in report["iterations"] if r["accepted_pixels"])
     assert (out / "curves.png").stat().st_size > 5000
+    sm = report["summary"]  # read from the iterations above
+    assert (
+        sm["final_test_miou"] == second["test_miou"]
+        and sm["labeled_fraction"] == (second["labeled_fraction"])
+    )
+    assert sm["best_test_miou"] == max(first["test_miou"], second["test_miou"])
+    assert sm["accepted_pixels"] == first["accepted_pixels"] + second["accepted_pixels"]
+    if sm["accepted_pixels"]:
+        assert sm["accepted_accuracy"] == 1.0  # the oracle
+
+
+def test_run_summary_weights_accepted_accuracy_by_pixels():
+    rows = [
+        {"test_miou": 0.5, "accepted_pixels": 100, "accepted_accuracy": 0.9,
+         "labeled_fraction": 0.2, "label_accuracy": 0.95},
+        {"test_miou": 0.7, "accepted_pixels": 300, "accepted_accuracy": 1.0,
+         "labeled_fraction": 0.5, "label_accuracy": 0.97},
+        {"test_miou": 0.6, "accepted_pixels": 0, "accepted_accuracy": float("nan"),
+         "labeled_fraction": 0.5, "label_accuracy": 0.97},
+    ]  # fmt: skip
+    sm = run_summary(rows)
+    assert sm["accepted_accuracy"] == pytest.approx((90 + 300) / 400)
+    assert sm["final_over_best"] == pytest.approx(0.6 / 0.7) and sm["best_test_miou"] == 0.7
+    assert sm["labeled_fraction"] == 0.5 and sm["accepted_pixels"] == 400
+
+
+def test_simulate_json_summary(tiny_set, tmp_path, capsys):
+    argv = ["simulate", "--images", str(tiny_set / "images"), "--masks", str(tiny_set / "masks"),
+            "--out", str(tmp_path / "o"), "--iterations", "1", "--seed-images", "2", "--steps",
+            "4", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["iterations"] == 1 and "iterations_to_target" in out["effort"]
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert out["summary"]["final_test_miou"] == report["iterations"][0]["test_miou"]
 
 
 def test_simulate_rf_and_patch_cnn_run(tiny_set):

@@ -389,6 +389,7 @@ def simulate(
         "iterations": iterations,
         "difficulty": difficulty,
         "effort": effort_summary(iterations, config.target),
+        "summary": run_summary(iterations),
     }
 
 
@@ -414,6 +415,30 @@ def pool_finished(row: dict[str, Any], target: float) -> bool:
     """Is the pool finished: labeled fraction and label accuracy both at or above ``target``?"""
     acc = row["label_accuracy"]
     return row["labeled_fraction"] >= target and acc == acc and acc >= target
+
+
+def run_summary(iterations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run in a few figures: final and best test mIoU (and their ratio, 1 = no loss after
+    the best iteration), the share of accepted pixels that were right over every iteration
+    (pixel-weighted, pixels without ground truth left out) and the pool's labels at the end."""
+    miou = [float(r["test_miou"]) for r in iterations]
+    accepted = [(int(r["accepted_pixels"]), float(r["accepted_accuracy"])) for r in iterations]
+    judged = [(n, a) for n, a in accepted if n and a == a]
+    last = iterations[-1] if iterations else {}
+    best = max(miou) if miou else float("nan")
+    return {
+        "iterations": len(iterations),
+        "final_test_miou": miou[-1] if miou else float("nan"),
+        "best_test_miou": best,
+        "final_over_best": miou[-1] / best if miou and best > 0 else float("nan"),
+        "mean_test_miou": float(np.mean(miou)) if miou else float("nan"),
+        "accepted_pixels": sum(n for n, _ in accepted),
+        "accepted_accuracy": sum(n * a for n, a in judged) / sum(n for n, _ in judged)
+        if judged
+        else float("nan"),
+        "labeled_fraction": last.get("labeled_fraction", float("nan")),
+        "label_accuracy": last.get("label_accuracy", float("nan")),
+    }
 
 
 def effort_summary(iterations: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
