@@ -449,7 +449,7 @@ def guide_project(
     config = config or GuideConfig()
     if not sets:
         raise ExplainError("no clicks to guide with: click on an image first")
-    store._require_writable()
+    store.require_writable()
     state = network_state(store)
     clf = state.classifier
     assert isinstance(clf, NetClassifier)
@@ -481,9 +481,7 @@ def guide_project(
 
 
 def _train_config(store: ProjectStore, name: str = LATEST) -> dict[str, Any]:
-    arr = store._root["models"][name]  # type: ignore[index]
-    config = dict(arr.attrs)["napari_hitl"]["config"]
-    return {"train_config": config.get("train_config", {})}
+    return {"train_config": store.model_config(name).get("train_config", {})}
 
 
 def revert_guidance(store: ProjectStore) -> LoopState:
@@ -496,7 +494,7 @@ def revert_guidance(store: ProjectStore) -> LoopState:
     StoreError
         There is no guided model to revert.
     """
-    store._require_writable()
+    store.require_writable()
     if BEFORE_GUIDANCE not in list_checkpoints(store):
         raise StoreError("there is no guidance to revert (no 'before-guidance' model)")
     previous = load_state(store, BEFORE_GUIDANCE)
@@ -511,5 +509,5 @@ def revert_guidance(store: ProjectStore) -> LoopState:
             **_train_config(store, BEFORE_GUIDANCE),
         },
     )
-    del store._root["models"][BEFORE_GUIDANCE]  # type: ignore[index]
+    store.remove_model(BEFORE_GUIDANCE)
     return previous

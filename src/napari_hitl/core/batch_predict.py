@@ -406,7 +406,7 @@ def predict_store_image(
     import dask
 
     t0 = time.perf_counter()
-    store._require_writable()
+    store.require_writable()
     latest = load_state(store)
     state = state or latest
     if state is None:
@@ -568,9 +568,9 @@ def _block_graph(
     bands = da.from_zarr(store.image(name), chunks=((info.shape[0],), *chunks))
     if task.bands != list(range(info.shape[0])):
         bands = bands[np.asarray(task.bands)]
-    group = store._image_group(name)
-    if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
-        valid = da.from_zarr(group["hitl"]["valid"], chunks=chunks)  # type: ignore[index]
+    stored_valid = store.valid_array(name)
+    if stored_valid is not None:
+        valid = da.from_zarr(stored_valid, chunks=chunks)
     else:
         valid = da.ones(info.spatial_shape, chunks=chunks, dtype=bool)
     zdepth = {0: 0} if task.stack else {}

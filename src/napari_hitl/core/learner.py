@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shlex
-import shutil
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from napari_hitl.core.choices import MODEL_NAMES
 from napari_hitl.core.classifier import NetClassifier
 from napari_hitl.core.data import Normalization
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.forest import ForestClassifier
-from napari_hitl.core.store import ProjectStore, staging_name
+from napari_hitl.core.store import ProjectStore
 
 Classifier = NetClassifier | ForestClassifier
 HASH_KEY = "blob_hash"  # config key of the checkpoint's bytes' model_hash, checked on load
@@ -92,36 +87,13 @@ def save_checkpoint(
     extra
         More JSON keys for the config (iteration, model_hash, train_config…).
     """
-    store._require_writable()
     blob, config = clf.state()
-    config = {**config, **(extra or {}), HASH_KEY: model_hash(blob)}
-    with store.write_lock(f"save model {name!r}"):
-        models = store._root.require_group("models")
-        # Written whole under a hidden name, then renamed into place: a crash while saving
-        # leaves the previous model as it was (the leftover is removed on the next open).
-        incoming = staging_name()
-        arr = models.create_array(
-            incoming,
-            shape=(len(blob),),
-            dtype=np.uint8,
-            chunks=(max(1, min(len(blob), 1 << 24)),),
-            attributes={"napari_hitl": {"config": json.loads(json.dumps(config))}},
-        )
-        arr[...] = np.frombuffer(blob, dtype=np.uint8)
-        folder = store.path / "models"
-        trash = folder / staging_name("trash")
-        if (folder / name).exists():
-            os.replace(folder / name, trash)
-        os.replace(folder / incoming, folder / name)
-        shutil.rmtree(trash, ignore_errors=True)
+    store.write_model(name, blob, {**config, **(extra or {}), HASH_KEY: model_hash(blob)})
 
 
 def list_checkpoints(store: ProjectStore) -> list[str]:
     """Names of the checkpoints in the store."""
-    if "models" not in store._root:
-        return []
-    keys = store._root["models"].array_keys()  # type: ignore[union-attr]
-    return sorted(k for k in keys if not k.startswith("."))
+    return store.model_names()
 
 
 def checkpoint_problem(store: ProjectStore, name: str) -> str | None:
@@ -135,13 +107,7 @@ def checkpoint_problem(store: ProjectStore, name: str) -> str | None:
 
 def remove_checkpoint(store: ProjectStore, name: str) -> None:
     """Delete checkpoint ``name`` (``napari-hitl check --repair`` removes damaged ones)."""
-    if name not in list_checkpoints(store):
-        raise StoreError(f"{store.path} has no model {name!r}")
-    with store.write_lock(f"remove model {name!r}"):
-        folder = store.path / "models"
-        trash = folder / staging_name("trash")
-        os.replace(folder / name, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    store.remove_model(name)
 
 
 def load_checkpoint(store: ProjectStore, name: str) -> Classifier:
@@ -179,9 +145,8 @@ def load_checkpoint(store: ProjectStore, name: str) -> Classifier:
         )
     config: dict[str, Any] = {}
     try:
-        arr = store._root["models"][name]  # type: ignore[index]
-        config = dict(dict(arr.attrs)["napari_hitl"]["config"])
-        blob = np.asarray(arr[...], dtype=np.uint8).tobytes()
+        config = store.model_config(name)
+        blob, _ = store.read_model(name)
     except Exception as exc:
         raise _model_error(store, name, config, f"cannot be read ({short_reason(exc)})") from exc
     recorded = config.get(HASH_KEY)

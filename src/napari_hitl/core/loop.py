@@ -135,8 +135,7 @@ def load_state(store: ProjectStore, checkpoint: str = LATEST) -> LoopState | Non
     if checkpoint not in list_checkpoints(store):
         return None
     clf = load_checkpoint(store, checkpoint)
-    arr = store._root["models"][checkpoint]  # type: ignore[index]
-    config = dict(arr.attrs)["napari_hitl"]["config"]
+    config = store.model_config(checkpoint)
     return LoopState(clf, int(config.get("iteration", 1)), str(config.get("model_hash", "")))
 
 
@@ -193,10 +192,10 @@ def _valid_window(
     store: ProjectStore, name: str, index: int | None, window: Box | None, shape: tuple[int, ...]
 ) -> np.ndarray:
     """The valid-pixel mask of one slice/window, reading only that part."""
-    group = store._image_group(name)
+    valid = store.valid_array(name)
     sel = (*(() if index is None else (index,)), *_window_slices(window))
-    if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
-        return np.asarray(group["hitl"]["valid"][sel])  # type: ignore[index]
+    if valid is not None:
+        return np.asarray(valid[sel])
     return np.ones(shape, dtype=bool)
 
 

@@ -421,7 +421,7 @@ class ProjectStore:
         StoreBusyError
             Another process holds the store for longer than the lock's wait.
         """
-        self._require_writable()
+        self.require_writable()
         with store_lock(self.path, what, exclusive=True):
             yield
 
@@ -438,7 +438,8 @@ class ProjectStore:
                 if child.is_dir() and _abandoned(child):
                     shutil.rmtree(child, ignore_errors=True)
 
-    def _require_writable(self) -> None:
+    def require_writable(self) -> None:
+        """Raise :class:`StoreError` (one line) when the store is open read-only."""
         if not self.writable:
             raise StoreError(f"{self.path} is open read-only; open it with mode='a' to change it")
 
@@ -504,7 +505,7 @@ class ProjectStore:
         ValueError
             ``record`` is not a dict, or not JSON-serialisable.
         """
-        self._require_writable()
+        self.require_writable()
         if not isinstance(record, dict):
             raise ValueError(f"a history record is a dict, not {type(record).__name__}")
         try:
@@ -609,7 +610,7 @@ class ProjectStore:
         StoreError
             No such image, or the store is open read-only.
         """
-        self._require_writable()
+        self.require_writable()
         group_json = self.path / "images" / name / "zarr.json"
         self._image_group(name)  # raises StoreError for an unknown image
         meta = json.loads(group_json.read_text())
@@ -664,14 +665,22 @@ class ProjectStore:
 
     def valid_mask(self, name: str) -> np.ndarray:
         """Boolean map of usable pixels (False where any band is NaN, inf or nodata)."""
+        arr = self.valid_array(name)
+        if arr is not None:
+            return np.asarray(arr[...])
+        return np.ones(self.image_info(name).spatial_shape, dtype=bool)
+
+    def valid_array(self, name: str) -> zarr.Array | None:
+        """The stored valid-pixel mask, not read (for windows and dask), or ``None`` when every
+        pixel of the image is valid."""
         group = self._image_group(name)
         if "hitl" in group and "valid" in group["hitl"]:  # type: ignore[operator]
-            return np.asarray(group["hitl"]["valid"][...])  # type: ignore[index]
-        return np.ones(self.image_info(name).spatial_shape, dtype=bool)
+            return group["hitl"]["valid"]  # type: ignore[index,return-value]
+        return None
 
     def remove_image(self, name: str) -> None:
         """Delete an image and everything attached to it."""
-        self._require_writable()
+        self.require_writable()
         self._image_group(name)
         trash = self.path / "images" / staging_name("trash")
         os.replace(self.path / "images" / name, trash)
@@ -915,7 +924,7 @@ class ProjectStore:
         ``signature`` defaults to :meth:`signature`; pass extra fields (model hash...) through
         ``self.signature(name, model=...)``.
         """
-        self._require_writable()
+        self.require_writable()
         if key in ("provenance", "valid", "pushes") or "/" in key or key.startswith("."):
             raise ValueError(f"{key!r} is reserved or not a valid name for a derived array")
         sig = signature if signature is not None else self.signature(name)
@@ -1005,6 +1014,73 @@ class ProjectStore:
                 f"{key!r} of image {name!r} is out of date ({detail}); {action} it again"
             )
         return arr  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- models
+    def model_names(self) -> list[str]:
+        """Names of the stored models (checkpoints), sorted."""
+        if "models" not in self._root:
+            return []
+        keys = self._root["models"].array_keys()  # type: ignore[union-attr]
+        return sorted(k for k in keys if not k.startswith("."))
+
+    def write_model(self, name: str, blob: bytes, config: dict[str, Any]) -> None:
+        """Store model ``name``: its bytes and a JSON config, replacing one of that name.
+
+        Written whole under a hidden name, then renamed into place: a crash while saving leaves
+        the previous model as it was (the leftover is removed on the next open).
+        """
+        self.require_writable()
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{name!r} is not a valid model name")
+        with self.write_lock(f"save model {name!r}"):
+            models = self._root.require_group("models")
+            incoming = staging_name()
+            arr = models.create_array(
+                incoming,
+                shape=(len(blob),),
+                dtype=np.uint8,
+                chunks=(max(1, min(len(blob), 1 << 24)),),
+                attributes={ATTR: {"config": json.loads(json.dumps(config))}},
+            )
+            arr[...] = np.frombuffer(blob, dtype=np.uint8)
+            folder = self.path / "models"
+            trash = folder / staging_name("trash")
+            if (folder / name).exists():
+                os.replace(folder / name, trash)
+            os.replace(folder / incoming, folder / name)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def model_config(self, name: str) -> dict[str, Any]:
+        """The JSON config stored with model ``name``.
+
+        Raises
+        ------
+        StoreError
+            No such model.
+        KeyError, ValueError
+            Its metadata cannot be read (the caller says how to retrain).
+        """
+        if name not in self.model_names():
+            raise StoreError(f"{self.path} has no model {name!r}")
+        arr = self._root["models"][name]  # type: ignore[index]
+        return dict(dict(arr.attrs)[ATTR]["config"])
+
+    def read_model(self, name: str) -> tuple[bytes, dict[str, Any]]:
+        """Model ``name``'s bytes and config (see :meth:`model_config` for the errors)."""
+        config = self.model_config(name)
+        arr = self._root["models"][name]  # type: ignore[index]
+        return np.asarray(arr[...], dtype=np.uint8).tobytes(), config
+
+    def remove_model(self, name: str) -> None:
+        """Delete model ``name`` (renamed away first, so a crash leaves it or nothing)."""
+        self.require_writable()
+        if name not in self.model_names():
+            raise StoreError(f"{self.path} has no model {name!r}")
+        with self.write_lock(f"remove model {name!r}"):
+            folder = self.path / "models"
+            trash = folder / staging_name("trash")
+            os.replace(folder / name, trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
     # ---------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:
@@ -1257,7 +1333,7 @@ def import_rasters(
     """
     rgb_given = tuple(int(i) for i in rgb) if rgb is not None else None
     if isinstance(store, ProjectStore):
-        store._require_writable()
+        store.require_writable()
         path, target = store.path, store
     else:
         path = Path(store)
