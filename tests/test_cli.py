@@ -251,3 +251,14 @@ def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
         assert 0 <= q["row"] < 96 and 0 <= q["col"] < 96 and q["first"] != q["second"]
     suspects = run_json(["suspects", path, "--threshold", "0.5"])
     assert suspects["threshold"] == 0.5 and isinstance(suspects["suspects"], list)
+
+
+def test_image_lists_take_commas_and_spaces_alike():
+    from napari_hitl.cli import image_names
+
+    parser = build_parser()
+    for cmd in ("train", "rank", "suspects"):
+        for argv in (["a,b", "c"], ["a", "b,c"], ["a,b,c"]):
+            args = parser.parse_args([cmd, "store.zarr", "--images", *argv])
+            assert image_names(args.images) == ["a", "b", "c"], (cmd, argv)
+    assert image_names(None) is None and image_names([" , "]) is None

@@ -51,6 +51,18 @@ def _split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def image_names(values: Sequence[str] | str | None) -> list[str] | None:
+    """``--images a,b``, ``--images a b`` or both mixed: the names in order (None: all)."""
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    names = [n for item in items for n in (_split_list(item) or [])]
+    return names or None
+
+
+IMAGES_HELP = "image names, comma- or space-separated (default: all)"
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number ≥ 1 (steps, threads, iterations...)."""
     try:
@@ -313,7 +325,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     store = open_store(args.store, "a")
     report, state = run_to_end(
-        train_project(store, _train_config(args), args.images, fresh=args.fresh), _print_progress
+        train_project(store, _train_config(args), image_names(args.images), fresh=args.fresh),
+        _print_progress,
     )
     if args.json:
         print_json(
@@ -705,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
     )
-    p.add_argument("--images", nargs="+", default=None, help="train on these images only")
+    p.add_argument(
+        "--images", nargs="+", default=None, help="train on these images only: " + IMAGES_HELP
+    )
     p.add_argument(
         "--bands",
         default=None,

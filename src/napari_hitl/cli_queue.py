@@ -17,7 +17,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """Rank images/slices/tiles for the human; optionally let the machine annotate the rest."""
-    from napari_hitl.cli import _print_progress, _split_list
+    from napari_hitl.cli import _print_progress, image_names
     from napari_hitl.core.active import Schedule
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.queue import machine_annotate, rank_project
@@ -36,7 +36,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
             schedule=schedule,
             t=args.t,
             background=_ints(args.background),
-            names=_split_list(args.images),
+            names=image_names(args.images),
             seed=args.seed,
         ),
         _print_progress,
@@ -123,14 +123,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_suspects(args: argparse.Namespace) -> int:
     """List human labels that the model contradicts with high confidence."""
-    from napari_hitl.cli import _split_list
+    from napari_hitl.cli import image_names
     from napari_hitl.core.active import write_csv
     from napari_hitl.core.queue import project_suspects
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")
     names = {c.value: terminal_safe(c.name) for c in store.classes}
-    found = project_suspects(store, _split_list(args.images), args.threshold, args.min_pixels)
+    found = project_suspects(store, image_names(args.images), args.threshold, args.min_pixels)
     if args.json:
         from napari_hitl.cli import print_json
 
@@ -154,6 +154,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
 
 def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``rank``, ``done``, ``ask`` and ``suspects`` to the ``napari-hitl`` parser."""
+    from napari_hitl.cli import IMAGES_HELP
+
     p = sub.add_parser(
         "rank",
         help="active learning: rank images/slices/tiles for the human (and the machine)",
@@ -165,7 +167,7 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store")
     p.add_argument("--strategy", choices=STRATEGIES, default="hise")
     p.add_argument("--tile", type=int, default=None, help="rank tiles of this edge (px)")
-    p.add_argument("--images", default=None, help="comma-separated image names (default all)")
+    p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
     p.add_argument("--beta0", type=float, default=0.9, help="HISE beta_0 (uncertain below)")
     p.add_argument("--dbeta", type=float, default=0.02, help="beta falls by this per iteration")
     p.add_argument("--gamma0", type=float, default=0.3, help="machine share of the items")
@@ -203,7 +205,7 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
         "suspects", help="human labels the model contradicts with confidence (likely slips)"
     )
     p.add_argument("store")
-    p.add_argument("--images", default=None, help="comma-separated image names (default all)")
+    p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--min-pixels", type=int, default=1)
     p.add_argument("--top", type=int, default=20, help="rows to print (0: all)")
