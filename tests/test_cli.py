@@ -262,3 +262,16 @@ def test_image_lists_take_commas_and_spaces_alike():
             args = parser.parse_args([cmd, "store.zarr", "--images", *argv])
             assert image_names(args.images) == ["a", "b", "c"], (cmd, argv)
     assert image_names(None) is None and image_names([" , "]) is None
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {a.option_strings[-1] if a.option_strings else a.dest}"
+        for name, parser in sub.choices.items()
+        for a in parser._actions
+        if not a.help and not isinstance(a, argparse._HelpAction)
+    ]
+    assert not missing, missing

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from napari_hitl import __version__
 from napari_hitl.cli_scale import add_batch_options
-from napari_hitl.core.choices import STRATEGIES
+from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES, THREADS_HELP
 from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import Progress
@@ -670,12 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("info", help="show what a project store holds")
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("export", help="export labels, predictions, confidence or images")
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--image", help="image name")
     p.add_argument("--all", action="store_true", help="every image (OUT is a folder)")
     p.add_argument(
@@ -694,16 +694,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("classes", help="show or set class names and colours")
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--set", help='e.g. "vegetation:#2ca02c,ground,road:#808080"')
     p.set_defaults(func=cmd_classes)
 
     p = sub.add_parser("sample", help="write the synthetic 14-band + DSM sample scene to a store")
-    p.add_argument("store")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--images", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--size", type=int, default=512, help="scene edge in pixels (default 512)")
+    p.add_argument("--images", type=int, default=1, help="number of sample scenes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=cmd_sample)
 
     from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
@@ -714,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the project's model on its labels (warm start)",
         description=f"Models — {models_help}.",
     )
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument(
         "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
     )
@@ -735,13 +735,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--warm-steps", type=positive_int, default=None, help="training steps (warm start), ≥ 1"
     )
     _add_warm_options(p)
-    p.add_argument("--threads", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict images with the project's model (stored, signed)")
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--image", help="one image (default: all)")
     p.add_argument("--all", action="store_true", help="every image")
     p.add_argument(
@@ -770,10 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "push", help="add predictions with confidence ≥ threshold to unlabeled pixels"
     )
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--image", help="one image (default: all)")
     p.add_argument("--all", action="store_true", help="every image")
-    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument(
+        "--threshold", type=float, default=0.95, help="minimum confidence to add (default 0.95)"
+    )
     _add_margin_option(p)
     p.add_argument(
         "--slice",
@@ -791,8 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")
-    p.add_argument("store")
-    p.add_argument("--image", required=True)
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--clear-machine", action="store_true", help="remove every machine label")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_undo)
@@ -805,8 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="unet,patch-cnn,rf", help="comma-separated")
     p.add_argument("--size", type=int, default=1024, help="inference image edge (15 bands)")
     p.add_argument("--iter-size", type=int, default=512, help="training/iteration image edge")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    p.add_argument(
+        "--repeats", type=int, default=2, help="timed runs per figure, best kept (default 2)"
+    )
     p.add_argument("--out", default=None, help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)
 
@@ -826,8 +830,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
     )
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument(
+        "--iterations", type=int, default=10, help="train/predict/push rounds (default 10)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="confidence a pushed pixel needs (default 0.95)",
+    )
     p.add_argument(
         "--interaction",
         choices=["none", "oracle", "correct"],
@@ -850,7 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="share of each seed image covered by strokes",
     )
-    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument(
+        "--test-fraction", type=float, default=0.25, help="share of the images kept for testing"
+    )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N pairs")
     p.add_argument(
         "--classes",
@@ -869,13 +882,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_warm_options(p)
     _add_margin_option(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     g = p.add_argument_group(
         "active learning",
         "with --strategy, each iteration the simulated human strokes the top-ranked pool "
         "items (images, or tiles with --tile) until --budget pixels are spent",
     )
-    g.add_argument("--strategy", choices=STRATEGIES, default=None)
+    g.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=None,
+        help="rank the pool for the human (default: none)",
+    )
     g.add_argument(
         "--budget",
         type=int,
@@ -892,10 +910,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="pseudo-labels above --threshold on every pool image (all), only on "
         "the easiest gamma share of the ranking (routed, HISE), or none",
     )
-    g.add_argument("--beta0", type=float, default=0.9)
-    g.add_argument("--dbeta", type=float, default=0.02)
-    g.add_argument("--gamma0", type=float, default=0.3)
-    g.add_argument("--dgamma", type=float, default=0.1)
+    g.add_argument("--beta0", type=float, default=0.9, help="HISE beta_0 (uncertain below)")
+    g.add_argument("--dbeta", type=float, default=0.02, help="beta falls by this per iteration")
+    g.add_argument("--gamma0", type=float, default=0.3, help="machine share of the items")
+    g.add_argument("--dgamma", type=float, default=0.1, help="gamma grows by this per iteration")
     g.add_argument("--background", default=None, help="class values that are not objects")
     p.add_argument(
         "--json", action="store_true", help="print the summary and effort as one JSON object"

@@ -10,7 +10,14 @@ import csv
 import json
 from pathlib import Path
 
-from napari_hitl.core.choices import ATTRIBUTION_METHODS, REGION_HELP, SUPERPIXEL_METHODS
+from napari_hitl.core.choices import (
+    ATTRIBUTION_METHODS,
+    IMAGE_HELP,
+    REGION_HELP,
+    SEED_HELP,
+    STORE_HELP,
+    SUPERPIXEL_METHODS,
+)
 from napari_hitl.core.classes import terminal_safe
 
 
@@ -153,13 +160,18 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
         description="Writes the Grad-CAM map of the project's model for a class (GeoTIFF "
         "aligned with the image) and prints how much each band supports the class there.",
     )
-    p.add_argument("store")
-    p.add_argument("--image", required=True)
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--class", dest="class_ref", required=True, help="class name or value")
     p.add_argument("--region", default="image", help=REGION_HELP)
     p.add_argument("--index", type=int, default=None, help="stack slice")
     p.add_argument("--layer", default=None, help="Grad-CAM layer (default: per model)")
-    p.add_argument("--attribution", choices=(*ATTRIBUTION_METHODS, "none"), default="integrated")
+    p.add_argument(
+        "--attribution",
+        choices=(*ATTRIBUTION_METHODS, "none"),
+        default="integrated",
+        help="band attribution method (default integrated gradients)",
+    )
     p.add_argument("--steps", type=int, default=8, help="integrated-gradients steps")
     p.add_argument("--out", required=True, help="Grad-CAM output (.tif, .zarr, .npy)")
     p.add_argument("--bands-csv", default=None, help="write the band ranking here")
@@ -174,8 +186,8 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
         "mass leaves the superpixels under the negative clicks. The previous model is kept "
         "(--revert). Without --image, the click sets confirmed in the GUI are used.",
     )
-    p.add_argument("store")
-    p.add_argument("--image", default=None)
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--image", default=None, help="the image clicked in (default: the only one)")
     p.add_argument("--class", dest="class_ref", default=None, help="class name or value")
     p.add_argument("--region", default="image", help=REGION_HELP)
     p.add_argument("--index", type=int, default=None, help="stack slice")
@@ -183,13 +195,20 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--negative", type=_point, action="append", help="ROW,COL inside a region to ignore"
     )
-    p.add_argument("--superpixel", choices=SUPERPIXEL_METHODS, default="felzenszwalb")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument(
+        "--superpixel",
+        choices=SUPERPIXEL_METHODS,
+        default="felzenszwalb",
+        help="superpixels the clicks spread over (default felzenszwalb)",
+    )
+    p.add_argument("--steps", type=int, default=30, help="fine-tuning steps (default 30)")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-4 unet, 1e-2 patch-cnn")
     p.add_argument("--wg", type=float, default=0.75, help="guidance loss weight w_g")
     p.add_argument("--wc", type=float, default=0.25, help="classification loss weight w_c")
-    p.add_argument("--layer", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--layer", default=None, help="layer whose attention is steered (default: the model's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--revert", action="store_true", help="put the model before guidance back")
     p.set_defaults(func=cmd_guide)

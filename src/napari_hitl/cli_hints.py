@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_hitl.core.choices import PLACE_HELP
+from napari_hitl.core.choices import IMAGE_HELP, PLACE_HELP, SEED_HELP, STORE_HELP
 from napari_hitl.core.classes import terminal_safe
 
 
@@ -125,7 +125,9 @@ def cmd_guide_eval(args: argparse.Namespace) -> int:
 def _add_guide_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="gradient steps per guide")
     p.add_argument("--lr", type=float, default=None, help="guide learning rate (default per model)")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument(
+        "--momentum", type=float, default=0.9, help="momentum of the guide's updates (default 0.9)"
+    )
     p.add_argument(
         "--all-steps",
         action="store_true",
@@ -137,7 +139,7 @@ def _add_guide_options(p: argparse.ArgumentParser) -> None:
         help="where the guiding block goes: unet enc2 (default), enc1, enc0; patch-cnn "
         "fc1_act (default), fc2_act, conv_act",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
 
 
 def add_hint_commands(sub: argparse._SubParsersAction) -> None:
@@ -151,8 +153,8 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
         "the labels (human labels untouched, undoable). Commands: 'find CLASS [in PLACE]', "
         f"'remove CLASS [in PLACE]'; {PLACE_HELP}.",
     )
-    p.add_argument("store")
-    p.add_argument("--image", required=True)
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--slice", type=int, default=None, help="stack slice")
     p.add_argument(
         "--point", type=_hint_point, action="append", help="ROW,COL,CLASS: this pixel is CLASS"
@@ -164,7 +166,12 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
         help="e.g. 'find water in top left' (repeatable)",
     )
     p.add_argument("--accept", action="store_true", help="push the guided prediction")
-    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="confidence a pushed pixel needs (default 0.95)",
+    )
     p.add_argument("--margin", type=int, default=2, help="px kept from predicted boundaries")
     p.add_argument("--out", default=None, help="write the guided class map (.tif, .npy)")
     _add_guide_options(p)
@@ -179,18 +186,28 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
         "10, 15, 20 questions, next to a baseline that fine-tunes the tail's weights on the "
         "same answers. Writes OUT/report.json and OUT/report.md.",
     )
-    p.add_argument("--images", required=True)
+    p.add_argument("--images", required=True, help="folder of images (PNG/JPEG/TIFF/.npy)")
     p.add_argument("--masks", required=True, help="0 = no ground truth, classes 1..K")
-    p.add_argument("--out", required=True)
-    p.add_argument("--questions", type=int, default=20)
-    p.add_argument("--model", default="unet", choices=("unet", "patch-cnn"))
+    p.add_argument("--out", required=True, help="folder for report.json and report.md")
+    p.add_argument("--questions", type=int, default=20, help="questions per image (default 20)")
+    p.add_argument(
+        "--model", default="unet", choices=("unet", "patch-cnn"), help="network (default unet)"
+    )
     p.add_argument(
         "--checkpoint", default=None, help="a project store whose trained model is used as is"
     )
-    p.add_argument("--train-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--train-fraction", type=float, default=0.5, help="share of images trained on (default 0.5)"
+    )
     p.add_argument("--max-eval", type=int, default=None, help="at most this many held-out images")
     p.add_argument("--max-images", type=int, default=None, help="read at most this many images")
     p.add_argument("--finetune-lr", type=float, default=1e-2, help="baseline learning rate")
-    p.add_argument("--train-steps", dest="train_steps", type=int, default=300)
+    p.add_argument(
+        "--train-steps",
+        dest="train_steps",
+        type=int,
+        default=300,
+        help="training steps, default 300",
+    )
     _add_guide_options(p)
     p.set_defaults(func=cmd_guide_eval)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.choices import STORE_HELP
 from napari_hitl.core.errors import HitlError
 
 
@@ -89,7 +90,7 @@ def add_history_commands(sub: argparse._SubParsersAction) -> None:
         "far, labeled and machine-labeled fractions of all pixels, and the accuracy on the "
         "human strokes held out of training (the honest measure without ground truth).",
     )
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     p.add_argument(
         "--plot",

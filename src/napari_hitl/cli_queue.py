@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_hitl.core.choices import STRATEGIES
+from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES
 from napari_hitl.core.classes import terminal_safe
 
 
@@ -164,8 +164,8 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
         "Strategies: hise (low local consistency tau_l first), entropy, margin, kcenter "
         "(diversity), gmm (2-component GMM on confidence maps), random.",
     )
-    p.add_argument("store")
-    p.add_argument("--strategy", choices=STRATEGIES, default="hise")
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--strategy", choices=STRATEGIES, default="hise", help="ranking (default hise)")
     p.add_argument("--tile", type=int, default=None, help="rank tiles of this edge (px)")
     p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
     p.add_argument("--beta0", type=float, default=0.9, help="HISE beta_0 (uncertain below)")
@@ -180,21 +180,21 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--annotate", action="store_true", help="push pseudo-labels above delta (machine items)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("done", help="mark queue items done (keys as printed by rank)")
-    p.add_argument("store")
-    p.add_argument("items", nargs="+")
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("items", nargs="+", help="item keys as rank prints them")
     p.add_argument("--reopen", action="store_true", help="mark them not done again")
     p.set_defaults(func=cmd_done)
 
     p = sub.add_parser(
         "ask", help="the pixels the model asks about: smallest margin between two classes"
     )
-    p.add_argument("store")
-    p.add_argument("--image", required=True)
+    p.add_argument("store", help=STORE_HELP)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("-n", type=int, default=5, help="number of questions")
     p.add_argument("--slice", type=int, default=None, help="stack slice")
     p.add_argument("--min-distance", type=float, default=16.0, help="px between questions")
@@ -204,11 +204,15 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "suspects", help="human labels the model contradicts with confidence (likely slips)"
     )
-    p.add_argument("store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
-    p.add_argument("--threshold", type=float, default=0.9)
-    p.add_argument("--min-pixels", type=int, default=1)
+    p.add_argument(
+        "--threshold", type=float, default=0.9, help="confidence of the contradiction (default 0.9)"
+    )
+    p.add_argument(
+        "--min-pixels", type=int, default=1, help="smallest patch listed, in pixels (default 1)"
+    )
     p.add_argument("--top", type=int, default=20, help="rows to print (0: all)")
-    p.add_argument("--csv", default=None)
+    p.add_argument("--csv", default=None, help="write the patches to this CSV file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_suspects)

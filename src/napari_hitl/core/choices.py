@@ -43,3 +43,9 @@ PLACE_HELP = (
     "a place is one of: " + ", ".join(CELL_NAMES) + "; top, bottom, left, right (a row or "
     "column of cells); 'cell R,C' (1-based); everywhere"
 )
+
+# help texts of options every command spells the same way (napari_hitl.cli*)
+STORE_HELP = "the project store (a .zarr folder)"
+IMAGE_HELP = "the image's name in the store"
+SEED_HELP = "random seed: the same seed gives the same result (default 0)"
+THREADS_HELP = "torch threads, ≥ 1 (default: all cores)"
