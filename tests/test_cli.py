@@ -275,3 +275,16 @@ def test_every_option_of_every_command_has_help():
         if not a.help and not isinstance(a, argparse._HelpAction)
     ]
     assert not missing, missing
+
+
+def test_training_aid_options_reach_the_train_config():
+    from napari_hitl.cli import _train_config
+
+    for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
+        args = build_parser().parse_args(
+            [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll"]
+        )
+        cfg = _train_config(args)
+        assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
+    cfg = _train_config(build_parser().parse_args(["train", "s.zarr"]))
+    assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)

@@ -308,7 +308,14 @@ def _train_config(args: argparse.Namespace):
     from napari_hitl.core.classifier import TrainConfig
 
     cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
-    for key in ("steps", "warm_steps", "machine_weight", "warm_shrink"):
+    for key in (
+        "steps",
+        "warm_steps",
+        "machine_weight",
+        "warm_shrink",
+        "propagate_weight",
+        "potts_weight",
+    ):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
@@ -424,6 +431,20 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share of the last weights a warm start keeps; the rest is the initial weights "
         "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+    p.add_argument(
+        "--propagate-weight",
+        type=float,
+        default=None,
+        help="spread each stroke over the superpixels pure in its class at this loss weight "
+        "(default 0 = off; 0.3 helped dsb2018 and eo-learn, cost sen1floods 0.01, see "
+        "docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--potts-weight",
+        type=float,
+        default=None,
+        help="weight of the relaxed Potts loss: neighbours with similar bands agree (default 0)",
     )
     p.add_argument(
         "--calibration",
