@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from napari_hitl import __version__
+from napari_hitl.cli_progress import ProgressPrinter
 from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES, THREADS_HELP
 from napari_hitl.core.classes import terminal_safe
@@ -22,10 +23,11 @@ from napari_hitl.core.progress import Progress
 
 
 def _print_progress(report: Progress) -> None:
-    if sys.stderr.isatty():
-        print(f"\r{report.message} [{report.fraction:4.0%}]", end="", file=sys.stderr, flush=True)
-        if report.done >= report.total:
-            print(file=sys.stderr)
+    """Print a long job's progress: a bar on a terminal, a line per tenth when piped."""
+    _PRINTER(report)
+
+
+_PRINTER = ProgressPrinter()
 
 
 def _json_safe(value: object) -> object:

@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from napari_hitl.core.progress import Progress
+from napari_hitl.cli_progress import ProgressPrinter
 
 
 def add_batch_options(p: argparse.ArgumentParser) -> None:
@@ -42,26 +40,6 @@ def add_batch_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-class _LogProgress:
-    """Progress on a terminal line, or one log line per 10 % (and per minute) otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = (-1, 0.0)
-
-    def __call__(self, report: Progress) -> None:
-        if self.tty:
-            end = "\n" if report.done >= report.total else ""
-            print(
-                f"\r{report.message} [{report.fraction:4.0%}]", end=end, file=sys.stderr, flush=True
-            )
-            return
-        step, now = int(report.fraction * 10), time.monotonic()
-        if step > self.last[0] or now - self.last[1] > 60:
-            print(f"{report.message} [{report.fraction:.0%}]", file=sys.stderr, flush=True)
-            self.last = (step, now)
-
-
 def cmd_predict_batch(args: argparse.Namespace) -> int:
     """Predict whole images block by block into the store (resumable, local or on a cluster)."""
     import dask.array as da
@@ -87,7 +65,7 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
                 restart=args.restart,
                 halo_reads=args.halo_reads,
             ),
-            _LogProgress(),
+            ProgressPrinter(),
         )
         conf = da.from_zarr(store.derived_array(name, "confidence", action="predict"))
         above = float((conf >= args.threshold).mean().compute())
