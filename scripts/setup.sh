@@ -37,11 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.napari-hitl-installed
-want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
+want="$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] pip install -e .[$EXTRAS] (torch is pinned to the CPU build 2.13.0)"
+  echo "[setup] pip install -e .[$EXTRAS] -c scripts/constraints.txt (torch: the CPU build 2.13.0)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]" -c scripts/constraints.txt
   echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import napari_hitl, torch, napari; print("napari-hitl", napari_hitl.__version__, "| torch", torch.__version__, "| napari", napari.__version__)')"
