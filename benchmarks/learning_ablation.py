@@ -108,7 +108,8 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         if variant.endswith("-" + objective):
             cfg.train.calibration = objective
     t0 = time.perf_counter()
-    its = run_to_end(simulate(samples, cfg))["iterations"]
+    report = run_to_end(simulate(samples, cfg))
+    its, summary = report["iterations"], report["summary"]
     out = {
         "set": set_name,
         "variant": variant,
@@ -117,13 +118,9 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         "labeled": round(its[-1]["labeled_fraction"], 3),
         "label_acc": round(its[-1]["label_accuracy"], 3),
         "labeled_curve": [round(r["labeled_fraction"], 4) for r in its],
-        "accepted": int(sum(r["accepted_pixels"] for r in its)),
+        "accepted": summary["accepted_pixels"],
         # pixel-weighted share of accepted pixels that are right, over all iterations
-        "accepted_accuracy": round(
-            sum(r["accepted_pixels"] * r["accepted_accuracy"] for r in its if r["accepted_pixels"])
-            / max(sum(r["accepted_pixels"] for r in its if r["accepted_pixels"]), 1),
-            4,
-        ),
+        "accepted_accuracy": round(summary["accepted_accuracy"], 4),
         "wall": round(time.perf_counter() - t0, 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,9 @@ from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES, THREADS_HELP
 from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.progress import Progress
 
-
-def _print_progress(report: Progress) -> None:
-    """Print a long job's progress: a bar on a terminal, a line per tenth when piped."""
-    _PRINTER(report)
-
-
-_PRINTER = ProgressPrinter()
+# a long job's progress: a bar on a terminal, a line per tenth when piped
+_print_progress = ProgressPrinter()
 
 
 def _json_safe(value: object) -> object:

@@ -41,6 +41,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         ),
         _print_progress,
     )
+    csv = ranking.write_csv(args.csv) if args.csv else None
+    records = machine_annotate(store, ranking, schedule.delta) if args.annotate else None
     if args.json:
         from napari_hitl.cli import print_json
 
@@ -52,10 +54,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
             "tile": ranking.tile,
             "items": ranking.rows(),
         }
-        if args.csv:
-            out["csv"] = str(ranking.write_csv(args.csv))
-        if args.annotate:
-            records = machine_annotate(store, ranking, schedule.delta)
+        if csv is not None:
+            out["csv"] = str(csv)
+        if records is not None:
             out["annotated"] = {name: r.count for name, r in records.items()}
         print_json(out)
         return 0
@@ -72,10 +73,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
             f"{it.rank + 1:4d}  {it.route:7}  {s.tau_l:6.3f}  {s.uncertain_fraction:6.3f}  "
             f"{s.mean_entropy:7.3f}  {it.key}"
         )
-    if args.csv:
-        print(f"wrote {ranking.write_csv(args.csv)}")
-    if args.annotate:
-        records = machine_annotate(store, ranking, schedule.delta)
+    if csv is not None:
+        print(f"wrote {csv}")
+    if records is not None:
         total = sum(r.count for r in records.values())
         print(f"machine annotation at delta {schedule.delta}: {total} pixels in {len(records)} "
               "images (napari-hitl undo STORE --image NAME reverts one)")  # fmt: skip
@@ -131,12 +131,13 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     names = {c.value: terminal_safe(c.name) for c in store.classes}
     found = project_suspects(store, image_names(args.images), args.threshold, args.min_pixels)
+    rows = [s.to_json() for s in found]
+    csv = write_csv(rows, args.csv) if args.csv else None
     if args.json:
         from napari_hitl.cli import print_json
 
-        csv = str(write_csv([s.to_json() for s in found], args.csv)) if args.csv else None
-        print_json({"threshold": args.threshold, "suspects": [s.to_json() for s in found],
-                    "csv": csv})  # fmt: skip
+        print_json({"threshold": args.threshold, "suspects": rows,
+                    "csv": None if csv is None else str(csv)})  # fmt: skip
         return 0
     print(f"{len(found)} suspect label patches (human label contradicted at confidence >= "
           f"{args.threshold})")  # fmt: skip
@@ -147,8 +148,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
             f"{names.get(s.predicted, s.predicted)} ({s.confidence:.3f}); rows {s.box[0]}:"
             f"{s.box[1]}, cols {s.box[2]}:{s.box[3]}"
         )
-    if args.csv:
-        print(f"wrote {write_csv([s.to_json() for s in found], args.csv)}")
+    if csv is not None:
+        print(f"wrote {csv}")
     return 0
 
 

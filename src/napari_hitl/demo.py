@@ -185,16 +185,17 @@ def run_store_loop(
     from napari_hitl.core.loop import predict_project_image, push_project_image, train_project
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.sample import sparse_scribbles
+    from napari_hitl.core.simulate import CORRECTION_SHARE
 
     truth = store.read_derived(SAMPLE_IMAGE, GROUND_TRUTH).astype(np.int64)
     store.write_labels(SAMPLE_IMAGE, sparse_scribbles(truth, scribbles, seed=0).astype(np.uint16))
     has_truth = truth > 0
+    budget = max(1, round(CORRECTION_SHARE * has_truth.sum()))  # as the benchmark's person
     rows = []
     for it in range(1, iterations + 1):
         if it > 1:
             labels, prov = store.labels(SAMPLE_IMAGE), store.provenance(SAMPLE_IMAGE)
-            correct_pool([truth], [labels], [prov], max(1, round(0.005 * has_truth.sum())),
-                         np.random.default_rng(it))  # fmt: skip
+            correct_pool([truth], [labels], [prov], budget, np.random.default_rng(it))
             store.write_labels(SAMPLE_IMAGE, labels, prov)
         report, state = run_to_end(train_project(store))
         pred = run_to_end(predict_project_image(store, SAMPLE_IMAGE, state))

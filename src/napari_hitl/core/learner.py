@@ -146,7 +146,7 @@ def load_checkpoint(store: ProjectStore, name: str) -> Classifier:
     config: dict[str, Any] = {}
     try:
         config = store.model_config(name)
-        blob, _ = store.read_model(name)
+        blob = store.model_bytes(name)
     except Exception as exc:
         raise _model_error(store, name, config, f"cannot be read ({short_reason(exc)})") from exc
     recorded = config.get(HASH_KEY)

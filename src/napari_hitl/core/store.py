@@ -1065,11 +1065,19 @@ class ProjectStore:
         arr = self._root["models"][name]  # type: ignore[index]
         return dict(dict(arr.attrs)[ATTR]["config"])
 
-    def read_model(self, name: str) -> tuple[bytes, dict[str, Any]]:
-        """Model ``name``'s bytes and config (see :meth:`model_config` for the errors)."""
-        config = self.model_config(name)
+    def model_bytes(self, name: str) -> bytes:
+        """Model ``name``'s bytes, as :meth:`write_model` stored them (its config:
+        :meth:`model_config`).
+
+        Raises
+        ------
+        StoreError
+            No such model.
+        """
+        if name not in self.model_names():
+            raise StoreError(f"{self.path} has no model {name!r}")
         arr = self._root["models"][name]  # type: ignore[index]
-        return np.asarray(arr[...], dtype=np.uint8).tobytes(), config
+        return np.asarray(arr[...], dtype=np.uint8).tobytes()
 
     def remove_model(self, name: str) -> None:
         """Delete model ``name`` (renamed away first, so a crash leaves it or nothing)."""
