@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"  # ../shared/data relative to the repository
 DEFAULT_CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
-SETS = ("siftflow", "dsb2018", "eolearn", "sen1floods")
+SETS = ("siftflow", "dsb2018", "eolearn", "sen1floods", "houston", "cloud38")
 VERSION = 1  # bump when a set's output changes, so cached sets are rebuilt
 
 
@@ -182,7 +182,47 @@ def prepare_sen1floods(src: Path, images: Path, masks: Path) -> None:
         write_png(masks / f"{tile}.png", mask[ys, xs])
 
 
+def prepare_houston(src: Path, images: Path, masks: Path) -> None:
+    """Houston (DFC2018) crop: 48 hyperspectral bands (128², repeated 4× to the RGB grid) + RGB
+    at 512², cut 4x4 into 16 tiles of 128². Labels 1..12 as in the file, 0 = no ground truth."""
+    from scipy.io import loadmat
+
+    mat = loadmat(src / "houston_dataset.mat")
+    hs = np.moveaxis(mat["hyprImg"].astype(np.float32), -1, 0)  # (48, 128, 128)
+    hs = np.repeat(np.repeat(hs, 4, axis=1), 4, axis=2)
+    rgb = np.moveaxis(mat["rgbImg"].astype(np.float32), -1, 0)
+    cube = np.concatenate([hs, rgb], axis=0)
+    labels = mat["clasLabs"].astype(np.uint8)
+    names = [f"HS{i:02d}" for i in range(hs.shape[0])] + ["red", "green", "blue"]
+    h, w = labels.shape
+    for i, j, ys, xs in grid_tiles(h, w, 4, 4):
+        stem = f"houston_r{i}c{j}"
+        write_tiff_band_first(images / f"{stem}.tif", np.ascontiguousarray(cube[:, ys, xs]), names)
+        write_png(masks / f"{stem}.png", labels[ys, xs])
+
+
+def prepare_cloud38(src: Path, images: Path, masks: Path) -> None:
+    """38-Cloud patch: Landsat 8 red, green, blue, NIR at 384², cut 3x3 into 9 tiles of 128².
+
+    Mask 0 (clear) → 1, 255 (cloud) → 2; every pixel has ground truth.
+    """
+    import tifffile
+
+    tail = "patch_192_10_by_12_LC08_L1TP_002053_20160520_20170324_01_T1.TIF"
+    names = ["red", "green", "blue", "nir"]
+    cube = np.stack([tifffile.imread(src / f"{n}_{tail}").astype(np.float32) for n in names])
+    gt = tifffile.imread(src / f"gt_{tail}")
+    mask = np.where(gt > 0, 2, 1).astype(np.uint8)
+    h, w = mask.shape
+    for i, j, ys, xs in grid_tiles(h, w, 3, 3):
+        stem = f"cloud_r{i}c{j}"
+        write_tiff_band_first(images / f"{stem}.tif", np.ascontiguousarray(cube[:, ys, xs]), names)
+        write_png(masks / f"{stem}.png", mask[ys, xs])
+
+
 PREPARERS: dict[str, tuple[str, Callable[[Path, Path, Path], None]]] = {
+    "houston": ("houston2018_crop", prepare_houston),
+    "cloud38": ("38cloud_sample", prepare_cloud38),
     "siftflow": ("siftflow_subset", prepare_siftflow),
     "dsb2018": ("dsb2018_stage1_test", prepare_dsb2018),
     "eolearn": ("eolearn_slovenia_s2_dem_lulc", prepare_eolearn),

@@ -42,6 +42,9 @@ SET_OPTIONS: dict[str, dict[str, str]] = {
     # 50x50 tiles: one forest stroke already overshoots 1 %, so 0.02 adds a few more pixels.
     "eolearn": {"--seed-images": "5", "--scribble-fraction": "0.02"},
     "sen1floods": {"--seed-images": "4", "--scribble-fraction": "0.01"},
+    # one scene each, cut into 128² tiles like sen1floods (16 and 9 tiles)
+    "houston": {"--seed-images": "4", "--scribble-fraction": "0.01"},
+    "cloud38": {"--seed-images": "3", "--scribble-fraction": "0.01"},
 }
 
 # (column title, key in a row of summary.json, format)

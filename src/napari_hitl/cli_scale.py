@@ -25,7 +25,13 @@ def add_batch_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="address of a dask.distributed scheduler (tcp://host:8786); default: local threads",
     )
-    p.add_argument("--workers", type=int, default=None, help="local dask threads (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="blocks predicted at once on this machine (dask workers, default 1); each "
+        "uses --threads torch threads, as everywhere in napari-hitl",
+    )
     p.add_argument(
         "--restart",
         action="store_true",

@@ -116,7 +116,7 @@ def store_image_layers(store: ProjectStore, name: str, labels: bool = True) -> l
     only the level and the part it shows. Labels are an ordinary (in-memory) array to paint in.
     """
     info = store.image_info(name)
-    levels = [da.from_zarr(a) for a in store.image_levels(name)]
+    levels = [store.image_dask(name, k) for k in range(len(store.image_levels(name)))]
     multiscale = len(levels) > 1
     bands: Any = levels if multiscale else levels[0]
     out: list[LayerData] = []
@@ -240,8 +240,8 @@ def composite_data(store: ProjectStore, name: str, rgb: Sequence[int] | None = N
     """
     info = store.image_info(name)
     levels = [
-        rgb_composite(da.from_zarr(a), info.bands, rgb or info.rgb)
-        for a in store.image_levels(name)
+        rgb_composite(store.image_dask(name, k), info.bands, rgb or info.rgb)
+        for k in range(len(store.image_levels(name)))
     ]
     return levels if len(levels) > 1 else levels[0]
 
@@ -285,7 +285,7 @@ def height_layer(
         "metadata": _meta(store, info, "height"),
     }
     kwargs["metadata"][META]["band"] = band
-    levels = [da.from_zarr(a)[band] for a in store.image_levels(name)]
+    levels = [store.image_dask(name, k)[band] for k in range(len(store.image_levels(name)))]
     kwargs["multiscale"] = len(levels) > 1
     return (levels if len(levels) > 1 else levels[0]), kwargs, "image"
 

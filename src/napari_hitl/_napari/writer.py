@@ -11,13 +11,25 @@ from napari_hitl.core.export import write_raster
 from napari_hitl.core.store import ProjectStore
 
 
+def _source_store(meta: dict[str, Any]) -> ProjectStore | None:
+    """The project store the layer came from, if it still opens."""
+    info = meta.get(META, {})
+    if info.get("store"):
+        try:
+            return ProjectStore.open(info["store"])
+        except Exception:  # the store moved or was deleted
+            return None
+    return None
+
+
 def _source_info(meta: dict[str, Any]) -> Any:
     """The store's ImageInfo of the layer's image (for georeferencing and nodata), if any."""
-    info = meta.get(META, {})
-    if info.get("store") and info.get("image"):
+    store = _source_store(meta)
+    image = meta.get(META, {}).get("image")
+    if store is not None and image:
         try:
-            return ProjectStore.open(info["store"]).image_info(info["image"])
-        except Exception:  # the store moved or was deleted: write without georeferencing
+            return store.image_info(image)
+        except Exception:  # the image was removed: write without georeferencing
             return None
     return None
 
@@ -37,12 +49,15 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         and arr.min() >= 0
     ):
         arr = arr.astype(np.uint16)
+    store = _source_store(meta.get("metadata", {}))
+    classes = [(c.value, c.rgba, c.name) for c in store.classes] if store is not None else []
     out = write_raster(
         path,
         arr,
         band_names=[meta.get("name", "labels")],
         georef=_georef_for(meta.get("metadata", {})),
         band_axis=False,
+        label_classes=classes,  # a .zarr becomes an NGFF image-label
     )
     return [str(out)]
 

@@ -565,7 +565,7 @@ def _block_graph(
     info = store.image_info(name)
     lead = ((1,) * grid[0],) if task.stack else ()
     chunks = (*lead, tuple(np.diff(task.rows)), tuple(np.diff(task.cols)))
-    bands = da.from_zarr(store.image(name), chunks=((info.shape[0],), *chunks))
+    bands = store.image_dask(name, chunks=((info.shape[0],), *chunks))
     if task.bands != list(range(info.shape[0])):
         bands = bands[np.asarray(task.bands)]
     stored_valid = store.valid_array(name)

@@ -36,15 +36,21 @@ def write_raster(
     nodata: float | None = None,
     band_axis: bool = True,
     overwrite: bool = True,
+    axes: str | None = None,
+    gdal_items: Sequence[dict[str, Any]] = (),
+    label_classes: Sequence[tuple[int, Sequence[float], str]] | None = None,
 ) -> Path:
     """Write an array to ``path``; the suffix picks the format.
+
+    The array may be lazy (zarr, dask, the store's image): TIFF (tiled when at least 256²),
+    zarr and ``.npy`` are written tile by tile, so memory stays bounded on large images.
 
     Parameters
     ----------
     path
         ``.tif``/``.tiff`` (GeoTIFF when ``georef`` is given), ``.png`` (integers only, 1/3/4
-        bands of uint8 or one band of uint16), ``.zarr`` (a zarr v3 array with the metadata in
-        its attributes) or ``.npy``.
+        bands of uint8 or one band of uint16), ``.zarr`` (an OME-Zarr 0.5 image, with the
+        metadata below in its ``napari_hitl`` attributes) or ``.npy``.
     data
         ``C, [Z|T,] Y, X`` when ``band_axis`` else ``[Z|T,] Y, X``.
     band_names, georef, nodata
@@ -53,6 +59,15 @@ def write_raster(
         Whether the first axis holds bands.
     overwrite
         Replace an existing file.
+    axes
+        Axis letters of ``data`` (e.g. ``"CTYX"``) for the OME-Zarr metadata; by default
+        ``C`` (with ``band_axis``), then ``Z`` for a stack, then ``Y, X``.
+    gdal_items
+        Further GDAL metadata items (scale, offset, units, tags; see
+        :func:`~napari_hitl.core.geo.parse_gdal_metadata`) to write into a TIFF.
+    label_classes
+        For label maps: ``(value, rgba, name)`` per class. A ``.zarr`` is then an NGFF
+        ``image-label`` (class colours and names for other OME-Zarr tools).
 
     Raises
     ------
@@ -71,9 +86,8 @@ def write_raster(
         raise ExportError(f"{p} exists; pass overwrite to replace it")
     if p.is_dir() and suffix != ".zarr":
         raise ExportError(f"cannot write {p}: a folder of that name is in the way")
-    data = np.asarray(data)
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        data = np.asarray(data)
     _make_parent(p)
     names = list(band_names) if band_names else None
     # Written under a hidden name and renamed when complete: a failure (disk full...) leaves
@@ -81,13 +95,13 @@ def write_raster(
     tmp = p.with_name(f".{p.stem}.{uuid.uuid4().hex[:8]}.partial{p.suffix}")
     try:
         if suffix in (".tif", ".tiff"):
-            _write_tiff(p, data, names, georef, nodata, band_axis, out=tmp)
+            _write_tiff(p, data, names, georef, nodata, band_axis, gdal_items, out=tmp)
         elif suffix == ".png":
-            _write_png(p, data, band_axis, out=tmp)
+            _write_png(p, _whole(data), band_axis, out=tmp)
         elif suffix == ".zarr":
-            _write_zarr(p, data, names, georef, nodata, band_axis, out=tmp)
+            _write_zarr(p, data, names, georef, nodata, band_axis, axes, label_classes, out=tmp)
         else:
-            np.save(tmp, data, allow_pickle=False)
+            _write_npy(tmp, data)
         if suffix == ".zarr" and p.is_dir():
             shutil.rmtree(p)
         os.replace(tmp, p)
@@ -99,6 +113,52 @@ def write_raster(
         elif tmp.exists():
             tmp.unlink()
     return p
+
+
+TILE_EDGE = 1024  # pixels a side of the blocks an export reads at a time
+
+
+def _out_dtype(data: Any) -> np.dtype:
+    dtype = np.dtype(data.dtype)
+    return np.dtype(np.uint8) if dtype.kind == "b" else dtype
+
+
+def _block(data: Any, key: tuple[slice | int, ...]) -> np.ndarray:
+    """One block of ``data`` as numpy (booleans as uint8)."""
+    block = np.asarray(data[key])
+    return block.astype(np.uint8) if block.dtype.kind == "b" else block
+
+
+def _whole(data: Any) -> np.ndarray:
+    return _block(data, (Ellipsis,))
+
+
+def _tiles(shape: Sequence[int], edge: int | None = None) -> list[tuple[slice | int, ...]]:
+    """Blocks covering ``shape``: every index of the leading axes, ``edge``² in Y, X
+    (default :data:`TILE_EDGE`, read at call time)."""
+    edge = edge or TILE_EDGE
+    *lead, ny, nx = (int(v) for v in shape)
+    return [
+        (*idx, slice(y, min(y + edge, ny)), slice(x, min(x + edge, nx)))
+        for idx in np.ndindex(*lead)
+        for y in range(0, ny, edge)
+        for x in range(0, nx, edge)
+    ]
+
+
+def _write_npy(out: Path, data: Any) -> None:
+    """Write ``.npy`` in file order, strip by strip (full rows, :data:`TILE_EDGE` at a time)."""
+    shape = tuple(int(v) for v in data.shape)
+    dtype = _out_dtype(data)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with open(out, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        *lead, ny, _nx = shape
+        for idx in np.ndindex(*lead):
+            for y in range(0, ny, TILE_EDGE):
+                f.write(
+                    np.ascontiguousarray(_block(data, (*idx, slice(y, y + TILE_EDGE)))).tobytes()
+                )
 
 
 def _make_parent(p: Path) -> None:
@@ -122,41 +182,61 @@ def _reason(exc: OSError) -> str:
 
 def _write_tiff(
     p: Path,
-    data: np.ndarray,
+    data: Any,
     names: list[str] | None,
     georef: GeoRef | None,
     nodata: float | None,
     band_axis: bool,
+    gdal_items: Sequence[dict[str, Any]] = (),
     out: Path | None = None,
 ) -> None:
-    """Write a (Geo)TIFF to ``out`` (default ``p``; messages name ``p``)."""
+    """Write a (Geo)TIFF to ``out`` (default ``p``; messages name ``p``); tiles of 256² are
+    read one at a time from a large (possibly lazy) ``data``."""
     import tifffile
 
     extratags: list[tuple[Any, ...]] = list(georef.extratags()) if georef else []
-    xml = gdal_metadata_xml(names)
+    xml = gdal_metadata_xml(names, gdal_items)
     if xml:
         extratags.append((GDAL_METADATA, "s", 0, xml, True))
     if nodata is not None:
         extratags.append((GDAL_NODATA, "s", 0, _nodata_text(nodata), True))
-    multiband = band_axis and data.ndim >= 3 and data.shape[0] > 1
-    if band_axis and data.shape[0] == 1:
-        data = data[0]
+    shape = tuple(int(v) for v in data.shape)
+    dtype = _out_dtype(data)
+    multiband = band_axis and len(shape) >= 3 and shape[0] > 1
+    if band_axis and shape[0] == 1:
+        data = _Squeezed(data)
+        shape = shape[1:]
     kwargs: dict[str, Any] = {
         "photometric": "minisblack",
         "compression": "zlib",
-        "bigtiff": data.nbytes > 2**31,
+        "bigtiff": int(np.prod(shape)) * dtype.itemsize > 2**31,
         "extratags": extratags,
         "metadata": None,
     }
-    if data.shape[-1] >= 256 and data.shape[-2] >= 256:
-        kwargs["tile"] = (256, 256)
     if multiband:
-        if data.ndim != 3:
-            raise ExportError(
-                f"{p}: multiband stacks ({data.shape}) export to .zarr or .npy, not TIFF"
-            )
+        if len(shape) != 3:
+            raise ExportError(f"{p}: multiband stacks ({shape}) export to .zarr or .npy, not TIFF")
         kwargs["planarconfig"] = "separate"
-    tifffile.imwrite(out or p, data, **kwargs)
+    if shape[-1] >= 256 and shape[-2] >= 256:
+        kwargs["tile"] = (256, 256)
+        # tifffile takes the tiles in file order: plane (page or band) by plane, row by row.
+        tiles = (_block(data, key) for key in _tiles(shape, 256))
+        tifffile.imwrite(out or p, tiles, shape=shape, dtype=dtype, **kwargs)
+    else:
+        tifffile.imwrite(out or p, _whole(data), **kwargs)
+
+
+class _Squeezed:
+    """``data[0]`` without reading it: a one-band array seen without its band axis."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.shape = tuple(data.shape[1:])
+        self.dtype = data.dtype
+
+    def __getitem__(self, key: Any) -> Any:
+        key = key if isinstance(key, tuple) else (key,)
+        return self.data[(0, *key)]
 
 
 def _nodata_text(nodata: float) -> str:
@@ -195,34 +275,72 @@ def _write_png(p: Path, data: np.ndarray, band_axis: bool, out: Path | None = No
 
 def _write_zarr(
     p: Path,
-    data: np.ndarray,
+    data: Any,
     names: list[str] | None,
     georef: GeoRef | None,
     nodata: float | None,
     band_axis: bool,
+    axes: str | None = None,
+    label_classes: Sequence[tuple[int, Sequence[float], str]] | None = None,
     out: Path | None = None,
 ) -> None:
-    """Write a zarr v3 array to ``out`` (default ``p``)."""
+    """Write an OME-Zarr 0.5 image (one level) to ``out`` (default ``p``), block by block.
+
+    The napari-hitl metadata (band names, nodata, georeferencing) goes into the group's
+    ``napari_hitl`` attributes; a time stack is written ``T, C, Y, X`` as NGFF requires.
+    """
     import zarr
 
-    chunks = tuple(min(s, 512) if i >= data.ndim - 2 else 1 for i, s in enumerate(data.shape))
-    arr = zarr.create_array(
-        str(out or p),
-        shape=data.shape,
-        dtype=data.dtype,
+    from napari_hitl.core.store_ngff import (
+        AxisView,
+        dimension_names,
+        disk_axes,
+        image_attrs,
+        image_label_attrs,
+    )
+
+    shape = tuple(int(v) for v in data.shape)
+    if axes is None:
+        axes = ("C" if band_axis else "") + "ZYX"[-(len(shape) - bool(band_axis)) :]
+    axes = axes.upper()
+    if len(axes) != len(shape):
+        raise ExportError(f"{p}: axes {axes!r} do not match the data's shape {shape}")
+    order = disk_axes(axes)
+    stored = tuple(shape[axes.index(a)] for a in order)
+    chunks = tuple(min(s, 512) if a in "YX" else 1 for a, s in zip(order, stored, strict=True))
+    group = zarr.open_group(str(out or p), mode="w", zarr_format=3)
+    arr = group.create_array(
+        "0",
+        shape=stored,
+        dtype=_out_dtype(data),
         chunks=chunks,
         fill_value=0,
-        overwrite=True,
-        attributes={
+        dimension_names=dimension_names(order),
+    )
+    target: Any = arr if order == axes else AxisView(arr, order, axes)
+    for key in _tiles(shape):
+        target[key] = _block(data, key)
+    n_bands = shape[0] if band_axis else 1
+    channel_names = names if names and len(names) == n_bands else [None] * n_bands
+    channels = [
+        {"label": str(n) if n else f"band_{i}", "color": "FFFFFF", "active": True}
+        for i, n in enumerate(channel_names)
+    ]
+    ome = image_attrs(p.stem, axes, 0, channels if "C" in axes else [])
+    if label_classes is not None:
+        ome["image-label"] = image_label_attrs(label_classes)
+        del ome["image-label"]["source"]  # a label map on its own, not inside an image
+    group.attrs.update(
+        {
+            "ome": ome,
             ATTR: {
                 "band_names": names,
                 "band_axis": band_axis,
                 "nodata": nodata,
                 "georef": georef.to_json() if georef else None,
-            }
-        },
+            },
+        }
     )
-    arr[...] = data
 
 
 def export_item(
@@ -257,11 +375,13 @@ def export_item(
     if what == "image":
         return write_raster(
             out,
-            np.asarray(store.image(image)[...]),
+            store.image(image),  # read block by block: bounded memory on large images
             band_names=info.band_names,
             georef=info.georef,
             nodata=info.nodata,
             overwrite=overwrite,
+            axes=info.axes,
+            gdal_items=info.georef.metadata if info.georef else (),
         )
     if what == "labels":
         data = store.labels(image)
@@ -277,4 +397,9 @@ def export_item(
         georef=info.georef,
         band_axis=band_axis,
         overwrite=overwrite,
+        axes=("C" if band_axis else "") + info.axes[1:],
+        gdal_items=info.georef.dataset_metadata() if info.georef else (),
+        label_classes=(
+            [(c.value, c.rgba, c.name) for c in store.classes] if what == "labels" else None
+        ),
     )

@@ -30,6 +30,7 @@ TIFF_SUFFIXES = {".tif", ".tiff"}
 PNG_JPEG_SUFFIXES = {".png", ".jpg", ".jpeg"}
 NPY_SUFFIXES = {".npy"}
 RASTER_SUFFIXES = TIFF_SUFFIXES | PNG_JPEG_SUFFIXES | NPY_SUFFIXES | {".zarr"}
+_ZARR_FILES = ("zarr.json", ".zarray", ".zgroup")  # a folder holding one is a zarr node
 _MAX_BANDS_GUESS = 64  # an axis this short or shorter may be bands when nothing says so
 
 
@@ -257,9 +258,34 @@ def read_zarr_array(path: str, layout: Layout = "auto", axes: str | None = None)
             path, f"not a readable zarr array ({type(exc).__name__}: {exc})"
         ) from exc
     if not hasattr(node, "shape"):
-        raise InputFileError(
-            path,
-            "is a zarr group (a project store?), not an array; open stores with `napari-hitl info`",
+        from napari_hitl.core.ome_zarr_input import is_ome_zarr, read_ome_zarr
+
+        ours = dict(node.attrs).get("napari_hitl")
+        if isinstance(ours, dict) and "schema_version" in ours:
+            raise InputFileError(
+                path,
+                "is a napari-hitl project store; import one of its images by path "
+                f"({Path(path) / 'images' / 'NAME'}) or open it with `napari-hitl info`",
+            )
+        if not is_ome_zarr(node):
+            raise InputFileError(
+                path, "is a zarr group without OME-Zarr image metadata, not an image"
+            )
+        data, stored, names = read_ome_zarr(path, node)
+        if axes is not None:
+            raise InputFileError(path, "--axes does not apply: OME-Zarr metadata names the axes")
+        data, axes = _normalise_axes(path, data, stored)
+        _check_dtype(path, np.dtype(data.dtype))
+        ours = ours if isinstance(ours, dict) else {}  # written by export: keep its metadata
+        if ours.get("band_names") and len(ours["band_names"]) == len(names):
+            names = ours["band_names"]
+        return Raster(
+            data,
+            axes,
+            _fill_names(names, Path(path).stem),
+            nodata=ours.get("nodata"),
+            georef=GeoRef.from_json(ours.get("georef")),
+            sources=[path] * len(names),
         )
     if int(np.prod(node.shape)) == 0:
         raise InputFileError(path, f"the array is empty (shape {node.shape})")
@@ -303,7 +329,9 @@ def read_raster(
     if not os.path.exists(p):
         raise InputFileError(p, "no such file")
     suffix = Path(p).suffix.lower()
-    if suffix == ".zarr" and os.path.isdir(p):
+    if os.path.isdir(p) and (
+        suffix == ".zarr" or any(os.path.exists(os.path.join(p, f)) for f in _ZARR_FILES)
+    ):
         return read_zarr_array(p, layout, axes)
     if os.path.isdir(p):
         raise InputFileError(
@@ -346,12 +374,21 @@ def stack_rasters(rasters: Sequence[Raster]) -> Raster:
         names = _strip_common_affixes(names)
     data = da.concatenate([da.asarray(r.data).astype(dtype) for r in rasters], axis=0)
     nodatas = {r.nodata for r in rasters if r.nodata is not None}
+    georef = next((r.georef for r in rasters if r.georef is not None), None)
+    if georef is not None and any(r.georef is not None and r.georef.metadata for r in rasters):
+        georef = georef.with_band_metadata(  # each file's band items, on its bands
+            [
+                r.georef.items_of_band(i) if r.georef is not None else []
+                for r in rasters
+                for i in range(r.n_bands)
+            ]
+        )
     return Raster(
         data=data,
         axes=first.axes,
         band_names=names,
         nodata=nodatas.pop() if len(nodatas) == 1 else None,
-        georef=next((r.georef for r in rasters if r.georef is not None), None),
+        georef=georef,
         sources=[s for r in rasters for s in r.sources],
         roles=[x for r in rasters for x in r.roles],
     )
@@ -407,9 +444,13 @@ def select_bands(raster: Raster, bands: Sequence[int | str]) -> Raster:
             idx.append(i)
     if not idx:
         raise InputFileError(src, "no bands selected")
+    georef = raster.georef
+    if georef is not None and georef.metadata:  # per-band GDAL items follow their bands
+        georef = georef.with_band_metadata([georef.items_of_band(i) for i in idx])
     return replace(
         raster,
         data=raster.data[idx],
+        georef=georef,
         band_names=[raster.band_names[i] for i in idx],
         sources=[raster.sources[i] for i in idx],
         roles=[raster.roles[i] for i in idx],

@@ -1,15 +1,20 @@
 """The project store: one zarr v3 directory (``NAME.zarr``) per labeling project.
 
-Layout (OME-Zarr / NGFF 0.5 where it fits; full description in ``docs/store.md``)::
+Layout (valid OME-Zarr / NGFF 0.5, see :mod:`napari_hitl.core.store_ngff`; full description in
+``docs/store.md``)::
 
     NAME.zarr/
       zarr.json                    attributes.napari_hitl: schema_version, classes, image order,
-                                   settings, history (one record per Train)
+                                   settings, history (one record per Train);
+                                   attributes.ome: bioformats2raw.layout 3
+      OME/zarr.json                attributes.ome.series: the image groups, in order
       images/
-        <image>/                   NGFF multiscale image, axes c[,z|t],y,x; omero channel names
-          0                        the bands, chunked and compressed, dtype as imported
+        <image>/                   NGFF multiscale image, axes c[,z],y,x or t,c,y,x; omero
+                                   channel names
+          0, 1, …                  the bands at each pyramid level, dtype as imported
           labels/                  NGFF labels group: ["annotations"]
-            annotations/0          uint16 labels, 0 = unlabeled (human + accepted machine)
+            annotations/0, 1, …    uint16 labels, 0 = unlabeled (human + accepted machine),
+                                   one level per image level (nearest-neighbour)
           hitl/
             provenance             uint16: 0 unlabeled, 1 human, k+1 machine from iteration k
             valid                  bool, only where some pixels are NaN/inf/nodata
@@ -67,10 +72,22 @@ from napari_hitl.core.progress import CancelToken, Progress, run_to_end
 from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store_journal import Transaction, pending, recover
 from napari_hitl.core.store_lock import store_lock
+from napari_hitl.core.store_ngff import (
+    NGFF_VERSION,
+    dimension_names,
+    disk_axes,
+    image_attrs,
+    image_label_attrs,
+    label_axes,
+    label_levels,
+    multiscale,
+    root_ome_attrs,
+    shown,
+    write_series,
+)
 
 SCHEMA_VERSION = 1
 ATTR = "napari_hitl"
-NGFF_VERSION = "0.5"
 LABEL_DTYPE = np.uint16
 PROVENANCE_UNLABELED = 0
 PROVENANCE_HUMAN = 1
@@ -336,10 +353,12 @@ class ProjectStore:
                     "created_by": f"napari-hitl {__version__}",
                     "classes": [c.to_json() for c in classes],
                     "images": [],
-                }
+                },
+                "ome": root_ome_attrs(),
             }
         )
         root.create_group("images")
+        write_series(p, [])
         return cls(p, root, writable=True)
 
     @classmethod
@@ -455,8 +474,11 @@ class ProjectStore:
             attrs.update(changes)
             # Rewrite the root zarr.json atomically: a crash never leaves it half written.
             meta["attributes"][ATTR] = attrs
+            meta["attributes"]["ome"] = root_ome_attrs()
             _atomic_write_json(meta_path, meta)
             self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+            if "images" in changes:  # what other OME-Zarr tools list; derived from the above
+                write_series(self.path, attrs["images"])
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A project setting (JSON value kept in the root attributes), or ``default``."""
@@ -651,17 +673,29 @@ class ProjectStore:
         return self.image_info(name)
 
     def image(self, name: str) -> zarr.Array:
-        """The bands of an image as a lazily read zarr array (``C, [Z|T,] Y, X``)."""
-        return self._image_group(name)["0"]  # type: ignore[return-value]
+        """The bands of an image, lazily read, channel first (``C, [Z|T,] Y, X``).
+
+        A zarr array, or for a time stack (stored ``T, C, Y, X`` as NGFF requires) an
+        :class:`~napari_hitl.core.store_ngff.AxisView` that reads and writes it channel first.
+        """
+        return self.image_levels(name)[0]
 
     def image_levels(self, name: str) -> list[zarr.Array]:
         """The image at every stored resolution: ``[full, 1/2, 1/4, ...]`` (just ``[full]`` for
-        images without a pyramid), each lazily read."""
+        images without a pyramid), each lazily read and channel first (see :meth:`image`)."""
         group = self._image_group(name)
+        axes = ImageInfo.from_json(name, dict(group.attrs)[ATTR]).axes
         levels = []
         while str(len(levels)) in group:
-            levels.append(group[str(len(levels))])
-        return levels  # type: ignore[return-value]
+            levels.append(shown(group[str(len(levels))], axes))
+        return levels
+
+    def image_dask(self, name: str, level: int = 0, chunks: Any = None) -> Any:
+        """The image (pyramid ``level``) as a channel-first dask array, rechunked to ``chunks``
+        when given."""
+        from napari_hitl.core.store_ngff import as_dask
+
+        return as_dask(self.image_levels(name)[level], chunks)
 
     def valid_mask(self, name: str) -> np.ndarray:
         """Boolean map of usable pixels (False where any band is NaN, inf or nodata)."""
@@ -695,6 +729,33 @@ class ProjectStore:
     def labels_array(self, name: str) -> zarr.Array:
         """The labels as a zarr array, for lazy access or painting in place."""
         return self._image_group(name)["labels/annotations/0"]  # type: ignore[return-value]
+
+    def label_level_count(self, name: str) -> int:
+        """How many resolutions the labels are stored at (one per image level; images
+        imported before label pyramids existed have one)."""
+        group = self._image_group(name)["labels/annotations"]
+        count = 1
+        while str(count) in group:  # type: ignore[operator]
+            count += 1
+        return count
+
+    def label_level(self, name: str, level: int) -> np.ndarray:
+        """The stored labels at pyramid ``level`` (0: full size), as numpy."""
+        return np.asarray(self._image_group(name)[f"labels/annotations/{level}"][...])  # type: ignore[index]
+
+    def rebuild_label_levels(self, name: str) -> list[int]:
+        """Write the label pyramid again from the full-size labels; returns the levels that
+        differed. Level 0 (the labels people and pushes wrote) is never changed."""
+        with self.write_lock("rebuild label levels"):
+            self.require_writable()
+            labels = self.labels(name)
+            group = self._image_group(name)["labels/annotations"]
+            fixed = []
+            for k, level in enumerate(label_levels(labels, self.label_level_count(name) - 1)):
+                if k and not np.array_equal(self.label_level(name, k), level):
+                    group[str(k)][...] = level  # type: ignore[index]
+                    fixed.append(k)
+            return fixed
 
     def provenance(self, name: str) -> np.ndarray:
         """Per-pixel provenance: 0 unlabeled, 1 human, k+1 machine from iteration k."""
@@ -791,11 +852,20 @@ class ProjectStore:
                 old = self.label_state(name)
             generation = self.label_generation(name) + 1
             base = f"images/{name}"
+            n_levels = self.label_level_count(name) - 1
+            changes = [
+                (f"{base}/labels/annotations/{k}", new_level, old_level)
+                for k, (new_level, old_level) in enumerate(
+                    zip(
+                        label_levels(labels, n_levels),
+                        label_levels(old.labels, n_levels),
+                        strict=True,
+                    )
+                )
+            ]
+            changes.append((f"{base}/hitl/provenance", provenance, old.provenance))
             with Transaction(self.path, f"{what} of {name}") as txn:
-                for rel, new_data, old_data in (
-                    (f"{base}/labels/annotations/0", labels, old.labels),
-                    (f"{base}/hitl/provenance", provenance, old.provenance),
-                ):
+                for rel, new_data, old_data in changes:
                     _stage_changed_chunks(self.path, txn, rel, new_data, old_data)
                 if add_push is not None:
                     iteration, index, values = add_push
@@ -1510,9 +1580,7 @@ def _stage_image(
     dtype = np.dtype(np.uint8) if raster.dtype.kind == "b" else raster.dtype
     shape = (raster.n_bands, *spatial)
     group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
-    data_arr = group.create_array(
-        "0", shape=shape, dtype=dtype, chunks=_chunks_for(shape, dtype.itemsize), fill_value=0
-    )
+    data_arr = _create_image_level(group, 0, shape, dtype, raster.axes)
     hitl = group.create_group("hitl")
     invalid_total = 0
     valid_arr = None
@@ -1544,6 +1612,7 @@ def _stage_image(
                     dtype=bool,
                     chunks=_spatial_chunks(spatial),
                     fill_value=True,
+                    dimension_names=dimension_names(raster.axes[1:]),
                 )
             valid_arr[tile] = ~invalid
             invalid_total += n_invalid
@@ -1551,7 +1620,7 @@ def _stage_image(
     for j, (level, tile) in enumerate(level_tiles):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        _write_level_tile(group, level, tile)
+        _write_level_tile(group, level, tile, raster.axes)
         yield Progress(
             done + len(tiles) + j + 1, total, f"importing {name}: pyramid level {level}/{n_levels}"
         )
@@ -1570,8 +1639,27 @@ def _stage_image(
         invalid_pixels=invalid_total,
     )
     group.attrs.update({"ome": _ngff_image_attrs(info, n_levels), ATTR: info.to_json()})
-    _create_label_arrays(group, spatial, item.labels, name, classes, raster.axes[1:])
+    _create_label_arrays(group, spatial, item.labels, name, classes, raster.axes, n_levels)
     return info
+
+
+def _create_image_level(
+    group: zarr.Group, level: int, shape: tuple[int, ...], dtype: np.dtype, axes: str
+) -> Any:
+    """Create pyramid ``level`` of an image (``shape`` channel first) in NGFF axis order, with
+    its ``dimension_names``; returned as the store reads it (channel first)."""
+    order = disk_axes(axes)
+    stored = tuple(shape[axes.index(a)] for a in order)
+    chunk = _chunks_for(shape, dtype.itemsize)
+    arr = group.create_array(
+        str(level),
+        shape=stored,
+        dtype=dtype,
+        chunks=tuple(chunk[axes.index(a)] for a in order),
+        fill_value=0,
+        dimension_names=dimension_names(order),
+    )
+    return shown(arr, axes)
 
 
 def add_image(store: ProjectStore, raster: Raster, name: str, **kwargs: Any) -> ImageInfo:
@@ -1639,23 +1727,20 @@ def downsample2(block: np.ndarray) -> np.ndarray:
     return out.astype(block.dtype)
 
 
-def _write_level_tile(group: zarr.Group, level: int, tile: tuple[slice, ...]) -> None:
-    """Compute one tile of pyramid ``level`` from level ``level - 1`` (created on first use)."""
-    src = group[str(level - 1)]
-    shape = (src.shape[0], *level_shape(src.shape[1:], 1))  # type: ignore[union-attr]
+def _write_level_tile(group: zarr.Group, level: int, tile: tuple[slice, ...], axes: str) -> None:
+    """Compute one tile of pyramid ``level`` from level ``level - 1`` (created on first use);
+    ``axes``: the image's channel-first axes."""
+    src = shown(group[str(level - 1)], axes)
+    shape = (src.shape[0], *level_shape(src.shape[1:], 1))
     key = str(level)
-    if key not in group:
-        group.create_array(
-            key,
-            shape=shape,
-            dtype=src.dtype,  # type: ignore[union-attr]
-            chunks=_chunks_for(shape, src.dtype.itemsize),  # type: ignore[union-attr]
-            fill_value=0,
-        )
+    if key in group:
+        dst = shown(group[key], axes)
+    else:
+        dst = _create_image_level(group, level, shape, src.dtype, axes)
     *stack, ys, xs = tile
     src_tile = (*stack, slice(2 * ys.start, 2 * ys.stop), slice(2 * xs.start, 2 * xs.stop))
-    block = np.asarray(src[(slice(None), *src_tile)])  # type: ignore[index]
-    group[key][(slice(None), *tile)] = downsample2(block)  # type: ignore[index]
+    block = np.asarray(src[(slice(None), *src_tile)])
+    dst[(slice(None), *tile)] = downsample2(block)
 
 
 def _invalid_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -1687,7 +1772,11 @@ def _band_infos(
         wave = wavelengths[i] if wavelengths and i < len(wavelengths) else None
         if wave is None and role == "spectral":
             wave = wavelength_for_name(band_name)
-        unit = units[i] if units and i < len(units) else ("m" if role == "dsm" else None)
+        unit = units[i] if units and i < len(units) else None
+        if unit is None and raster.georef is not None:  # GDAL's unit type, when the file has one
+            unit = raster.georef.band_metadata(i).get("unittype") or None
+        if unit is None and role == "dsm":
+            unit = "m"
         bands.append(
             BandInfo(
                 name=band_name,
@@ -1701,13 +1790,7 @@ def _band_infos(
 
 
 def _ngff_image_attrs(info: ImageInfo, levels: int = 0) -> dict[str, Any]:
-    axis_defs = {
-        "C": {"name": "c", "type": "channel"},
-        "Z": {"name": "z", "type": "space"},
-        "T": {"name": "t", "type": "time"},
-        "Y": {"name": "y", "type": "space"},
-        "X": {"name": "x", "type": "space"},
-    }
+    """The ``ome`` attributes of an image: multiscales in NGFF axis order and omero channels."""
     colors = {info.rgb[0]: "FF0000", info.rgb[1]: "00FF00", info.rgb[2]: "0000FF"}
     channels = []
     for i, band in enumerate(info.bands):
@@ -1725,40 +1808,12 @@ def _ngff_image_attrs(info: ImageInfo, levels: int = 0) -> dict[str, Any]:
                 "active": i in info.rgb,
             }
         )
-    return {
-        "version": NGFF_VERSION,
-        "multiscales": [
-            {
-                "name": info.name,
-                "axes": [axis_defs[a] for a in info.axes],
-                "datasets": [
-                    {
-                        "path": str(k),
-                        "coordinateTransformations": [
-                            {
-                                "type": "scale",
-                                "scale": [1.0] * (len(info.axes) - 2) + [float(2**k)] * 2,
-                            }
-                        ],
-                    }
-                    for k in range(levels + 1)
-                ],
-            }
-        ],
-        "omero": {"channels": channels, "rdefs": {"model": "color"}},
-    }
+    return image_attrs(info.name, info.axes, levels, channels)
 
 
 def _image_label_attrs(classes: Sequence[ClassInfo]) -> dict[str, Any]:
     """NGFF ``image-label`` metadata: class colours and names for other OME-Zarr tools."""
-    return {
-        "version": NGFF_VERSION,
-        "source": {"image": "../../"},
-        "colors": [
-            {"label-value": c.value, "rgba": [round(v * 255) for v in c.rgba]} for c in classes
-        ],
-        "properties": [{"label-value": c.value, "class": c.name} for c in classes],
-    }
+    return image_label_attrs([(c.value, c.rgba, c.name) for c in classes])
 
 
 def _create_label_arrays(
@@ -1767,51 +1822,47 @@ def _create_label_arrays(
     labels: np.ndarray | None,
     name: str,
     classes: Sequence[ClassInfo],
-    axes: str | None = None,
+    axes: str,
+    levels: int = 0,
 ) -> None:
-    """The NGFF labels group and the provenance of a staged image (``axes``: ``[Z|T]YX``)."""
+    """The NGFF labels group (one level per image level) and the provenance of a staged image
+    (``axes``: the image's channel-first axes)."""
     labels_group = group.create_group("labels")
     labels_group.attrs.update({"ome": {"version": NGFF_VERSION, "labels": ["annotations"]}})
     ann = labels_group.create_group("annotations")
-    letters = axes if axes and len(axes) == len(spatial) else "ZYX"[-len(spatial) :]
-    axis_defs = [
-        {"name": a.lower(), "type": "time" if a == "T" else "space"}
-        for a in (letters if len(spatial) <= 3 else "")
-    ]
+    letters = label_axes(axes)
     ann.attrs.update(
         {
             "ome": {
                 "version": NGFF_VERSION,
-                "multiscales": [
-                    {
-                        "name": f"{name} annotations",
-                        "axes": axis_defs,
-                        "datasets": [
-                            {
-                                "path": "0",
-                                "coordinateTransformations": [
-                                    {"type": "scale", "scale": [1.0] * len(spatial)}
-                                ],
-                            }
-                        ],
-                    }
-                ],
+                "multiscales": [multiscale(f"{name} annotations", letters, levels)],
                 "image-label": _image_label_attrs(classes),
             }
         }
     )
-    arr = ann.create_array(
-        "0", shape=spatial, dtype=LABEL_DTYPE, chunks=_spatial_chunks(spatial), fill_value=0
-    )
+    names = dimension_names(letters)
+    arrays = [
+        ann.create_array(
+            str(k),
+            shape=level_shape(spatial, k),
+            dtype=LABEL_DTYPE,
+            chunks=_spatial_chunks(level_shape(spatial, k)),
+            fill_value=0,
+            dimension_names=names,
+        )
+        for k in range(levels + 1)
+    ]
     prov = group["hitl"].create_array(  # type: ignore[union-attr]
         "provenance",
         shape=spatial,
         dtype=LABEL_DTYPE,
         chunks=_spatial_chunks(spatial),
         fill_value=0,
+        dimension_names=names,
     )
     if labels is not None and np.any(labels):
-        arr[...] = labels
+        for arr, level in zip(arrays, label_levels(labels, levels), strict=True):
+            arr[...] = level
         prov[...] = np.where(labels > 0, PROVENANCE_HUMAN, PROVENANCE_UNLABELED).astype(LABEL_DTYPE)
 
 

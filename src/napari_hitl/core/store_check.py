@@ -109,6 +109,20 @@ def _image_problems(store: ProjectStore, name: str) -> list[Problem]:
         out.append(
             Problem(where, "; ".join(parts), lambda s, n=name, r=records: _fix_provenance(s, n, r))
         )
+    stale = [
+        k
+        for k in range(1, store.label_level_count(name))
+        if not np.array_equal(store.label_level(name, k), labels[..., :: 2**k, :: 2**k])
+    ]
+    if stale:
+        out.append(
+            Problem(
+                where,
+                f"label pyramid level(s) {stale} differ from the labels (what other OME-Zarr "
+                "tools show when zoomed out)",
+                lambda s, n=name: f"rebuilt label levels {s.rebuild_label_levels(n)} of {n!r}",
+            )
+        )
     for key in store.derived_keys(name):
         problem = _derived_problem(store, name, key)
         if problem:
