@@ -7,92 +7,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from napari_hitl import __version__
-from napari_hitl.cli_progress import ProgressPrinter
+from napari_hitl.cli_common import (
+    IMAGES_HELP,
+    image_names,
+    parse_indices,
+    parse_region,
+    positive_int,
+    print_json,
+    print_progress,
+    split_list,
+)
 from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES, THREADS_HELP
 from napari_hitl.core.classes import terminal_safe
 from napari_hitl.core.errors import HitlError
-
-# a long job's progress: a bar on a terminal, a line per tenth when piped
-_print_progress = ProgressPrinter()
-
-
-def _json_safe(value: object) -> object:
-    """``value`` with NaN and infinities as ``None`` (JSON has neither) and numpy scalars and
-    arrays as Python numbers and lists."""
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        value = value.tolist()  # type: ignore[attr-defined]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def print_json(obj: object) -> None:
-    """One JSON object on stdout (``--json`` of the commands)."""
-    print(json.dumps(_json_safe(obj)))
-
-
-def _split_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def image_names(values: Sequence[str] | str | None) -> list[str] | None:
-    """``--images a,b``, ``--images a b`` or both mixed: the names in order (None: all)."""
-    if values is None:
-        return None
-    items = [values] if isinstance(values, str) else list(values)
-    names = [n for item in items for n in (_split_list(item) or [])]
-    return names or None
-
-
-IMAGES_HELP = "image names, comma- or space-separated (default: all)"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number ≥ 1 (steps, threads, iterations...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _parse_indices(text: str | None, option: str) -> list[int] | None:
-    """``--rgb 3,2,1``: non-negative band indices (``None`` when not given)."""
-    items = _split_list(text)
-    if not items:
-        return None
-    if not all(i.isdigit() for i in items):
-        raise HitlError(
-            f"{option} {text!r} must be band indices counted from 0, e.g. {option} 3,2,1"
-        )
-    return [int(i) for i in items]
-
-
-def _parse_region(text: str | None) -> tuple[int, int, int, int] | None:
-    """``--region row0,row1,col0,col1`` as a box (``None`` when not given)."""
-    if not text:
-        return None
-    items = _split_list(text) or []
-    if len(items) != 4 or not all(i.lstrip("-").isdigit() for i in items):
-        raise HitlError(
-            f"--region {text!r} must be four integers ROW0,ROW1,COL0,COL1 (pixels, end exclusive)"
-        )
-    r0, r1, c0, c1 = (int(i) for i in items)
-    return r0, r1, c0, c1
 
 
 # --------------------------------------------------------------------------- import
@@ -139,8 +73,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         if args.name and len(sources) > 1:
             raise HitlError("--name names one image; with several files drop it or add --stack")
         items = [(args.name or s.stem, read_raster(s, **kw)) for s in sources]
-    names = _split_list(args.band_names)
-    bands = _split_list(args.bands)
+    names = split_list(args.band_names)
+    bands = split_list(args.bands)
     prepared = []
     for name, raster in items:
         if names:
@@ -167,11 +101,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             args.store,
             [ImportItem(name, raster, labels) for name, raster in prepared],
             classes=classes,
-            rgb=_parse_indices(args.rgb, "--rgb"),
+            rgb=parse_indices(args.rgb, "--rgb"),
             overwrite=args.overwrite,
             discard_labels=args.discard_labels,
         ),
-        _print_progress,
+        print_progress,
     )
     for info in result.images:
         gone = result.discarded.get(info.name)
@@ -193,7 +127,7 @@ def remap_labels(labels, spec: str):
     import numpy as np
 
     pairs = []
-    for item in _split_list(spec) or []:
+    for item in split_list(spec) or []:
         old, sep, new = item.partition(":")
         if not sep or not old.strip().lstrip("-").isdigit() or not new.strip().isdigit():
             raise HitlError(f"--label-map entry {item!r} must look like OLD:NEW (integers)")
@@ -316,7 +250,7 @@ def _train_config(args: argparse.Namespace):
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
     cfg.calibration = getattr(args, "calibration", None)
-    cfg.bands = _split_list(getattr(args, "bands", None))
+    cfg.bands = split_list(getattr(args, "bands", None))
     return cfg
 
 
@@ -329,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     report, state = run_to_end(
         train_project(store, _train_config(args), image_names(args.images), fresh=args.fresh),
-        _print_progress,
+        print_progress,
     )
     if args.json:
         print_json(
@@ -378,14 +312,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a")
     state = load_state(store)
     names = store.image_names() if args.all or not args.image else [args.image]
-    region = _parse_region(args.region)
+    region = parse_region(args.region)
     rows = []
     for name in names:
         pred = run_to_end(
             predict_project_image(
                 store, name, state, tile=args.tile or "auto", index=args.slice, region=region
             ),
-            _print_progress,
+            print_progress,
         )
         conf = pred.confidence
         where = ""
@@ -475,7 +409,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     store = open_store(args.store, "a")
     names = store.image_names() if args.all or not args.image else [args.image]
-    region = _parse_region(args.region)
+    region = parse_region(args.region)
     rows = []
     for name in names:
         rec = push_project_image(
@@ -512,7 +446,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Speed of every model on this machine, with ratios to rf and to the matmul rate."""
     from napari_hitl.core.bench import format_table, run_bench
 
-    models = _split_list(args.models) or None
+    models = split_list(args.models) or None
     result = run_bench(
         models or ("unet", "patch-cnn", "rf"),
         size=args.size,
@@ -568,13 +502,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             dgamma=args.dgamma,
             delta=args.threshold,
         ),
-        background=tuple(int(v) for v in (_split_list(args.background) or [])),
+        background=tuple(int(v) for v in (split_list(args.background) or [])),
         target=args.target,
     )
     check_config(config)
     samples = load_image_folder(args.images, args.masks, args.max_images)
     classes = list(range(1, args.classes + 1)) if args.classes else None
-    report = run_to_end(simulate(samples, config, classes), _print_progress)
+    report = run_to_end(simulate(samples, config, classes), print_progress)
     rpath, cpath = write_report(report, args.out)
     if args.json:
         print_json({"summary": report["summary"], "effort": report["effort"],

@@ -30,7 +30,7 @@ def _point(text: str) -> tuple[int, int]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Grad-CAM (GeoTIFF) and per-band attribution of a class over a region of one image."""
-    from napari_hitl.cli import _print_progress
+    from napari_hitl.cli_common import print_progress
     from napari_hitl.core.attention import explain_project_image
     from napari_hitl.core.explain import Region
     from napari_hitl.core.export import write_raster
@@ -50,7 +50,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             attribution=method,
             steps=args.steps,
         ),
-        _print_progress,
+        print_progress,
     )
     info = store.image_info(args.image)
     cam = exp.cam
@@ -98,7 +98,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_guide(args: argparse.Namespace) -> int:
     """Fine-tune the model so that its Grad-CAM follows positive/negative clicks (or revert)."""
-    from napari_hitl.cli import _print_progress
+    from napari_hitl.cli_common import print_progress
     from napari_hitl.core.attention import ClickSet, guide_project, load_clicks, revert_guidance
     from napari_hitl.core.guidance import GuideConfig
     from napari_hitl.core.progress import run_to_end
@@ -134,7 +134,7 @@ def cmd_guide(args: argparse.Namespace) -> int:
         steps=args.steps, lr=args.lr, w_g=args.wg, w_c=args.wc, layer=args.layer, seed=args.seed
     )
     report, state = run_to_end(
-        guide_project(store, sets, config, superpixel=args.superpixel), _print_progress
+        guide_project(store, sets, config, superpixel=args.superpixel), print_progress
     )
     print(
         f"guided {len(sets)} image(s) in {report.steps} steps ({report.seconds:.1f} s); "

@@ -35,7 +35,7 @@ def _guide_config(args: argparse.Namespace):
 
 def cmd_hint(args: argparse.Namespace) -> int:
     """Guide the model on one image by hints; print the change; optionally accept it."""
-    from napari_hitl.cli import _print_progress
+    from napari_hitl.cli_common import print_progress
     from napari_hitl.core.hint_project import accept_guided, apply_hints, hints_for, open_session
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import open_store
@@ -45,12 +45,12 @@ def cmd_hint(args: argparse.Namespace) -> int:
     store = open_store(args.store, "a" if args.accept else "r")
     config = _guide_config(args)
     session = run_to_end(
-        open_session(store, args.image, args.slice, layer=config.layer), _print_progress
+        open_session(store, args.image, args.slice, layer=config.layer), print_progress
     )
     hints, commands = hints_for(
         session, points=args.point, commands="\n".join(args.commands or []), seed=args.seed
     )
-    report = run_to_end(apply_hints(session, hints, config, commands=commands), _print_progress)
+    report = run_to_end(apply_hints(session, hints, config, commands=commands), print_progress)
     change = session.change()
     what = "; ".join([c.describe() for c in commands] + [f"{len(args.point or [])} point(s)"])
     print(
@@ -84,7 +84,7 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
 def cmd_guide_eval(args: argparse.Namespace) -> int:
     """The 20-questions evaluation on a folder of images and masks."""
-    from napari_hitl.cli import _print_progress
+    from napari_hitl.cli_common import print_progress
     from napari_hitl.core.classifier import TrainConfig
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.simulate import load_image_folder
@@ -115,7 +115,7 @@ def cmd_guide_eval(args: argparse.Namespace) -> int:
         train=TrainConfig(model=args.model, seed=args.seed, steps=args.train_steps),
     )
     samples = load_image_folder(args.images, args.masks, args.max_images)
-    report = run_to_end(guide_eval(samples, config, clf), _print_progress)
+    report = run_to_end(guide_eval(samples, config, clf), print_progress)
     path = write_questions_report(report, args.out)
     print(format_table(report))
     print(f"wrote {path} and {Path(args.out) / 'report.md'}")

@@ -17,7 +17,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """Rank images/slices/tiles for the human; optionally let the machine annotate the rest."""
-    from napari_hitl.cli import _print_progress, image_names
+    from napari_hitl.cli_common import image_names, print_progress
     from napari_hitl.core.active import Schedule
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.queue import machine_annotate, rank_project
@@ -39,12 +39,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
             names=image_names(args.images),
             seed=args.seed,
         ),
-        _print_progress,
+        print_progress,
     )
     csv = ranking.write_csv(args.csv) if args.csv else None
     records = machine_annotate(store, ranking, schedule.delta) if args.annotate else None
     if args.json:
-        from napari_hitl.cli import print_json
+        from napari_hitl.cli_common import print_json
 
         out = {
             "strategy": ranking.strategy,
@@ -106,7 +106,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
 
-        from napari_hitl.cli import print_json
+        from napari_hitl.cli_common import print_json
 
         print_json({"image": args.image, "questions": [asdict(q) for q in qs]})
         return 0
@@ -123,7 +123,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_suspects(args: argparse.Namespace) -> int:
     """List human labels that the model contradicts with high confidence."""
-    from napari_hitl.cli import image_names
+    from napari_hitl.cli_common import image_names
     from napari_hitl.core.active import write_csv
     from napari_hitl.core.queue import project_suspects
     from napari_hitl.core.store import open_store
@@ -134,7 +134,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     rows = [s.to_json() for s in found]
     csv = write_csv(rows, args.csv) if args.csv else None
     if args.json:
-        from napari_hitl.cli import print_json
+        from napari_hitl.cli_common import print_json
 
         print_json({"threshold": args.threshold, "suspects": rows,
                     "csv": None if csv is None else str(csv)})  # fmt: skip
@@ -155,7 +155,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
 
 def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``rank``, ``done``, ``ask`` and ``suspects`` to the ``napari-hitl`` parser."""
-    from napari_hitl.cli import IMAGES_HELP
+    from napari_hitl.cli_common import IMAGES_HELP
 
     p = sub.add_parser(
         "rank",

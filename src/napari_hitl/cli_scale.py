@@ -97,7 +97,7 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
                 f"confidence ≥ {args.threshold}"
             )
     if args.json:
-        from napari_hitl.cli import print_json
+        from napari_hitl.cli_common import print_json
 
         print_json({"images": rows})
     return 0

@@ -72,7 +72,7 @@ def test_ensemble_checkpoint_round_trip_and_no_pickle(trained, tmp_path):
     buf = io.BytesIO()
     np.savez(buf, member0=np.array([object()], dtype=object), member1=np.zeros(3, np.uint8))
     with pytest.raises(StoreError, match="ensemble cannot be read"):
-        EnsembleClassifier.from_state(buf.getvalue(), config)
+        EnsembleClassifier.from_state(buf.getvalue(), config, classifier_from_state)
 
 
 def test_ensemble_windows_equal_the_whole_image(trained):

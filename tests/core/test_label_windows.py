@@ -74,13 +74,13 @@ def test_big_planes_train_from_windows_only(tmp_path, monkeypatch):
     monkeypatch.setattr(lw, "SCAN_TILE", 32)
     monkeypatch.setattr(lw, "WINDOW_MARGIN", 32)
     windows = []
-    real = loop._normalized
+    real = loop.normalized_window
 
     def spy(store_, name, norm, *, index=None, window=None):
         windows.append(window)
         return real(store_, name, norm, index=index, window=window)
 
-    monkeypatch.setattr(loop, "_normalized", spy)
+    monkeypatch.setattr(loop, "normalized_window", spy)
     norm = load_state(store).classifier.normalization
     data = loop.training_images(store, ["sample"], norm, 0.5)
     assert len(data) == 2 and {im.name for im in data} == {"sample"}
@@ -89,7 +89,7 @@ def test_big_planes_train_from_windows_only(tmp_path, monkeypatch):
     assert sum(int((im.target >= 0).sum()) for im in data) == int((labels > 0).sum())
 
     run_to_end(train_project(store, config, fresh=True))
-    monkeypatch.setattr(loop, "_normalized", real)
+    monkeypatch.setattr(loop, "normalized_window", real)
     windowed = run_to_end(predict_project_image(store, "sample", write=False)).labels
     sel = gt > 0
     acc_whole = float((whole[sel] == gt[sel]).mean())

@@ -9,7 +9,7 @@ from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.errors import Cancelled
 from napari_hitl.core.learner import list_checkpoints
 from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training, predict_box
-from napari_hitl.core.loop import _normalized, load_state
+from napari_hitl.core.loop import load_state, normalized_window
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import CancelToken, run_to_end
 from napari_hitl.core.sample import sparse_scribbles
@@ -128,7 +128,7 @@ def test_box_prediction_equals_the_whole_image(project):
     inbox = LiveInbox()
     _u, state = _updates(live_training(store, "sample", inbox, FAST, max_rounds=1))
     clf = state.classifier
-    x, valid = _normalized(store, "sample", clf.normalization)
+    x, valid = normalized_window(store, "sample", clf.normalization)
     full = run_to_end(predict_normalized(clf, x, valid))
     part = run_to_end(predict_box(clf, x, valid, (13, 57, 21, 70)))
     np.testing.assert_allclose(part.probabilities, full.probabilities[:, 13:57, 21:70], atol=1e-4)

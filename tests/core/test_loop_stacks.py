@@ -12,8 +12,8 @@ from napari_hitl.core.data import IncompatibleBandsError, StackIndexError
 from napari_hitl.core.errors import StaleDataError
 from napari_hitl.core.feedback import push_history, store_undo
 from napari_hitl.core.loop import (
-    _normalized,
     load_state,
+    normalized_window,
     predict_project_image,
     project_normalization,
     push_project_image,
@@ -74,14 +74,14 @@ def test_stack_trains_on_labeled_slices_only(stack):
     labels, prov = store.labels("vol"), store.provenance("vol")
     for im, z in zip(data, (0, 2), strict=True):
         assert im.x.shape == (15, 64, 64) and im.target.shape == (64, 64)
-        x, _ = _normalized(store, "vol", clf_norm, index=z)
+        x, _ = normalized_window(store, "vol", clf_norm, index=z)
         np.testing.assert_array_equal(im.x, x)
         np.testing.assert_array_equal(im.target >= 0, labels[z] > 0)
         np.testing.assert_array_equal(im.extra["human"], prov[z] == PROVENANCE_HUMAN)
     with pytest.raises(StackIndexError, match="read one slice at a time"):
-        _normalized(store, "vol", clf_norm)
+        normalized_window(store, "vol", clf_norm)
     with pytest.raises(StackIndexError, match="outside image 'vol'"):
-        _normalized(store, "vol", clf_norm, index=DEPTH)
+        normalized_window(store, "vol", clf_norm, index=DEPTH)
 
 
 def test_stack_predict_slices_and_whole_stack(stack):

@@ -20,7 +20,7 @@ from napari_hitl.core.errors import HitlError
 from napari_hitl.core.loop import current_prediction, load_state
 
 if TYPE_CHECKING:
-    from napari_hitl._qt.loop_widget import LoopWidget
+    from napari_hitl._qt.loop_host import LoopHost
 
 SHOW_MAX_PIXELS = 4096 * 4096  # larger predictions stay in the store (not loaded into layers)
 JOB_NAME = "Background prediction"
@@ -29,7 +29,7 @@ JOB_NAME = "Background prediction"
 class BackgroundPrediction:
     """The "Predict into store" button, its progress bar and its worker."""
 
-    def __init__(self, widget: LoopWidget) -> None:
+    def __init__(self, widget: LoopHost) -> None:
         self.widget = widget
         self.button = QPushButton("Predict into store")
         self.button.setToolTip(
@@ -79,7 +79,7 @@ class BackgroundPrediction:
             if state is None:
                 raise HitlError("no model yet: paint a few pixels of each class and Train")
         except HitlError as exc:
-            widget._error(exc)
+            widget.show_error(exc)
             return False
 
         def done(report: BatchReport) -> None:

@@ -21,7 +21,7 @@ from napari_hitl.core.errors import HitlError
 from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training
 
 if TYPE_CHECKING:
-    from napari_hitl._qt.loop_widget import LoopWidget
+    from napari_hitl._qt.loop_host import LoopHost
 
 
 def visible_box(viewer: Any, layer: Any) -> Box | None:
@@ -46,7 +46,7 @@ class LiveController(QObject):
 
     state_changed = Signal(bool)  # live on / off
 
-    def __init__(self, widget: LoopWidget, settings: LiveSettings | None = None) -> None:
+    def __init__(self, widget: LoopHost, settings: LiveSettings | None = None) -> None:
         super().__init__(widget)
         self.widget = widget
         self.settings = settings or LiveSettings()
@@ -70,10 +70,10 @@ class LiveController(QObject):
             return False
         try:
             store, image, layer = w.context()
-            w._save_human_edits(store, image, layer)
+            w.save_human_edits(store, image, layer)
             index = w.plane_index()
         except (HitlError, ValueError) as exc:
-            w._error(exc)
+            w.show_error(exc)
             return False
         inbox = LiveInbox()
         self._post(inbox, store, image, index)
@@ -128,7 +128,7 @@ class LiveController(QObject):
         try:
             save_layer_labels(store, self._layer)
         except (HitlError, ValueError) as exc:
-            self.widget._error(exc)
+            self.widget.show_error(exc)
             return
         self._post(self.inbox, store, image, index)
 

@@ -251,7 +251,7 @@ class LoopWidget(QWidget):
         self.train_button.clicked.connect(self._train_or_cancel)
         self.infer_button.clicked.connect(self.infer)
         self.threshold_slider.valueChanged.connect(self._threshold_changed)
-        self.margin_spin.valueChanged.connect(lambda _v: self._update_preview())
+        self.margin_spin.valueChanged.connect(lambda _v: self.refresh_preview())
         self.add_button.clicked.connect(self.add_predictions)
         self.undo_button.clicked.connect(self.undo)
         self.clear_button.clicked.connect(self.clear_machine)
@@ -344,7 +344,7 @@ class LoopWidget(QWidget):
         name = layer_name or self.image_combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
         if not isinstance(layer, Image):
-            self._error(HitlError("choose an image layer first"))
+            self.show_error(HitlError("choose an image layer first"))
             return False
         source = getattr(layer.source, "path", None)
         path, image = project_path_for(name, source), image_name_for(name)
@@ -388,7 +388,7 @@ class LoopWidget(QWidget):
             item.setCheckState(Qt.CheckState.Checked)
             self.bands_list.addItem(item)
         self.stack_combo.setEnabled(bool(stack_depth(info)))
-        self._update_areas()
+        self.refresh_areas()
 
     def _watch(self, layer: Any) -> None:
         if self._watched is layer:
@@ -415,9 +415,9 @@ class LoopWidget(QWidget):
             store = ProjectStore.open(meta["store"], "a")
             changed = save_layer_labels(store, layer)
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return 0
-        self._update_areas()
+        self.refresh_areas()
         return changed
 
     def plane_index(self) -> int | None:
@@ -454,13 +454,15 @@ class LoopWidget(QWidget):
             self.after_live = False
             self.infer()
 
-    def _error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
+    def show_error(self, exc: BaseException) -> None:
+        """Say what went wrong in the status line and as a napari notification."""
+        from napari.utils.notifications import show_error as notify_error
 
         self.status.setText(str(exc))
-        show_error(str(exc))
+        notify_error(str(exc))
 
-    def _save_human_edits(self, store: ProjectStore, image: str, layer: Any) -> None:
+    def save_human_edits(self, store: ProjectStore, image: str, layer: Any) -> None:
+        """Save the person's strokes in ``layer`` on top of what the store holds now."""
         save_layer_labels(store, layer)
 
     # ---------------------------------------------------------------- actions
@@ -474,13 +476,13 @@ class LoopWidget(QWidget):
         """Save the painted labels, then train in a worker thread; returns whether it started."""
         try:
             store, image, layer = self.context()
-            self._save_human_edits(store, image, layer)
+            self.save_human_edits(store, image, layer)
             if not any(store.labels(n).any() for n in store.image_names()):
                 raise TrainingDataError(
                     "there are no labels yet: paint a few pixels of each class first"
                 )
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         config = config or self.train_config()
 
@@ -491,7 +493,7 @@ class LoopWidget(QWidget):
                 f"({'warm start' if report.warm_start else 'fresh'}, {report.seconds:.1f} s, "
                 f"temperature {report.temperature:.2f}). Now Infer & filter."
             )
-            self._update_areas()
+            self.refresh_areas()
             self._update_history(store)
 
         return self.jobs.start(
@@ -507,7 +509,7 @@ class LoopWidget(QWidget):
             if state is None:
                 raise HitlError("no model yet: paint a few pixels of each class and Train")
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         index = self.plane_index()
         whole_stack = index is not None and self.stack_combo.currentIndex() == 1
@@ -547,10 +549,10 @@ class LoopWidget(QWidget):
         layer and report; returns the pixel count ``action`` reports (0 on an error)."""
         try:
             store, image, layer = self.context()
-            self._save_human_edits(store, image, layer)
+            self.save_human_edits(store, image, layer)
             result = action(store, image)
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return 0
         self._reload_labels(store, image, layer)
         self.status.setText(message(result))
@@ -584,8 +586,8 @@ class LoopWidget(QWidget):
     # ---------------------------------------------------------------- layers
     def _reload_labels(self, store: ProjectStore, image: str, layer: Any) -> None:
         load_stored_labels(layer, store, image)
-        self._update_preview()
-        self._update_areas()
+        self.refresh_preview()
+        self.refresh_areas()
 
     def show_stored_prediction(
         self, store: ProjectStore, image: str, layer: Any, pred: Prediction, index: int | None
@@ -608,8 +610,8 @@ class LoopWidget(QWidget):
         kind = self.uncertainty_combo.currentText()
         show_prediction(self.viewer, image, layer, pred, store.classes, kind, index, box)
         self.viewer.layers.selection.active = layer
-        self._update_preview()
-        self._update_areas()
+        self.refresh_preview()
+        self.refresh_areas()
 
     def show_partial_prediction(
         self,
@@ -661,11 +663,11 @@ class LoopWidget(QWidget):
             stack.entropy[index],
         )
         self._pred_index = index
-        self._update_preview()
+        self.refresh_preview()
 
     def _threshold_changed(self, value: int) -> None:
         self.threshold_label.setText(f"{value / 100:.2f}")
-        self._update_preview()
+        self.refresh_preview()
 
     def accepted_mask(self) -> np.ndarray | None:
         """Pixels that Add predictions would add now (from the cached prediction, no inference)."""
@@ -687,7 +689,8 @@ class LoopWidget(QWidget):
             return None
         return accepted & (labels == 0)
 
-    def _update_preview(self) -> None:
+    def refresh_preview(self) -> None:
+        """Redraw the threshold preview of the current prediction."""
         accepted = self.accepted_mask()
         if accepted is None or self._predicted_image is None:
             return
@@ -701,7 +704,8 @@ class LoopWidget(QWidget):
             f"≥ {self.threshold:.2f}."
         )
 
-    def _update_areas(self) -> None:
+    def refresh_areas(self) -> None:
+        """Recount the labeled areas shown under the buttons."""
         layer = self.labels_layer()
         try:
             store, _image, _layer = self.context()
@@ -729,7 +733,7 @@ class LoopWidget(QWidget):
         try:
             _store, image, layer = self.context()
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return
         name = result_layer_names(image)["region"]
         if name not in self.viewer.layers:
@@ -737,7 +741,7 @@ class LoopWidget(QWidget):
             added = self.viewer.add_shapes(
                 name=name, scale=layer.scale, translate=layer.translate, **style
             )
-            added.events.data.connect(lambda _e: self._update_preview())  # once per layer
+            added.events.data.connect(lambda _e: self.refresh_preview())  # once per layer
         shapes = self.viewer.layers[name]
         self.viewer.layers.selection.active = shapes
         shapes.mode = "add_rectangle"
@@ -767,7 +771,7 @@ class LoopWidget(QWidget):
         try:
             store, _image, layer = self.context()
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return
         if 1 <= i <= len(store.classes):
             cls = store.classes[i - 1]

@@ -21,7 +21,7 @@ from napari_hitl.core.errors import HitlError
 from napari_hitl.core.interactions import PointsResult, apply_points
 
 if TYPE_CHECKING:
-    from napari_hitl._qt.loop_widget import LoopWidget
+    from napari_hitl._qt.loop_host import LoopHost
 
 POINT_RADIUS = 2  # pixels labeled around a click
 COLORS = {True: "lime", False: "red"}
@@ -30,7 +30,7 @@ COLORS = {True: "lime", False: "red"}
 class PointsTool(QObject):
     """The *Points…* / *negative* / *Apply points* row of the loop widget."""
 
-    def __init__(self, widget: LoopWidget) -> None:
+    def __init__(self, widget: LoopHost) -> None:
         super().__init__(widget)
         self.widget = widget
         self.add_button = QPushButton("Points…")
@@ -68,7 +68,7 @@ class PointsTool(QObject):
         try:
             _store, image, lab = w.context()
         except HitlError as exc:
-            w._error(exc)
+            w.show_error(exc)
             return None
         layer = self.layer()
         if layer is None:
@@ -132,12 +132,12 @@ class PointsTool(QObject):
                 labels = result.labels
             store.save_strokes(image, labels, base=np.asarray(lab.data))
         except (HitlError, ValueError) as exc:
-            w._error(exc)
+            w.show_error(exc)
             return None
         load_stored_labels(lab, store, image)
         layer.data = np.zeros((0, layer.ndim))
-        w._update_preview()
-        w._update_areas()
+        w.refresh_preview()
+        w.refresh_areas()
         w.status.setText(
             f"Points: {result.labeled} pixels labeled, {result.removed} machine pixels removed"
             + (f", {result.skipped} points changed nothing" if result.skipped else "")

@@ -44,11 +44,11 @@ from napari_hitl.core.learner import list_checkpoints, save_checkpoint
 from napari_hitl.core.loop import (
     LATEST,
     LoopState,
-    _check_index,
-    _normalized,
+    check_index,
     context_window,
     current_prediction,
     load_state,
+    normalized_window,
     predict_project_image,
     save_latest,
     stack_depth,
@@ -108,7 +108,7 @@ def class_position(clf: Any, ref: str | int) -> int:
 
 def _plane_shape(store: ProjectStore, name: str, index: int | None) -> tuple[int, int]:
     info = store.image_info(name)
-    _check_index(info, index)
+    check_index(info, index)
     if stack_depth(info) and index is None:
         raise ExplainError(
             f"image {name!r} is a stack of {stack_depth(info)} slices: choose one (--index)"
@@ -231,7 +231,7 @@ def explain_project_image(
     # the region's logits need one halo of input, the map on that halo one more
     window, _inner = context_window(clf, grow_box(bounding_box(mask), clf.halo, shape), shape)
     r0, r1, c0, c1 = window
-    x, valid = _normalized(store, name, clf.normalization, index=index, window=window)
+    x, valid = normalized_window(store, name, clf.normalization, index=index, window=window)
     sub = mask[r0:r1, c0:c1]
     parts = 2 if attribution else 1
     cam = yield from relay(
@@ -396,7 +396,9 @@ def prepare_targets(
         clicks = [*s.positive, *s.negative]
         window = guide_window(mask, clicks, clf.halo, int(clf.net.align))
         r0, r1, c0, c1 = window
-        x, _valid = _normalized(store, s.image, clf.normalization, index=s.index, window=window)
+        x, _valid = normalized_window(
+            store, s.image, clf.normalization, index=s.index, window=window
+        )
         sub = mask[r0:r1, c0:c1]
         if not sub.any():
             raise ExplainError(f"{s.key}: the region lies outside the guided window")

@@ -47,11 +47,11 @@ from napari_hitl.core.errors import Cancelled, HitlError, StaleDataError
 from napari_hitl.core.loop import (
     PREDICTION_KEYS,
     LoopState,
-    _arrays,
-    _normalized,
-    _stack_shapes,
     load_state,
+    normalized_window,
+    prediction_arrays,
     stack_depth,
+    stack_shapes,
 )
 from napari_hitl.core.prediction import prediction_from_logits
 from napari_hitl.core.progress import CancelToken, Progress
@@ -233,7 +233,7 @@ class _BlockTask:
         window = (max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx))
         clf = _model(self.store_path, self.model_hash)
         store = ProjectStore.open(self.store_path)
-        return _normalized(store, self.name, clf.normalization, index=z, window=window)
+        return normalized_window(store, self.name, clf.normalization, index=z, window=window)
 
     def __call__(self, *arrays: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
         """Predict the block ``block_id`` (from ``arrays`` = bands, valid with their halo as
@@ -271,7 +271,7 @@ class _BlockTask:
         hitl = zarr.open_group(str(image_dir / "hitl"), mode="r+")
         lead = () if z is None else (z,)
         box = (*lead, slice(y0, y1), slice(x0, x1))
-        for key, data in _arrays(pred).items():
+        for key, data in prediction_arrays(pred).items():
             hitl[key][(slice(None), *box) if key == "probabilities" else box] = data  # type: ignore[index]
         self.mark_done(hitl, (*lead, i, j))  # only now: a block cut short above is redone
         n = (y1 - y0) * (x1 - x0)
@@ -299,7 +299,7 @@ def _prepare_arrays(
     restart: bool,
 ) -> np.ndarray:
     """The done-mask of an unfinished run to resume, or fresh (pending) arrays and an empty mask."""
-    hitl = store._image_group(name).require_group("hitl")
+    hitl = store.derived_group(name)
     if not restart and BATCH_GROUP in hitl:
         old = dict(hitl[BATCH_GROUP].attrs).get(ATTR, {})
         same = {k: v for k, v in old.items() if k != "run"} == record
@@ -343,7 +343,7 @@ def _prepare_arrays(
 
 
 def _finish(store: ProjectStore, name: str, sig: dict[str, Any]) -> None:
-    hitl = store._image_group(name)["hitl"]
+    hitl = store.derived_group(name)
     run = dict(hitl[BATCH_GROUP].attrs)[ATTR]["run"]  # type: ignore[index]
     for key in PREDICTION_KEYS:
         hitl[key].attrs.update({ATTR: {"signature": {**sig, "batch": run}}})  # type: ignore[index]
@@ -430,7 +430,7 @@ def predict_store_image(
     cols = block_bounds(w, edge[1], reach + 1)
     grid = (*((depth_z,) if depth_z else ()), len(rows) - 1, len(cols) - 1)
     k = len(clf.class_values)
-    shapes = _stack_shapes(info, k)  # every key's shape, 2-D images as well as stacks
+    shapes = stack_shapes(info, k)  # every key's shape, 2-D images as well as stacks
     dtypes = {key: (LABEL_DTYPE if key == "prediction" else np.float32) for key in PREDICTION_KEYS}
     record = {
         "model_hash": state.model_hash,
@@ -542,7 +542,7 @@ def predict_store_image(
                 client.close()
     if cancel is not None:
         cancel.raise_if_cancelled()
-    still = np.asarray(store._image_group(name)[f"hitl/{BATCH_GROUP}/done"][...]).astype(bool)
+    still = np.asarray(store.derived_group(name)[f"{BATCH_GROUP}/done"][...]).astype(bool)
     if not still.all():  # a block finished without its mark: never sign a partial result
         raise RuntimeError(f"{int((~still).sum())} blocks of {name!r} are not done; run again")
     _finish(store, name, sig)

@@ -273,7 +273,7 @@ def tile_boxes_for(net: nn.Module, shape: tuple[int, int], tile: int | None) -> 
     ]
 
 
-def _window(padded: np.ndarray, box: Box, halo: int, align: int) -> torch.Tensor:
+def padded_window(padded: np.ndarray, box: Box, halo: int, align: int) -> torch.Tensor:
     """The padded input of output ``box`` (its size rounded up to the alignment), ``1, C, h, w``."""
     r0, r1, c0, c1 = box
     r1a, c1a = r0 + ceil_to(r1 - r0, align), c0 + ceil_to(c1 - c0, align)
@@ -420,7 +420,7 @@ def grad_cam_job(
         for i, box in enumerate(grad_boxes):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            win = _window(padded, box, halo, align)
+            win = padded_window(padded, box, halo, align)
             with torch.enable_grad():
                 logits = net(win)
                 feat = tap.value
@@ -437,7 +437,7 @@ def grad_cam_job(
         for j, box in enumerate(cam_boxes):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            win = _window(padded, box, halo, align)
+            win = padded_window(padded, box, halo, align)
             with torch.no_grad():
                 net(win)
                 feat = tap.value
@@ -642,7 +642,7 @@ def band_attribution_job(
     with eval_mode(net):
         for box in boxes:
             r0, r1, c0, c1 = box
-            win = _window(padded, box, halo, align)
+            win = padded_window(padded, box, halo, align)
             wh, ww = win.shape[-2:]
             m = _box_mask(region, box, (wh - 2 * halo, ww - 2 * halo))  # the tile's region pixels
             if method == "occlusion":

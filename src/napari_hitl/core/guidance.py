@@ -38,13 +38,13 @@ from napari_hitl.core.classifier import NetClassifier, PatchBatches, balanced_lo
 from napari_hitl.core.data import LabeledImage
 from napari_hitl.core.explain import (
     ExplainError,
-    _window,
     bounding_box,
     default_layer,
     differentiable_cam,
     eval_mode,
     grow_box,
     pad_for,
+    padded_window,
 )
 from napari_hitl.core.progress import CancelToken, Progress
 
@@ -274,7 +274,9 @@ class _Prepared:
     def __init__(self, net: torch.nn.Module, t: GuideTarget) -> None:
         h, w = t.x.shape[1:]
         padded = pad_for(net, t.x)
-        self.window = _window(padded, (0, h, 0, w), int(net.halo), int(getattr(net, "align", 1)))
+        self.window = padded_window(
+            padded, (0, h, 0, w), int(net.halo), int(getattr(net, "align", 1))
+        )
         oh, ow = (
             self.window.shape[-2] - 2 * int(net.halo),
             self.window.shape[-1] - 2 * int(net.halo),

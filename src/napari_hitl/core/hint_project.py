@@ -28,9 +28,9 @@ from napari_hitl.core.hint_commands import (
 from napari_hitl.core.hint_guide import GuideConfig, GuideReport, Hints, ImageGuide
 from napari_hitl.core.loop import (
     LoopState,
-    _check_index,
-    _normalized,
+    check_index,
     load_state,
+    normalized_window,
     stack_depth,
 )
 from napari_hitl.core.prediction import Prediction
@@ -125,9 +125,9 @@ def open_session(
     if state is None:
         raise TrainingDataError("no model yet: train first")
     info = store.image_info(name)
-    index = _check_index(info, index)
+    index = check_index(info, index)
     clf = state.classifier
-    x, valid = _normalized(store, name, clf.normalization, index=index)
+    x, valid = normalized_window(store, name, clf.normalization, index=index)
     guide = ImageGuide(clf, x, valid, layer, knots)
     plain = yield from guide.predict_job(cancel=cancel, guided=False)
     return GuideSession(name, index, state, guide, plain)

@@ -62,7 +62,9 @@ def classifier_from_state(blob: bytes, config: dict[str, Any]) -> Classifier:
     if "+" in str(config.get("kind", "")):
         from napari_hitl.core.learning.ensemble import EnsembleClassifier
 
-        return EnsembleClassifier.from_state(blob, config)  # type: ignore[return-value]
+        return EnsembleClassifier.from_state(  # type: ignore[return-value]
+            blob, config, classifier_from_state
+        )
     if config.get("kind") == "rf":
         return ForestClassifier.from_state(blob, config)
     return NetClassifier.from_state(blob, config)

@@ -37,10 +37,10 @@ from napari_hitl.core.data import LabeledImage, TrainingDataError, make_labeled_
 from napari_hitl.core.loop import (
     Box,
     LoopState,
-    _normalized,
     classifier_for_training,
     clip_region,
     context_window,
+    normalized_window,
     save_latest,
     slice_name,
     training_images,
@@ -233,7 +233,7 @@ def live_training(
     others = [
         im for im in training_images(store, names, norm, config.machine_weight) if im.name != plane
     ]
-    x, valid = _normalized(store, image, norm, index=index)
+    x, valid = normalized_window(store, image, norm, index=index)
     values = [c.value for c in store.classes]
     sel = () if index is None else (index,)
     stored = (store.labels(image)[sel], store.provenance(image)[sel])

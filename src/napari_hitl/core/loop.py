@@ -150,7 +150,7 @@ def slice_name(name: str, axis: str, index: int) -> str:
     return f"{name}[{axis.lower()}={index}]"
 
 
-def _check_index(info: ImageInfo, index: int | None) -> int | None:
+def check_index(info: ImageInfo, index: int | None) -> int | None:
     """``index`` validated for image ``info`` (``None`` stays ``None``)."""
     if index is None:
         return None
@@ -206,7 +206,7 @@ def _window_slices(window: Box | None) -> tuple[slice, slice]:
     return slice(r0, r1), slice(c0, c1)
 
 
-def _normalized(
+def normalized_window(
     store: ProjectStore,
     name: str,
     norm: Normalization,
@@ -233,7 +233,7 @@ def _normalized(
     """
     info = store.image_info(name)
     idx = norm.band_indices(info.band_names, what=f"image {name!r}")
-    index = _check_index(info, index)
+    index = check_index(info, index)
     if stack_depth(info) and index is None:
         raise StackIndexError(
             f"image {name!r} is a {info.axes} stack of {stack_depth(info)} slices: read one "
@@ -285,7 +285,9 @@ def training_images(
             for box in windows:
                 whole = box == (0, h, 0, w)
                 sel = (*lead, *_window_slices(box))
-                x, valid = _normalized(store, name, norm, index=k, window=None if whole else box)
+                x, valid = normalized_window(
+                    store, name, norm, index=k, window=None if whole else box
+                )
                 with store.read_lock():  # labels and provenance of one generation
                     labels = np.asarray(labels_arr[sel])  # type: ignore[index]
                     provenance = np.asarray(prov_arr[sel])  # type: ignore[index]
@@ -414,18 +416,19 @@ def _predict_plane(
     """Predict one 2-D plane (an image or one slice), all of it or only ``box`` (full size)."""
     norm = clf.normalization
     if box is None:
-        x, valid = _normalized(store, name, norm, index=index)
+        x, valid = normalized_window(store, name, norm, index=index)
         return (yield from predict_normalized(clf, x, valid, tile, cancel))
     h, w = store.image_info(name).spatial_shape[-2:]
     window, inner = context_window(clf, box, (h, w))
-    x, valid = _normalized(store, name, norm, index=index, window=window)
+    x, valid = normalized_window(store, name, norm, index=index, window=window)
     part = yield from predict_normalized(clf, x, valid, tile, cancel)
     out = Prediction.empty(part.probabilities.shape[0], (h, w))
     out.paste(part.crop(*inner), box)
     return out
 
 
-def _arrays(pred: Prediction) -> dict[str, np.ndarray]:
+def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
+    """The arrays a prediction is stored as, by key (:data:`PREDICTION_KEYS`)."""
     return {
         "prediction": pred.labels,
         "confidence": pred.confidence,
@@ -489,7 +492,7 @@ def predict_project_image(
         raise TrainingDataError("no model yet: train first")
     clf = state.classifier
     info = store.image_info(name)
-    index = _check_index(info, index)
+    index = check_index(info, index)
     clf.normalization.band_indices(info.band_names, what=f"image {name!r}")
     box = None if region is None else clip_region(region, info.spatial_shape[-2:])
     depth = stack_depth(info)
@@ -499,7 +502,7 @@ def predict_project_image(
         pred = yield from _predict_plane(clf, store, name, index, box, tile, cancel)
         if write and store.writable:
             if not depth:
-                for key, arr in _arrays(pred).items():
+                for key, arr in prediction_arrays(pred).items():
                     store.write_derived(name, key, arr, {**sig_base, **region_sig})
             else:
                 _write_slice(store, name, pred, index, sig_base, box, info)  # type: ignore[arg-type]
@@ -535,12 +538,13 @@ def predict_project_image(
         sig = {**sig_base, "slices": list(range(depth))}
         if box is not None:
             sig["regions"] = {str(z): list(box) for z in range(depth)}
-        for key, arr in _arrays(out).items():
+        for key, arr in prediction_arrays(out).items():
             store.write_derived(name, key, arr, sig)
     return out
 
 
-def _stack_shapes(info: ImageInfo, k: int) -> dict[str, tuple[int, ...]]:
+def stack_shapes(info: ImageInfo, k: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of a stack's stored prediction arrays for ``k`` classes, by key."""
     spatial = tuple(int(v) for v in info.spatial_shape)
     return {key: ((k, *spatial) if key == "probabilities" else spatial) for key in PREDICTION_KEYS}
 
@@ -559,9 +563,9 @@ def _write_slice(
     info: ImageInfo,
 ) -> None:
     """Write one slice's prediction into the stack's arrays (reset first if another model's)."""
-    hitl = store._image_group(name).require_group("hitl")
-    arrays = _arrays(pred)
-    shapes = _stack_shapes(info, pred.probabilities.shape[0])
+    hitl = store.derived_group(name)
+    arrays = prediction_arrays(pred)
+    shapes = stack_shapes(info, pred.probabilities.shape[0])
     present = set(hitl.array_keys())
     sigs = {
         key: dict(hitl[key].attrs).get(ATTR, {}).get("signature", {})  # type: ignore[union-attr]
@@ -683,7 +687,7 @@ def stored_prediction(
         raise TrainingDataError("no model yet: train first")
     expected = {"model_hash": state.model_hash, "iteration": state.iteration}
     info = store.image_info(name)
-    index = _check_index(info, index)
+    index = check_index(info, index)
     if not stack_depth(info):
         return {k: store.read_derived(name, k, expected) for k in ("prediction", "confidence")}
     found = {k: _current_derived(store, name, k, expected) for k in ("prediction", "confidence")}
@@ -754,7 +758,7 @@ def push_project_image(
     if state is None:
         raise TrainingDataError("no model yet: train first")
     info = store.image_info(name)
-    index = _check_index(info, index)
+    index = check_index(info, index)
     stored = stored_prediction(store, name, state, index=index)
     if not stack_depth(info):
         accept = accept_mask(

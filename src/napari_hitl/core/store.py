@@ -1015,6 +1015,17 @@ class ProjectStore:
             arr[...] = data
             arr.attrs.update({ATTR: {"signature": sig}})
 
+    def derived_group(self, name: str) -> zarr.Group:
+        """The group holding image ``name``'s derived arrays (``hitl``), created if missing.
+
+        For code that writes derived arrays piece by piece (batch prediction block by block,
+        a stack's slices) and signs them itself; whole arrays go through :meth:`write_derived`.
+        """
+        group = self._image_group(name)
+        if self.writable:
+            return group.require_group("hitl")
+        return group["hitl"]  # type: ignore[return-value]
+
     def derived_signature(self, name: str, key: str) -> dict[str, Any] | None:
         """The signature stored with derived array ``key`` (``None`` when it has none)."""
         arr = self._image_group(name)["hitl"][key]  # type: ignore[index]

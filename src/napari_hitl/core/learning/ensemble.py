@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,10 +196,14 @@ class EnsembleClassifier:
         return buf.getvalue(), json.loads(json.dumps(config))
 
     @classmethod
-    def from_state(cls, blob: bytes, config: dict[str, Any]) -> EnsembleClassifier:
-        """Inverse of :meth:`state` (each member read by its own loader; no pickle)."""
-        from napari_hitl.core.learner import classifier_from_state
-
+    def from_state(
+        cls,
+        blob: bytes,
+        config: dict[str, Any],
+        load_member: Callable[[bytes, dict[str, Any]], Any],
+    ) -> EnsembleClassifier:
+        """Inverse of :meth:`state`; ``load_member(blob, config)`` rebuilds each member with
+        its own loader (:func:`napari_hitl.core.learner.classifier_from_state`; no pickle)."""
         if config.get("format") != ENSEMBLE_FORMAT:
             raise StoreError(f"not a napari-hitl ensemble (format {config.get('format')!r})")
         try:
@@ -207,9 +211,7 @@ class EnsembleClassifier:
                 blobs = [npz[f"member{i}"].tobytes() for i in range(len(config["members"]))]
         except Exception as exc:
             raise StoreError(f"the ensemble cannot be read ({type(exc).__name__})") from exc
-        members = [
-            classifier_from_state(b, c) for b, c in zip(blobs, config["members"], strict=True)
-        ]
+        members = [load_member(b, c) for b, c in zip(blobs, config["members"], strict=True)]
         clf = cls(members, str(config.get("weighting", "equal")))
         weights = config.get("weights")
         if weights is not None:

@@ -1,0 +1,88 @@
+"""What every ``napari-hitl`` command shares: progress printing, JSON output, list and number
+parsing. The command modules (``cli.py``, ``cli_*.py``) import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+
+from napari_hitl.cli_progress import ProgressPrinter
+from napari_hitl.core.errors import HitlError
+
+# a long job's progress: a bar on a terminal, a line per tenth when piped
+print_progress = ProgressPrinter()
+
+
+def json_safe(value: object) -> object:
+    """``value`` with NaN and infinities as ``None`` (JSON has neither) and numpy scalars and
+    arrays as Python numbers and lists."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # type: ignore[attr-defined]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def print_json(obj: object) -> None:
+    """One JSON object on stdout (``--json`` of the commands)."""
+    print(json.dumps(json_safe(obj)))
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` → ``["a", "b", "c"]`` (``None`` for empty text)."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def image_names(values: Sequence[str] | str | None) -> list[str] | None:
+    """``--images a,b``, ``--images a b`` or both mixed: the names in order (None: all)."""
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    names = [n for item in items for n in (split_list(item) or [])]
+    return names or None
+
+
+IMAGES_HELP = "image names, comma- or space-separated (default: all)"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (steps, threads, iterations...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_indices(text: str | None, option: str) -> list[int] | None:
+    """``--rgb 3,2,1``: non-negative band indices (``None`` when not given)."""
+    items = split_list(text)
+    if not items:
+        return None
+    if not all(i.isdigit() for i in items):
+        raise HitlError(
+            f"{option} {text!r} must be band indices counted from 0, e.g. {option} 3,2,1"
+        )
+    return [int(i) for i in items]
+
+
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    """``--region row0,row1,col0,col1`` as a box (``None`` when not given)."""
+    if not text:
+        return None
+    items = split_list(text) or []
+    if len(items) != 4 or not all(i.lstrip("-").isdigit() for i in items):
+        raise HitlError(
+            f"--region {text!r} must be four integers ROW0,ROW1,COL0,COL1 (pixels, end exclusive)"
+        )
+    r0, r1, c0, c1 = (int(i) for i in items)
+    return r0, r1, c0, c1
