@@ -12,7 +12,8 @@ weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrin
 ``mw<W>`` (``TrainConfig.machine_weight``), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
 per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
-(BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), a suffix
+(BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
+(flip test-time augmentation, ``TrainConfig.tta``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
@@ -104,6 +105,8 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         cfg.train.steps, cfg.train.warm_steps = 160, 80
     if "pbn" in variant:
         cfg.train.precise_bn = True
+    if "tta" in variant:
+        cfg.train.tta = True
     for objective in ("brier", "nll"):
         if variant.endswith("-" + objective):
             cfg.train.calibration = objective

@@ -11,11 +11,10 @@ MAX_LINES = 600
 # Modules longer than MAX_LINES today, with their length: they may shrink, never grow. Split them
 # (the architecture issue's layout) and lower or remove their entry.
 OVERSIZE = {
-    "napari_hitl/core/store.py": 2080,
     "napari_hitl/cli.py": 1000,
     "napari_hitl/_qt/loop_widget.py": 830,
     "napari_hitl/core/loop.py": 790,
-    "napari_hitl/core/classifier.py": 760,
+    "napari_hitl/core/classifier.py": 720,
     "napari_hitl/core/explain.py": 710,
     "napari_hitl/_qt/attention_widget.py": 690,
     "napari_hitl/core/sample.py": 640,

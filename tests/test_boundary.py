@@ -21,11 +21,12 @@ def _loaded_after(code: str, forbidden: tuple[str, ...]) -> list[str]:
 def test_core_and_cli_import_no_gui_modules():
     code = (
         "import pkgutil, importlib, napari_hitl.core as c\n"
-        "for m in pkgutil.iter_modules(c.__path__):\n"
-        "    importlib.import_module('napari_hitl.core.' + m.name)\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'napari_hitl.core.'):\n"  # sub-packages too
+        "    importlib.import_module(m.name)\n"
         "import napari_hitl, napari_hitl.cli\n"
-        "from napari_hitl.cli import main\n"
-        "main(['--version']) if False else None"
+        "from napari_hitl.cli import build_parser\n"
+        "build_parser()\n"  # imports every cli_* module that registers commands
+        "import napari_hitl.demo, napari_hitl.cli_common, napari_hitl.cli_progress\n"
     )
     assert _loaded_after(code, GUI) == []
 
@@ -34,7 +35,7 @@ def test_napari_layer_imports_no_qt(tmp_path):
     code = (
         "import os\n"
         f"os.environ['NAPARI_HITL_SAMPLE_DIR'] = {str(tmp_path)!r}\n"
-        "from napari_hitl._napari import reader, writer, sample_data, layers\n"
+        "from napari_hitl._napari import reader, writer, sample_data, layers, adopt, view\n"
         "layers_data = sample_data.sample_scene()\n"
         "assert len(layers_data) >= 3"
     )

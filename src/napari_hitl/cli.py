@@ -249,6 +249,7 @@ def _train_config(args: argparse.Namespace):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
+    cfg.tta = bool(getattr(args, "tta", False))
     cfg.calibration = getattr(args, "calibration", None)
     cfg.bands = split_list(getattr(args, "bands", None))
     return cfg
@@ -387,6 +388,12 @@ def _add_warm_options(p: argparse.ArgumentParser) -> None:
         "--precise-bn",
         action="store_true",
         help="re-estimate BatchNorm statistics after training (PreciseBN; +0.3 s per iteration)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: the network predicts the image and its three flips and "
+        "averages them (4x inference time; kept with the model)",
     )
 
 

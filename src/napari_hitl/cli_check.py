@@ -2,7 +2,7 @@
 
 Exit 0 when the store is consistent, 1 with one line per problem otherwise. ``--repair``
 finishes or drops a change a crash interrupted and repairs everything that can be repaired
-without touching a human label (see :mod:`napari_hitl.core.store_check`).
+without touching a human label (see :mod:`napari_hitl.core.store.check`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run ``napari-hitl check``."""
-    from napari_hitl.core.store_check import check_store
+    from napari_hitl.core.store.check import check_store
 
     report = check_store(args.store, repair=args.repair)
     if args.json:

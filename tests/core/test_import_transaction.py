@@ -12,7 +12,6 @@ import pytest
 import tifffile
 from tests.helpers import snapshot
 
-import napari_hitl.core.store as store_mod
 from napari_hitl.cli import main
 from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import InputFileError, StoreError
@@ -25,6 +24,8 @@ from napari_hitl.core.store import (
     human_labeled_pixels,
     import_rasters,
 )
+from napari_hitl.core.store import pyramid as store_pyramid
+from napari_hitl.core.store import staging as store_staging
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_failure_while_committing_rolls_back(files, labeled, monkeypatch):
 def test_ctrl_c_mid_import_changes_nothing(files, labeled, monkeypatch, capsys):
     before = snapshot(labeled)
     calls = {"n": 0}
-    real = store_mod._invalid_mask
+    real = store_staging.invalid_mask
 
     def interrupted(block, nodata):
         calls["n"] += 1
@@ -219,8 +220,8 @@ def test_ctrl_c_mid_import_changes_nothing(files, labeled, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(block, nodata)
 
-    monkeypatch.setattr(store_mod, "TILE", 16)
-    monkeypatch.setattr(store_mod, "_invalid_mask", interrupted)
+    monkeypatch.setattr(store_pyramid, "TILE", 16)
+    monkeypatch.setattr(store_staging, "invalid_mask", interrupted)
     rc = main(["import", str(labeled), str(files / "a.tif"), "--name", "b", "--classes", "u,v"])
     assert rc == 130
     err = capsys.readouterr().err.strip().splitlines()  # progress lines, then the one error

@@ -10,7 +10,6 @@ import tifffile
 import zarr
 from tests.helpers import snapshot, write_geotiff
 
-import napari_hitl.core.store as store_mod
 from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import (
     Cancelled,
@@ -28,6 +27,8 @@ from napari_hitl.core.store import (
     import_raster,
     machine_provenance,
 )
+from napari_hitl.core.store import pyramid as store_pyramid
+from napari_hitl.core.store import staging as store_staging
 
 
 def _raster(rng, c=4, h=40, w=50, dtype=np.float32):
@@ -155,7 +156,7 @@ def test_failure_mid_import_leaves_store_exactly_as_it_was(store, rng, monkeypat
     add_image(store, _raster(rng), "keep", labels=np.ones((40, 50), np.uint8))
     before = snapshot(store.path)
     calls = {"n": 0}
-    real = store_mod._invalid_mask
+    real = store_staging.invalid_mask
 
     def failing(block, nodata):
         calls["n"] += 1
@@ -163,8 +164,8 @@ def test_failure_mid_import_leaves_store_exactly_as_it_was(store, rng, monkeypat
             raise OSError("disk full (injected)")
         return real(block, nodata)
 
-    monkeypatch.setattr(store_mod, "TILE", 16)  # several tiles, fail on the second
-    monkeypatch.setattr(store_mod, "_invalid_mask", failing)
+    monkeypatch.setattr(store_pyramid, "TILE", 16)  # several tiles, fail on the second
+    monkeypatch.setattr(store_staging, "invalid_mask", failing)
     with pytest.raises(OSError, match="injected"):
         add_image(store, _raster(rng), "new")
     calls["n"] = 0
@@ -177,7 +178,7 @@ def test_failure_mid_import_leaves_store_exactly_as_it_was(store, rng, monkeypat
 
 
 def test_cancel_leaves_store_unchanged(store, rng, monkeypatch):
-    monkeypatch.setattr(store_mod, "TILE", 16)
+    monkeypatch.setattr(store_pyramid, "TILE", 16)
     before = snapshot(store.path)
     token = CancelToken()
     job = import_raster(store, _raster(rng), "c", cancel=token)

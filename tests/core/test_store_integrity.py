@@ -16,7 +16,6 @@ import pytest
 import zarr
 
 from napari_hitl.cli import main
-from napari_hitl.core import store_lock
 from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import StoreBusyError
 from napari_hitl.core.feedback import store_push, store_undo
@@ -27,8 +26,9 @@ from napari_hitl.core.store import (
     add_image,
     machine_provenance,
 )
-from napari_hitl.core.store_check import check_store
-from napari_hitl.core.store_journal import pending
+from napari_hitl.core.store import lock as store_lock
+from napari_hitl.core.store.check import check_store
+from napari_hitl.core.store.journal import pending
 
 SHAPE = (600, 700)  # 2 x 2 chunks of 512: a push changes several chunk files
 
@@ -237,7 +237,7 @@ def test_a_busy_store_says_who_holds_it(tmp_path, monkeypatch):
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path;"
-            "from napari_hitl.core.store_lock import store_lock\n"
+            "from napari_hitl.core.store.lock import store_lock\n"
             "with store_lock(Path(sys.argv[1]), 'push'):\n"
             "    print('held', flush=True); time.sleep(30)",
             str(path),

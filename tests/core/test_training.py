@@ -82,7 +82,7 @@ def test_warm_start_shrinks_towards_the_initial_weights(scenes):
     """Shrink & perturb: a warm start begins from λ·θ_last + (1 − λ)·θ_init (λ = warm_shrink)."""
     import copy
 
-    from napari_hitl.core.classifier import _shrink_towards_init
+    from napari_hitl.core.learning.weights import shrink_towards_init
     from napari_hitl.core.models import build_model
 
     norm, image, *_ = scenes
@@ -92,7 +92,7 @@ def test_warm_start_shrinks_towards_the_initial_weights(scenes):
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     init = build_model(clf.spec)
-    _shrink_towards_init(clf.net, clf.spec, 0.25, 3)
+    shrink_towards_init(clf.net, clf.spec, 0.25, 3)
     for p, p_last, p_init in zip(
         clf.net.parameters(), last.parameters(), init.parameters(), strict=True
     ):
@@ -104,7 +104,7 @@ def test_warm_start_shrinks_towards_the_initial_weights(scenes):
         )
     # λ = 1 is a plain warm start: training continues from the very same weights
     plain = copy.deepcopy(last)
-    _shrink_towards_init(plain, clf.spec, 1.0, 3)
+    shrink_towards_init(plain, clf.spec, 1.0, 3)
     for p, q in zip(plain.parameters(), last.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -178,3 +178,29 @@ def test_brier_temperature_is_not_set_by_a_few_confident_mistakes():
     assert t_nll > 2.0 and t_brier == pytest.approx(1.0)
     with pytest.raises(ValueError, match="calibration must be one of"):
         fit_temperature(logits, target, "ece")
+
+
+def test_test_time_augmentation_is_flip_equivariant_and_kept_with_the_model(scenes):
+    """With ``tta`` the logits of a flipped image are the flipped logits (the mean over the flip
+    group makes the network equivariant); without it they are not. Tiles equal the whole image,
+    and a saved model predicts the same way after loading."""
+    from napari_hitl.core.learner import classifier_from_state
+
+    norm, image, test_x, _truth, names = scenes
+    x = test_x[:, :96, :80]
+    models = {}
+    for tta in (False, True):
+        clf = make_classifier("unet", norm, CLASSES, names)
+        run_to_end(clf.fit([image], TrainConfig(steps=20, seed=0, threads=1, tta=tta)))
+        models[tta] = clf
+    flipped = x[:, :, ::-1].copy()
+    gap = {
+        tta: float(np.abs(clf.logits(flipped)[:, :, ::-1] - clf.logits(x)).max())
+        for tta, clf in models.items()
+    }
+    assert gap[True] < 1e-3 < gap[False]
+    clf = models[True]
+    np.testing.assert_allclose(clf.logits(x, tile=32), clf.logits(x), atol=1e-4)
+    again = classifier_from_state(*clf.state())
+    assert again.tta
+    np.testing.assert_allclose(again.logits(x), clf.logits(x), atol=1e-5)

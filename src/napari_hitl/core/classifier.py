@@ -32,6 +32,11 @@ from napari_hitl.core.data import (
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
+from napari_hitl.core.learning.weights import (
+    fold_batchnorm,
+    recompute_batchnorm,
+    shrink_towards_init,
+)
 from napari_hitl.core.models import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import tiled_apply
@@ -54,6 +59,7 @@ MODEL_DEFAULTS: dict[str, dict[str, float]] = {
 CALIBRATION_DEFAULTS: dict[str, str] = {"unet": "brier", "patch-cnn": "nll", "rf": "nll"}
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
 TEMPERATURE_RANGE = (1.0, 20.0)
+TTA_FLIPS = ((), (-1,), (-2,), (-2, -1))  # the image, flipped left-right, up-down, both
 PRECISE_BN_BATCHES = 16  # batches that re-estimate BatchNorm statistics (precise_bn=True)
 
 
@@ -83,10 +89,10 @@ class TrainConfig:
         Warm start keeps this share of the last weights and takes the rest from the seeded
         initial weights ("shrink and perturb"; 1 = plain warm start, 0 = retrain from scratch).
         Plain warm starts make the confidence grow every iteration (see
-        ``_shrink_towards_init``).
+        ``shrink_towards_init``).
     precise_bn
         Re-estimate the U-Net's BatchNorm statistics after training (see
-        ``_recompute_batchnorm``; off by default: +0.3 s per iteration for a gain within the
+        ``recompute_batchnorm``; off by default: +0.3 s per iteration for a gain within the
         seed-to-seed noise of the benchmark).
     holdout_fraction
         Share of human strokes kept out of training to fit the temperature (calibration).
@@ -108,6 +114,10 @@ class TrainConfig:
     propagate_weight
         Spread each training stroke over the superpixels whose human pixels are all of its
         class, at this loss weight (:mod:`napari_hitl.core.learning.propagation`; 0 = off).
+    tta
+        Test-time augmentation: a network's logits are the mean over the image and its three
+        flips (horizontal, vertical, both), each flipped back — 4× the inference cost. Kept
+        with the model, so every later prediction of it does the same.
     bands
         Names of the bands the model uses, in this order (``None``: every band of the images).
         Each image is read by band name, so images may hold other bands as well; a stored model
@@ -132,6 +142,7 @@ class TrainConfig:
     bands: list[str] | None = None
     potts_weight: float = 0.0
     propagate_weight: float = 0.0
+    tta: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -469,6 +480,7 @@ class NetClassifier:
         self.temperature = 1.0
         self.class_log_prior = np.zeros(len(self.class_values), np.float32)
         self.trained = False
+        self.tta = False  # test-time augmentation (TrainConfig.tta), saved with the model
         self._eval_net: nn.Module | None = None
 
     @property
@@ -491,6 +503,7 @@ class NetClassifier:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
+        self.tta = bool(config.tta)  # before calibration: the temperature fits what we predict
         split = prepare_training(images, self.class_names, config, rng)
         counts, human, train_images, held = split.counts, split.human, split.train, split.held
         if config.propagate_weight > 0:
@@ -504,7 +517,7 @@ class NetClassifier:
             torch.manual_seed(config.seed)
             self.net = build_model(self.spec)
         elif config.warm_shrink < 1.0:
-            _shrink_towards_init(self.net, self.spec, config.warm_shrink, config.seed)
+            shrink_towards_init(self.net, self.spec, config.warm_shrink, config.seed)
         defaults = MODEL_DEFAULTS[self.kind]
         steps = int(
             (config.warm_steps or defaults["warm_steps"])
@@ -562,7 +575,7 @@ class NetClassifier:
             )
         if not is_patch:
             if config.precise_bn:
-                _recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
+                recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
             net.to(memory_format=torch.contiguous_format)
         self.trained = True
         self._eval_net = None
@@ -584,17 +597,24 @@ class NetClassifier:
         if self._eval_net is None:
             net = copy.deepcopy(self.net).eval()
             if isinstance(net, SmallUNet):
-                net = _fold_batchnorm(net).to(memory_format=torch.channels_last)
+                net = fold_batchnorm(net).to(memory_format=torch.channels_last)
             self._eval_net = net
         return self._eval_net
 
     def _forward(self, window: np.ndarray) -> np.ndarray:
         net = self._inference_net()
         x = torch.from_numpy(window)[None]
-        if isinstance(net, SmallUNet):
-            x = x.contiguous(memory_format=torch.channels_last)
+        flips: tuple[tuple[int, ...], ...] = TTA_FLIPS if self.tta else ((),)
+        total = None
         with torch.inference_mode():
-            logits = net(x)[0].float().numpy()
+            for dims in flips:
+                xf = torch.flip(x, dims) if dims else x
+                if isinstance(net, SmallUNet):
+                    xf = xf.contiguous(memory_format=torch.channels_last)
+                out = net(xf)
+                out = torch.flip(out, dims) if dims else out
+                total = out if total is None else total + out
+        logits = (total[0] / len(flips)).float().numpy()  # type: ignore[index]
         return logits + self.class_log_prior[:, None, None]
 
     def window_logits(self, window: np.ndarray) -> np.ndarray:
@@ -639,6 +659,7 @@ class NetClassifier:
             "temperature": self.temperature,
             "class_log_prior": self.class_log_prior.tolist(),
             "trained": self.trained,
+            "tta": self.tta,
         }
 
     @classmethod
@@ -692,69 +713,5 @@ class NetClassifier:
                 f"cannot be read as a {config.get('kind')!r} network ({short_reason(exc)})"
             ) from exc
         clf.trained = bool(config.get("trained", True))
+        clf.tta = bool(config.get("tta", False))
         return clf
-
-
-def _shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) -> None:
-    """Warm start by "shrink and perturb" (Ash & Adams, NeurIPS 2020): θ ← λ·θ + (1 − λ)·θ₀.
-
-    Continuing plain training from the last weights makes the network more confident every
-    iteration — it keeps fitting the same human strokes — so pixels the model was unsure about
-    cross the acceptance threshold without having become more likely to be right (measured on
-    sen1floods: test pixels at confidence ≥ 0.95 fell from 99 % to 89 % right over 10
-    iterations). Pulling the weights halfway back to their (seeded) initial values keeps what
-    was learnt as a head start but resets that over-confidence; ``docs/benchmarks.md`` has the
-    comparison.
-    """
-    torch.manual_seed(seed)
-    fresh = build_model(spec)
-    with torch.no_grad():
-        for p_old, p_new in zip(net.parameters(), fresh.parameters(), strict=True):
-            p_old.mul_(lam).add_(p_new, alpha=1.0 - lam)
-
-
-def _recompute_batchnorm(net: nn.Module, draw: Any, batches: int) -> None:
-    """Re-estimate BatchNorm statistics as a plain average over ``batches`` fresh batches.
-
-    "PreciseBN" (Wu & Johnson, 2021). Running statistics with momentum 0.1 mostly reflect the last
-    few batches of a short training run; on heterogeneous images (dsb2018 mixes fluorescence,
-    bright-field and stained tissue) that noise moved the test mIoU by ±0.07 from one iteration to
-    the next. The plain average over 16 batches made the confidence better calibrated there (test
-    pixels at confidence ≥ 0.95: ≥ 98 % right in every iteration, see docs/benchmarks.md).
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    if not bns:
-        return
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    net.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            net.features(draw()[0])  # type: ignore[operator]
-    for m, momentum in zip(bns, saved, strict=True):
-        m.momentum = momentum
-
-
-def _fold_batchnorm(net: SmallUNet) -> SmallUNet:
-    """Fold every BatchNorm into the convolution before it (eval-mode inference is ~20 % faster)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for name in ("enc0", "enc1", "enc2", "fuse1", "fuse0"):
-        mods = list(getattr(net, name))
-        fused: list[nn.Module] = []
-        i = 0
-        while i < len(mods):
-            if (
-                isinstance(mods[i], nn.Conv2d)
-                and i + 1 < len(mods)
-                and isinstance(mods[i + 1], nn.BatchNorm2d)
-            ):
-                fused.append(fuse_conv_bn_eval(mods[i], mods[i + 1]))
-                i += 2
-            else:
-                fused.append(mods[i])
-                i += 1
-        setattr(net, name, nn.Sequential(*fused))
-    return net

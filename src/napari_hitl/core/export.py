@@ -291,7 +291,7 @@ def _write_zarr(
     """
     import zarr
 
-    from napari_hitl.core.store_ngff import (
+    from napari_hitl.core.store.ngff import (
         AxisView,
         dimension_names,
         disk_axes,

@@ -32,7 +32,7 @@ from napari_hitl.core.store import (
     ProjectStore,
     machine_provenance,
 )
-from napari_hitl.core.store_journal import pending
+from napari_hitl.core.store.journal import pending
 
 
 @dataclass
