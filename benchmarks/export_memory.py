@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+# VmHWM is this process's own peak (getrusage's ru_maxrss also counts the parent's at fork time)
 PEAK = """
-import resource, sys
+import sys
 from napari_hitl.cli import main
 code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # MiB (Linux: KiB)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(int(hwm.split()[1]) // 1024)  # MiB
 sys.exit(code)
 """
 

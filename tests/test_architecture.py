@@ -11,7 +11,6 @@ MAX_LINES = 600
 # Modules longer than MAX_LINES today, with their length: they may shrink, never grow. Split them
 # (the architecture issue's layout) and lower or remove their entry.
 OVERSIZE = {
-    "napari_hitl/cli.py": 1000,
     "napari_hitl/_qt/loop_widget.py": 830,
     "napari_hitl/core/loop.py": 790,
     "napari_hitl/core/classifier.py": 720,

@@ -254,7 +254,7 @@ def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
 
 
 def test_image_lists_take_commas_and_spaces_alike():
-    from napari_hitl.cli import image_names
+    from napari_hitl.cli_common import image_names
 
     parser = build_parser()
     for cmd in ("train", "rank", "suspects"):
@@ -278,13 +278,13 @@ def test_every_option_of_every_command_has_help():
 
 
 def test_training_aid_options_reach_the_train_config():
-    from napari_hitl.cli import _train_config
+    from napari_hitl.cli_loop import train_config
 
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(
             [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll"]
         )
-        cfg = _train_config(args)
+        cfg = train_config(args)
         assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
-    cfg = _train_config(build_parser().parse_args(["train", "s.zarr"]))
+    cfg = train_config(build_parser().parse_args(["train", "s.zarr"]))
     assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)

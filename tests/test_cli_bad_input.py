@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-import napari_hitl.cli as cli
+import napari_hitl.cli_store as cli_store
 from napari_hitl.cli import main
 from napari_hitl.core.classes import MAX_CLASSES
 from napari_hitl.core.store import ProjectStore
@@ -149,7 +149,7 @@ def test_other_os_error_names_the_path(store, tmp_path, capsys, monkeypatch):
     def denied(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
 
-    monkeypatch.setattr(cli, "cmd_info", denied)
+    monkeypatch.setattr(cli_store, "cmd_info", denied)
     rc, _out, err = run(["info", str(store)], capsys)
     assert rc == 2 and one_line(err) == (
         f"napari-hitl info: error: {tmp_path / 'locked'}: permission denied"
@@ -161,7 +161,7 @@ def test_ctrl_c(store, capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    monkeypatch.setattr(cli_store, "cmd_info", interrupted)
     rc, _out, err = run(["info", str(store)], capsys)
     assert rc == 130 and one_line(err) == "napari-hitl info: interrupted"
 
@@ -170,11 +170,11 @@ def test_ctrl_c_real_signal(tmp_path):
     """A real SIGINT to the console script: exit 130, one line."""
     code = (
         "import os, signal, sys\n"
-        "import napari_hitl.cli as cli\n"
+        "import napari_hitl.cli as cli, napari_hitl.cli_store as cli_store\n"
         "def slow(args):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    import time; time.sleep(5)\n"
-        "cli.cmd_info = slow\n"
+        "cli_store.cmd_info = slow\n"
         f"sys.exit(cli.main(['info', {str(tmp_path)!r}]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -296,7 +296,7 @@ def test_error_messages_are_escaped_and_one_line(store, capsys, monkeypatch):
     def shouting(args):
         raise ValueError("class 'x\x1b[2J' is bad\nsecond line")
 
-    monkeypatch.setattr(cli, "cmd_info", shouting)
+    monkeypatch.setattr(cli_store, "cmd_info", shouting)
     rc, _out, err = run(["info", str(store)], capsys)
     line = one_line(err)
     assert rc == 2 and "\x1b" not in line and "x\\x1b[2J" in line and "bad second line" in line
