@@ -394,7 +394,7 @@ def prepare_targets(
             labels = yield from _predicted_labels(store, s.image, state, s.index, cancel)
         mask = region.mask(shape, labels, clf.class_values[k])
         clicks = [*s.positive, *s.negative]
-        window = guide_window(mask, clicks, clf.halo, int(clf.net.align))
+        window = guide_window(mask, clicks, clf.halo, clf.align)
         r0, r1, c0, c1 = window
         x, _valid = normalized_window(
             store, s.image, clf.normalization, index=s.index, window=window

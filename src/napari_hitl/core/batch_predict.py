@@ -422,7 +422,7 @@ def predict_store_image(
     depth_z = stack_depth(info)
     h, w = (int(v) for v in info.spatial_shape[-2:])
     halo = int(getattr(clf, "halo", 0))
-    align = int(getattr(getattr(clf, "net", None), "align", 1))
+    align = clf.align
     edge = parse_chunk(chunk, align) or parse_chunk(BATCH_CHUNK, align)
     assert edge is not None
     reach = halo + align  # the window of the last block reaches halo + alignment padding back

@@ -22,8 +22,8 @@ from napari_hitl.core.classifier import (
 )
 from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError, short_reason
+from napari_hitl.core.learning.base import TiledLogits
 from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.tiling import tiled_apply
 
 SIGMAS = (1.0, 2.0, 4.0, 8.0)  # ilastik's default set minus 0.3/16: the same family of filters
 FEATURE_HALO = 40  # 4 sigma of the largest Gaussian (32 px) + the gradients taken after it
@@ -57,7 +57,7 @@ def pixel_features(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(feats.astype(np.float32, copy=False), -1, 0)
 
 
-class ForestClassifier:
+class ForestClassifier(TiledLogits):
     """Random forest on multiscale filter features (the peer the networks are measured against)."""
 
     kind = "rf"
@@ -161,28 +161,9 @@ class ForestClassifier:
         return logits[:, h0 : h - h0, h0 : w - h0]
 
     def window_logits(self, window: np.ndarray) -> np.ndarray:
-        """Logits ``K, h, w`` of the centre of a normalized window padded by :attr:`halo`.
-
-        ``window`` is ``C, h + 2*halo, w + 2*halo``; this is the per-tile step of
-        :meth:`logits_job`, for callers that cut the windows themselves (dask blocks).
-        """
+        """Log-probabilities ``K, h, w`` of the centre of a normalized window padded by
+        :attr:`halo` (the per-tile step of :meth:`logits_job`)."""
         return self._forward(window)
-
-    def logits_job(
-        self, x: np.ndarray, tile: int | None = 512, cancel: CancelToken | None = None
-    ) -> Generator[Progress, None, np.ndarray]:
-        """Log-probabilities ``K, H, W`` (the forest's logits); a progress generator."""
-        return (
-            yield from tiled_apply(
-                self._forward, x, len(self.class_values), self.halo, 1, tile, cancel
-            )
-        )
-
-    def logits(self, x: np.ndarray, tile: int | None = 512) -> np.ndarray:
-        """Log-probabilities of a normalized image (no progress)."""
-        from napari_hitl.core.progress import run_to_end
-
-        return run_to_end(self.logits_job(x, tile))
 
     def state(self) -> tuple[bytes, dict[str, Any]]:
         """The forest as an npz archive of plain arrays, and the configuration.

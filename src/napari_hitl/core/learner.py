@@ -12,9 +12,9 @@ from napari_hitl.core.classifier import NetClassifier
 from napari_hitl.core.data import Normalization
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.forest import ForestClassifier
+from napari_hitl.core.learning.base import Classifier
 from napari_hitl.core.store import ProjectStore
 
-Classifier = NetClassifier | ForestClassifier
 HASH_KEY = "blob_hash"  # config key of the checkpoint's bytes' model_hash, checked on load
 
 

@@ -398,7 +398,7 @@ def context_window(
     r0, r1, c0, c1 = box
     h, w = shape
     halo = int(getattr(clf, "halo", 0))
-    align = int(getattr(getattr(clf, "net", None), "align", 1))
+    align = clf.align
     y0, x0 = max(r0 - halo, 0) // align * align, max(c0 - halo, 0) // align * align
     window = (y0, min(r1 + halo, h), x0, min(c1 + halo, w))
     return window, (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))

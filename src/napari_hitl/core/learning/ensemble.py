@@ -80,6 +80,11 @@ class EnsembleClassifier:
         return all(m.trained for m in self.members)
 
     @property
+    def align(self) -> int:
+        """Window sizes must suit every member: the largest alignment (all are powers of 2)."""
+        return max(int(m.align) for m in self.members)
+
+    @property
     def net(self) -> Any:
         """The first network member's module (its pooling alignment sets the windows')."""
         for m in self.members:
