@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_hitl._napari.layers import META
@@ -39,9 +38,9 @@ from napari_hitl._napari.view import (
     plane_index,
     save_store_labels,
     show_store_image,
-    shown_project_image,
 )
 from napari_hitl._qt.band_chart import BandChart
+from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.result_layers import ensure_layer, show_prediction, write_part
 from napari_hitl._qt.shortcuts import ATTENTION_SHORTCUTS, bind_shortcuts, shortcut_tooltip
@@ -83,7 +82,7 @@ def attention_layer_names(image: str) -> dict[str, str]:
     }
 
 
-class AttentionWidget(QWidget):
+class AttentionWidget(DockWidget):
     """Explain the model (Grad-CAM, band attribution) and steer its attention with clicks."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -220,16 +219,6 @@ class AttentionWidget(QWidget):
         self.refresh_classes()
 
     # ---------------------------------------------------------------- context
-    def context(self) -> tuple[ProjectStore, str, Any]:
-        """(store, image, labels layer) of the active or first visible labels layer of a store.
-
-        Raises
-        ------
-        HitlError
-            No image of a project store is open.
-        """
-        return shown_project_image(self.viewer)
-
     def refresh_classes(self) -> None:
         """Fill the class and layer choices from the open project and its model."""
         try:
@@ -252,12 +241,6 @@ class AttentionWidget(QWidget):
 
     def _key(self, image: str, index: int | None) -> str:
         return image if index is None else f"{image}[{index}]"
-
-    def _error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        show_error(str(exc))
-        self.status.setText(str(exc))
 
     def _set_busy(self, busy: bool) -> None:
         for b in (self.compute_button, self.finetune_button, self.revert_button, self.rank_button):
@@ -290,7 +273,7 @@ class AttentionWidget(QWidget):
             save_store_labels(self.viewer, store)
             region = self.region(layer)
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         index = plane_index(self.viewer, layer)
         self.refresh_classes()
@@ -488,7 +471,7 @@ class AttentionWidget(QWidget):
             store, _image, _layer = self.context()
             save_store_labels(self.viewer, store)
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         strategy = self.strategy_combo.currentText()
 
@@ -615,13 +598,13 @@ class AttentionWidget(QWidget):
             try:
                 self.store_path = str(self.context()[0].path)
             except HitlError as exc:
-                self._error(exc)
+                self.show_error(exc)
                 return False
         store = ProjectStore.open(self.store_path, "a")
         try:
             state = revert_guidance(store)
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         self.status.setText(f"Reverted to the model of iteration {state.iteration}.")
         if self.explanation is not None:
@@ -650,21 +633,12 @@ class AttentionWidget(QWidget):
         )
 
     # ---------------------------------------------------------------- closing
-    def shutdown(self) -> None:
-        """Leave click mode, release the shortcuts and the mouse callback, stop a job."""
+    def release(self) -> None:
+        """Leave click mode and release the mouse callback (closing, see DockWidget)."""
         if self.click_mode:
             self.set_click_mode(False)
         if self._on_mouse in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
-        self._unbind()
-        self._unbind = lambda: None
-        self.jobs.cancel()
-        self.jobs.wait(10000)
-
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels its job and releases its keys and mouse callback."""
-        self.shutdown()
-        super().closeEvent(event)
 
 
 def _diverging() -> Any:

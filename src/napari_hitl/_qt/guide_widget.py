@@ -31,11 +31,11 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_hitl._napari.layers import META, direct_colormap, load_stored_labels
-from napari_hitl._napari.view import plane_index, save_store_labels, shown_project_image
+from napari_hitl._napari.view import plane_index, save_store_labels
+from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.result_layers import (
     ensure_layer,
@@ -56,7 +56,6 @@ from napari_hitl.core.hint_project import (
     open_session,
 )
 from napari_hitl.core.loop import load_state
-from napari_hitl.core.store import ProjectStore
 
 if TYPE_CHECKING:
     import napari
@@ -67,7 +66,7 @@ def guide_layer_names(image: str) -> dict[str, str]:
     return {"hints": f"{image} hints", "change": f"{image} guide change"}
 
 
-class GuideWidget(QWidget):
+class GuideWidget(DockWidget):
     """Guide the trained model at test time by painted hints and typed commands."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -159,16 +158,6 @@ class GuideWidget(QWidget):
         self.refresh_classes()
 
     # ---------------------------------------------------------------- context
-    def context(self) -> tuple[ProjectStore, str, Any]:
-        """(store, image, labels layer) of the shown project image.
-
-        Raises
-        ------
-        HitlError
-            No image of a project store is open.
-        """
-        return shown_project_image(self.viewer)
-
     def refresh_classes(self) -> None:
         """Fill the class choice from the open project."""
         try:
@@ -183,12 +172,6 @@ class GuideWidget(QWidget):
         if current:
             self.class_combo.setCurrentText(current)
         self.class_combo.blockSignals(False)
-
-    def _error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        show_error(str(exc))
-        self.status.setText(str(exc))
 
     def _set_busy(self, busy: bool) -> None:
         for b in (self.apply_button, self.reset_button, self.accept_button):
@@ -219,7 +202,7 @@ class GuideWidget(QWidget):
             _store, _image, like = self.context()
             layer = self.hints_layer()
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return
         if on:
             self.refresh_classes()
@@ -268,7 +251,7 @@ class GuideWidget(QWidget):
             if state is None:
                 raise HitlError("no model yet: train first (Learning loop)")
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         index = plane_index(self.viewer, layer)
         painted = self.painted_hints(index)
@@ -380,7 +363,7 @@ class GuideWidget(QWidget):
             save_store_labels(self.viewer, store)
             record = accept_guided(store, s, self.threshold_spin.value())
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return 0
         load_stored_labels(like, store, image)
         self._show_accepted()
@@ -391,13 +374,3 @@ class GuideWidget(QWidget):
         return int(record.count)
 
     # ------------------------------------------------------------------ close
-    def shutdown(self) -> None:
-        """Cancel a running job, wait for it and release the shortcuts."""
-        self.jobs.cancel()
-        self.jobs.wait()
-        self._unbind()
-
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels its job and releases its keys."""
-        self.shutdown()
-        super().closeEvent(event)

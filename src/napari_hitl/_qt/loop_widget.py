@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QSlider,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
@@ -38,6 +37,7 @@ from napari_hitl._napari.layers import (
 )
 from napari_hitl._napari.view import plane_index
 from napari_hitl._qt.background_predict import BackgroundPrediction
+from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.live_controller import LiveController
 from napari_hitl._qt.points_tool import PointsTool
@@ -98,7 +98,7 @@ def history_text(records: list[dict[str, Any]], last: int = HISTORY_LINES) -> st
     return title + "<br>" + "<br>".join(lines)
 
 
-class LoopWidget(QWidget):
+class LoopWidget(DockWidget):
     """Drive the learning loop on the image behind a napari-hitl labels layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -453,13 +453,6 @@ class LoopWidget(QWidget):
         if not busy and self.after_live:
             self.after_live = False
             self.infer()
-
-    def show_error(self, exc: BaseException) -> None:
-        """Say what went wrong in the status line and as a napari notification."""
-        from napari.utils.notifications import show_error as notify_error
-
-        self.status.setText(str(exc))
-        notify_error(str(exc))
 
     def save_human_edits(self, store: ProjectStore, image: str, layer: Any) -> None:
         """Save the person's strokes in ``layer`` on top of what the store holds now."""
@@ -823,8 +816,3 @@ class LoopWidget(QWidget):
         if event.type() == QEvent.Type.Close:
             self.shutdown()
         return False
-
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels a running job and waits for it; shortcuts are released."""
-        self.shutdown()
-        super().closeEvent(event)

@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_hitl._napari.layers import META, labels_name, load_stored_labels, save_layer_labels
@@ -36,6 +35,7 @@ from napari_hitl._napari.view import (
     show_store_image,
     shown_project_image,
 )
+from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.shortcuts import QUEUE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.active import STRATEGIES, Question, Suspect, coverage_grid
@@ -71,7 +71,7 @@ def question_name(image: str) -> str:
     return f"{image} question"
 
 
-class QueueWidget(QWidget):
+class QueueWidget(DockWidget):
     """Rank images/tiles for the human, jump there, answer the model's pixel questions."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -219,12 +219,6 @@ class QueueWidget(QWidget):
                 layer = self.viewer.layers[name]
                 load_stored_labels(layer, store, image)
 
-    def _error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        show_error(str(exc))
-        self.status.setText(str(exc))
-
     def _set_busy(self, busy: bool) -> None:
         for b in (self.rank_button, self.ask_button, self.suspect_button):
             b.setEnabled(not busy)
@@ -237,7 +231,7 @@ class QueueWidget(QWidget):
             store, _image, _layer = self.context()
             save_store_labels(self.viewer, store)
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return None
         return store
 
@@ -298,7 +292,7 @@ class QueueWidget(QWidget):
         try:
             store = ProjectStore.open(self.ranked_store or self.context()[0].path, "a")
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return
         layer = show_store_image(self.viewer, store, item.image)
         if layer is None:
@@ -348,7 +342,7 @@ class QueueWidget(QWidget):
             save_store_labels(self.viewer, store)
             records = machine_annotate(store, self.ranking, self.delta_spin.value())
         except (HitlError, ValueError) as exc:
-            self._error(exc)
+            self.show_error(exc)
             return 0
         images = {it.image for it in self.ranking.by_route("machine")}
         self._reload_labels(store, images)
@@ -394,10 +388,10 @@ class QueueWidget(QWidget):
         try:
             store, image, layer = self.context()
         except HitlError as exc:
-            self._error(exc)
+            self.show_error(exc)
             return False
         if image is None:
-            self._error(HitlError("show an image of the project first"))
+            self.show_error(HitlError("show an image of the project first"))
             return False
         index = plane_index(self.viewer, layer)
         labels = np.array(layer.data if index is None else layer.data[index])
@@ -555,15 +549,6 @@ class QueueWidget(QWidget):
             centre_on(self.viewer, layer, *s.centre, index=s.index, extent=extent)
 
     # ----------------------------------------------------------------- closing
-    def shutdown(self) -> None:
-        """Give the answer keys back, release the shortcuts, stop a running job."""
+    def release(self) -> None:
+        """Give the answer keys back (closing, see DockWidget)."""
         self._restore_keys()
-        self._unbind()
-        self._unbind = lambda: None
-        self.jobs.cancel()
-        self.jobs.wait(10000)
-
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget cancels its job and releases its keys."""
-        self.shutdown()
-        super().closeEvent(event)
