@@ -523,17 +523,7 @@ class NetClassifier(TiledLogits):
         return buf.getvalue(), self._config()
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "spec": self.spec.to_json(),
-            "normalization": self.normalization.to_json(),
-            "class_values": self.class_values,
-            "class_names": self.class_names,
-            "temperature": self.temperature,
-            "class_log_prior": self.class_log_prior.tolist(),
-            "trained": self.trained,
-            "tta": self.tta,
-        }
+        return {**self.common_config(), "spec": self.spec.to_json(), "tta": self.tta}
 
     @classmethod
     def from_state(cls, blob: bytes, config: dict[str, Any]) -> NetClassifier:
@@ -569,14 +559,7 @@ class NetClassifier(TiledLogits):
                 warnings.simplefilter("ignore", UserWarning)
                 weights = torch.load(io.BytesIO(blob), weights_only=True)
             clf.net.load_state_dict(weights)
-            clf.temperature = float(config.get("temperature", 1.0))
-            if config.get("class_log_prior") is not None:
-                prior = np.asarray(config["class_log_prior"], np.float32)
-                if prior.shape != (len(clf.class_values),):
-                    raise ValueError(
-                        f"{prior.size} class priors for {len(clf.class_values)} classes"
-                    )
-                clf.class_log_prior = prior
+            clf.restore_calibration(config)
         except pickle.UnpicklingError as exc:
             raise StoreError(
                 "holds objects other than plain weights; they were refused, not run"

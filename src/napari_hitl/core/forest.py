@@ -176,14 +176,8 @@ class ForestClassifier(TiledLogits):
         """
         blob = forest_to_bytes(self.forest) if self.forest is not None else b""
         return blob, {
-            "kind": self.kind,
+            **self.common_config(),
             "format": FOREST_FORMAT,
-            "normalization": self.normalization.to_json(),
-            "class_values": self.class_values,
-            "class_names": self.class_names,
-            "temperature": self.temperature,
-            "class_log_prior": self.class_log_prior.tolist(),
-            "trained": self.trained,
             "n_estimators": self.n_estimators,
         }
 
@@ -226,14 +220,7 @@ class ForestClassifier(TiledLogits):
             if blob:
                 clf.forest = forest_from_bytes(blob)
                 _check_forest_fits(clf.forest, clf)
-            clf.temperature = float(config.get("temperature", 1.0))
-            if config.get("class_log_prior") is not None:
-                prior = np.asarray(config["class_log_prior"], np.float32)
-                if prior.shape != (len(clf.class_values),):
-                    raise StoreError(
-                        f"has {prior.size} class priors for {len(clf.class_values)} classes"
-                    )
-                clf.class_log_prior = prior
+            clf.restore_calibration(config)
             clf.trained = bool(config.get("trained", True)) and clf.forest is not None
         except StoreError:
             raise

@@ -79,7 +79,40 @@ class TiledLogits:
     ``window_logits``, ``halo``, ``align`` and ``class_values``."""
 
     default_tile: int | None = 1024
+    kind: str
+    normalization: Normalization
     class_values: list[int]
+    class_names: list[str]
+    temperature: float
+    class_log_prior: np.ndarray
+    trained: bool
+
+    def common_config(self) -> dict[str, Any]:
+        """What every model's saved configuration holds: kind, bands, classes, calibration."""
+        return {
+            "kind": self.kind,
+            "normalization": self.normalization.to_json(),
+            "class_values": self.class_values,
+            "class_names": self.class_names,
+            "temperature": self.temperature,
+            "class_log_prior": self.class_log_prior.tolist(),
+            "trained": self.trained,
+        }
+
+    def restore_calibration(self, config: dict[str, Any]) -> None:
+        """Temperature and class prior from a saved configuration.
+
+        Raises
+        ------
+        ValueError
+            The prior does not have one value per class.
+        """
+        self.temperature = float(config.get("temperature", 1.0))
+        if config.get("class_log_prior") is not None:
+            prior = np.asarray(config["class_log_prior"], np.float32)
+            if prior.shape != (len(self.class_values),):
+                raise ValueError(f"{prior.size} class priors for {len(self.class_values)} classes")
+            self.class_log_prior = prior
 
     @property
     def halo(self) -> int:
