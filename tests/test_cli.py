@@ -278,7 +278,7 @@ def test_every_option_of_every_command_has_help():
 
 
 def test_training_aid_options_reach_the_train_config():
-    from napari_hitl.cli_loop import train_config
+    from napari_hitl.cli_common import train_config
 
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(

@@ -37,9 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_hitl.cli_store import add_store_commands
 
     add_store_commands(sub)
-    from napari_hitl.cli_loop import add_loop_commands
+    from napari_hitl.cli_bench import add_bench_commands
+    from napari_hitl.cli_loop import add_demo_command, add_loop_commands
 
     add_loop_commands(sub)
+    add_bench_commands(sub)
+    add_demo_command(sub)
 
     from napari_hitl.cli_queue import add_queue_commands
 

@@ -86,3 +86,85 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
         )
     r0, r1, c0, c1 = (int(i) for i in items)
     return r0, r1, c0, c1
+
+
+def add_warm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--machine-weight",
+        type=float,
+        default=None,
+        help="loss weight of machine labels relative to human ones (default 0.5)",
+    )
+    p.add_argument(
+        "--warm-shrink",
+        type=float,
+        default=None,
+        help="share of the last weights a warm start keeps; the rest is the initial weights "
+        "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+    p.add_argument(
+        "--propagate-weight",
+        type=float,
+        default=None,
+        help="spread each stroke over the superpixels pure in its class at this loss weight "
+        "(default 0 = off; 0.3 helped dsb2018 and eo-learn, cost sen1floods 0.01, see "
+        "docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--potts-weight",
+        type=float,
+        default=None,
+        help="weight of the relaxed Potts loss: neighbours with similar bands agree (default 0)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=("brier", "nll"),
+        default=None,
+        help="what the temperature minimises on held-out strokes (default: brier for unet, nll "
+        "for the others)",
+    )
+    p.add_argument(
+        "--precise-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics after training (PreciseBN; +0.3 s per iteration)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: the network predicts the image and its three flips and "
+        "averages them (4x inference time; kept with the model)",
+    )
+
+
+def add_margin_option(p: argparse.ArgumentParser) -> None:
+    from napari_hitl.core.choices import DEFAULT_MARGIN
+
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=DEFAULT_MARGIN,
+        help="accept only pixels this many px inside a confident region of one class "
+        f"(default {DEFAULT_MARGIN}; 0 = every pixel above the threshold)",
+    )
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig of ``train`` and ``simulate``: their shared options, unset ones default."""
+    from napari_hitl.core.classifier import TrainConfig
+
+    cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
+    for key in (
+        "steps",
+        "warm_steps",
+        "machine_weight",
+        "warm_shrink",
+        "propagate_weight",
+        "potts_weight",
+    ):
+        if getattr(args, key, None) is not None:
+            setattr(cfg, key, getattr(args, key))
+    cfg.precise_bn = bool(getattr(args, "precise_bn", False))
+    cfg.tta = bool(getattr(args, "tta", False))
+    cfg.calibration = getattr(args, "calibration", None)
+    cfg.bands = split_list(getattr(args, "bands", None))
+    return cfg

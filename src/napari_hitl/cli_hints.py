@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_hitl.core.choices import IMAGE_HELP, PLACE_HELP, SEED_HELP, STORE_HELP
+from napari_hitl.core.choices import (
+    DEFAULT_THRESHOLD,
+    IMAGE_HELP,
+    PLACE_HELP,
+    SEED_HELP,
+    STORE_HELP,
+)
 from napari_hitl.core.classes import terminal_safe
 
 
@@ -169,8 +175,8 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.95,
-        help="confidence a pushed pixel needs (default 0.95)",
+        default=DEFAULT_THRESHOLD,
+        help=f"confidence a pushed pixel needs (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--margin", type=int, default=2, help="px kept from predicted boundaries")
     p.add_argument("--out", default=None, help="write the guided class map (.tif, .npy)")

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from napari_hitl.core.choices import IMAGE_HELP, SEED_HELP, STORE_HELP, STRATEGIES
+from napari_hitl.core.choices import (
+    DEFAULT_THRESHOLD,
+    IMAGE_HELP,
+    SEED_HELP,
+    STORE_HELP,
+    STRATEGIES,
+)
 from napari_hitl.core.classes import terminal_safe
 
 
@@ -173,7 +179,12 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dbeta", type=float, default=0.02, help="beta falls by this per iteration")
     p.add_argument("--gamma0", type=float, default=0.3, help="machine share of the items")
     p.add_argument("--dgamma", type=float, default=0.1, help="gamma grows by this per iteration")
-    p.add_argument("--delta", type=float, default=0.95, help="pseudo-label threshold")
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"pseudo-label threshold (default {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--t", type=int, default=None, help="schedule iteration (default: model's)")
     p.add_argument("--background", default=None, help="class values that are not objects")
     p.add_argument("--top", type=int, default=20, help="rows to print (0: all)")

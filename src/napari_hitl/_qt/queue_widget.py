@@ -39,6 +39,7 @@ from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.shortcuts import QUEUE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.active import STRATEGIES, Question, Suspect, coverage_grid
+from napari_hitl.core.choices import DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.loop import load_state
 from napari_hitl.core.progress import Progress
@@ -113,7 +114,7 @@ class QueueWidget(DockWidget):
         self.delta_spin = QDoubleSpinBox()
         self.delta_spin.setRange(0.5, 1.0)
         self.delta_spin.setSingleStep(0.01)
-        self.delta_spin.setValue(0.95)
+        self.delta_spin.setValue(DEFAULT_THRESHOLD)
         self.delta_spin.setPrefix("δ ")
         self.machine_button = QPushButton("Machine-annotate easy items")
         self.machine_button.setToolTip(

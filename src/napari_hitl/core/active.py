@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_hitl.core.choices import STRATEGIES
+from napari_hitl.core.choices import DEFAULT_THRESHOLD, STRATEGIES
 from napari_hitl.core.prediction import Prediction
+from napari_hitl.core.tiling import Box
 
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 GMM_GRID = 8  # the confidence map of an item is reduced to GMM_GRID × GMM_GRID block means
 
 
@@ -76,7 +76,7 @@ class Schedule:
     dbeta: float = 0.02
     gamma0: float = 0.3
     dgamma: float = 0.1
-    delta: float = 0.95
+    delta: float = DEFAULT_THRESHOLD
     beta_min: float = 0.5
     gamma_max: float = 0.9
 

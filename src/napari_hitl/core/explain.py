@@ -46,9 +46,7 @@ from torch import nn
 from napari_hitl.core.choices import ATTRIBUTION_METHODS, REGION_HELP
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tile_grid
-
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
+from napari_hitl.core.tiling import Box, ceil_to, pad_for_tiles, tile_grid
 
 DEFAULT_LAYERS = {"SmallUNet": "enc1", "PatchCNN": "conv_act"}  # see default_layer
 LAYER_CHOICES = {

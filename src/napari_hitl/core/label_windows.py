@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1
+from napari_hitl.core.tiling import Box
 
 WINDOWED_MIN_PIXELS = 2048 * 2048  # larger planes train from windows around their labels
 WINDOW_MARGIN = 64  # >= the U-Net's training reach (40 px) and inference halo (24 + 4 px)

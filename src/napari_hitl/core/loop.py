@@ -66,10 +66,10 @@ from napari_hitl.core.learner import model_hash as _hash
 from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress, relay
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ImageInfo, ProjectStore
+from napari_hitl.core.tiling import Box
 
 LATEST = "latest"
 PREDICTION_KEYS = ("prediction", "confidence", "margin", "entropy", "probabilities")
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (pixels, end exclusive)
 
 
 @dataclass

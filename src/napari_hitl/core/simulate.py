@@ -28,7 +28,7 @@ from napari_hitl.core.active import (
     split_routes,
 )
 from napari_hitl.core.bands import robust_stats, subsample_for_stats
-from napari_hitl.core.choices import DEFAULT_MARGIN
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import (
     TrainingDataError,
@@ -53,7 +53,7 @@ class SimulationConfig:
 
     model: str = "unet"
     iterations: int = 10
-    threshold: float = 0.95
+    threshold: float = DEFAULT_THRESHOLD
     interaction: str = "none"  # "none" | "oracle" | "correct"
     seed_images: int = 10
     scribble_fraction: float = 0.01
@@ -71,7 +71,7 @@ class SimulationConfig:
     background: tuple[int, ...] = ()  # classes that are not objects for τ_l
     # the pool is finished once labeled fraction and label accuracy both reach it; a run with
     # the corrective user ("correct") stops there
-    target: float = 0.95
+    target: float = DEFAULT_THRESHOLD
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

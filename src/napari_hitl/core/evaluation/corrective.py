@@ -32,8 +32,8 @@ from scipy import ndimage as ndi
 from napari_hitl.core.history import EIGHT, count_strokes
 from napari_hitl.core.sample import brush_disk
 from napari_hitl.core.store import PROVENANCE_HUMAN
+from napari_hitl.core.tiling import Box
 
-Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 MAX_PASSES = 3  # passes over the error regions within one iteration's budget
 MIN_DEPTH = 2  # stroke pixels lie at least this Euclidean distance inside the true class
 _DISKS = {r: brush_disk(r) for r in (0, 1, 2)}  # the scribble simulator's brushes
