@@ -11,6 +11,7 @@ from napari_hitl.core import loop
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.label_windows import label_windows, labeled_tiles
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
+from napari_hitl.core.loop import train as loop_train
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
@@ -80,7 +81,7 @@ def test_big_planes_train_from_windows_only(tmp_path, monkeypatch):
         windows.append(window)
         return real(store_, name, norm, index=index, window=window)
 
-    monkeypatch.setattr(loop, "normalized_window", spy)
+    monkeypatch.setattr(loop_train, "normalized_window", spy)
     norm = load_state(store).classifier.normalization
     data = loop.training_images(store, ["sample"], norm, 0.5)
     assert len(data) == 2 and {im.name for im in data} == {"sample"}
@@ -89,7 +90,7 @@ def test_big_planes_train_from_windows_only(tmp_path, monkeypatch):
     assert sum(int((im.target >= 0).sum()) for im in data) == int((labels > 0).sum())
 
     run_to_end(train_project(store, config, fresh=True))
-    monkeypatch.setattr(loop, "normalized_window", real)
+    monkeypatch.setattr(loop_train, "normalized_window", real)
     windowed = run_to_end(predict_project_image(store, "sample", write=False)).labels
     sel = gt > 0
     acc_whole = float((whole[sel] == gt[sel]).mean())

@@ -1,0 +1,144 @@
+"""Training on a project's labels: the labeled images (windows around strokes for large
+planes), the classifier to continue or start, one Train."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+import numpy as np
+
+from napari_hitl.core.classifier import TrainConfig, TrainReport
+from napari_hitl.core.data import (
+    LabeledImage,
+    Normalization,
+    TrainingDataError,
+    make_labeled_image,
+)
+from napari_hitl.core.history import train_record
+from napari_hitl.core.learner import (
+    Classifier,
+    make_classifier,
+)
+from napari_hitl.core.loop.reading import normalized_window, slice_name, stack_depth, window_slices
+from napari_hitl.core.loop.state import LoopState, load_state, project_normalization, save_latest
+from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.store import ProjectStore
+
+
+# ------------------------------------------------------------------------------ training
+def training_images(
+    store: ProjectStore, names: Sequence[str], norm: Normalization, machine_weight: float
+) -> list[LabeledImage]:
+    """The labeled images among ``names`` ready for training.
+
+    A 2-D image with labels is one :class:`LabeledImage`; a stack gives one per slice holding a
+    label (named by :func:`slice_name`, with that slice's provenance), unlabeled slices skipped.
+
+    A plane larger than :data:`~napari_hitl.core.label_windows.WINDOWED_MIN_PIXELS` is never
+    read whole: its labels are scanned tile by tile and only windows around them (with the
+    context training needs, see :func:`~napari_hitl.core.label_windows.label_windows`) are
+    read, each one a :class:`LabeledImage` with the plane's name.
+    """
+    from napari_hitl.core import label_windows as lw
+
+    values = [c.value for c in store.classes]
+    out = []
+    for name in names:
+        info = store.image_info(name)
+        depth = stack_depth(info)
+        labels_arr = store.labels_array(name)
+        prov_arr = store.provenance_array(name)
+        h, w = (int(v) for v in info.spatial_shape[-2:])
+        for k in range(depth) if depth else [None]:
+            lead = () if k is None else (k,)
+            plane = name if k is None else slice_name(name, info.axes[1], k)
+            if h * w > lw.WINDOWED_MIN_PIXELS:
+                windows = lw.label_windows(labels_arr, k)
+            else:
+                windows = [(0, h, 0, w)] if np.asarray(labels_arr[lead]).any() else []
+            for box in windows:
+                whole = box == (0, h, 0, w)
+                sel = (*lead, *window_slices(box))
+                x, valid = normalized_window(
+                    store, name, norm, index=k, window=None if whole else box
+                )
+                with store.read_lock():  # labels and provenance of one generation
+                    labels = np.asarray(labels_arr[sel])  # type: ignore[index]
+                    provenance = np.asarray(prov_arr[sel])  # type: ignore[index]
+                out.append(
+                    make_labeled_image(plane, x, labels, provenance, values, machine_weight, valid)
+                )
+    return out
+
+
+def classifier_for_training(
+    store: ProjectStore, config: TrainConfig, names: Sequence[str], fresh: bool = False
+) -> tuple[Classifier, int]:
+    """The classifier the next training continues (or a new one) and its iteration number.
+
+    The stored model is continued unless ``fresh``, or it is another model kind, or the classes
+    changed since it was trained, or it uses other bands than ``config.bands`` (every band of
+    the images when ``None``). A new classifier is normalized on those bands only.
+
+    Raises
+    ------
+    TrainingDataError
+        No images, or fewer than two classes.
+    IncompatibleBandsError
+        An image lacks one of ``config.bands``, or (``bands`` unset) images with other bands.
+    """
+    if not names:
+        raise TrainingDataError(f"{store.path} has no images; import some first")
+    classes = store.classes
+    if len(classes) < 2:
+        raise TrainingDataError("define at least two classes before training")
+    norm = project_normalization(store, names, bands=config.bands)
+    previous = None if fresh else load_state(store)
+    if previous is not None and (
+        previous.classifier.kind != config.model
+        or previous.classifier.class_values != [c.value for c in classes]
+        or previous.classifier.normalization.band_names != norm.band_names
+    ):
+        previous = None  # another model, other classes or other bands: start afresh
+    if previous is not None:
+        return previous.classifier, previous.iteration + 1
+    values, class_names = [c.value for c in classes], [c.name for c in classes]
+    return make_classifier(config.model, norm, values, class_names), 1
+
+
+def train_project(
+    store: ProjectStore,
+    config: TrainConfig | None = None,
+    images: Sequence[str] | None = None,
+    fresh: bool = False,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, tuple[TrainReport, LoopState]]:
+    """Train on every labeled image (warm start from ``latest`` unless ``fresh``); save ``latest``.
+
+    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses. After
+    saving, the Train is recorded in the store's history (effort so far, held-out accuracy; see
+    :mod:`napari_hitl.core.history`).
+
+    Raises
+    ------
+    TrainingDataError
+        No labels, one class only, or no classes defined.
+    IncompatibleBandsError
+        Images with different bands, or lacking one of ``config.bands``.
+    """
+    config = config or TrainConfig()
+    names = list(images) if images is not None else store.image_names()
+    clf, iteration = classifier_for_training(store, config, names, fresh)
+    data = training_images(store, names, clf.normalization, config.machine_weight)
+    if not data:
+        raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
+    if not any((im.target >= 0).any() for im in data):
+        raise TrainingDataError(
+            "every labeled pixel is invalid (NaN, inf or nodata in at least one of the model's "
+            f"bands: {', '.join(clf.normalization.band_names)}); leave out the band that is "
+            "empty there (napari-hitl train --bands, or Model bands in the widget) or fix the image"
+        )
+    report = yield from clf.fit(data, config, cancel)
+    state = save_latest(store, clf, iteration, config.to_json())
+    store.append_history(train_record(store, report, iteration, clf.kind))
+    return report, state
