@@ -64,8 +64,8 @@ from napari_hitl.core.classifier import NetClassifier, TrainConfig
 from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.explain import band_attribution, grad_cam
 from napari_hitl.core.guidance import (
-    GuideConfig,
     GuideTarget,
+    SteerConfig,
     guide_job,
     measure_attention,
     negative_region,
@@ -416,7 +416,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     models: dict[str, NetClassifier] = {"before": clf}
 
     def fine_tune(key: str, start: NetClassifier, tg: list[GuideTarget], steps: int, w_g: float):
-        cfg = GuideConfig(steps=steps, w_g=w_g, w_c=args.w_c, lr=args.lr, layer=LAYER[0], seed=seed)
+        cfg = SteerConfig(steps=steps, w_g=w_g, w_c=args.w_c, lr=args.lr, layer=LAYER[0], seed=seed)
         t0 = time.perf_counter()
         model, report = run_to_end(guide_job(start, tg, images, cfg))
         secs = time.perf_counter() - t0

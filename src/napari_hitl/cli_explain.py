@@ -100,7 +100,7 @@ def cmd_guide(args: argparse.Namespace) -> int:
     """Fine-tune the model so that its Grad-CAM follows positive/negative clicks (or revert)."""
     from napari_hitl.cli_common import print_progress
     from napari_hitl.core.attention import ClickSet, guide_project, load_clicks, revert_guidance
-    from napari_hitl.core.guidance import GuideConfig
+    from napari_hitl.core.guidance import SteerConfig
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import open_store
 
@@ -130,7 +130,7 @@ def cmd_guide(args: argparse.Namespace) -> int:
                 "no clicks given (--image NAME --class C --positive ROW,COL / --negative ROW,COL) "
                 "and none confirmed in the store"
             )
-    config = GuideConfig(
+    config = SteerConfig(
         steps=args.steps, lr=args.lr, w_g=args.wg, w_c=args.wc, layer=args.layer, seed=args.seed
     )
     report, state = run_to_end(
@@ -180,7 +180,7 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "guide",
-        help="steer the model's attention: fine-tune on positive/negative clicks (seed 004)",
+        help="steer the model's attention: fine-tune on positive/negative clicks",
         description="Fine-tunes the project's model with w_g*(loss_pos + loss_neg) + "
         "w_c*loss_c: the Grad-CAM barycenter moves toward the positive clicks, and the Grad-CAM "
         "mass leaves the superpixels under the negative clicks. The previous model is kept "

@@ -1,4 +1,4 @@
-"""Test-time guiding commands of ``napari-hitl``: ``hint`` and ``guide-eval`` (seed 002).
+"""Test-time guiding commands of ``napari-hitl``: ``hint`` and ``guide-eval`` (Guide Me).
 
 ``hint`` guides the project's trained model on one image by clicked pixels or typed
 ``find``/``remove`` commands, prints what changed and optionally accepts the guided prediction
@@ -153,7 +153,7 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hint",
         help="guide the trained model on one image by hints (points, find/remove commands)",
-        description="Test-time guiding (seed 002): a guiding block between the head and the "
+        description="Test-time guiding (Guide Me): a guiding block between the head and the "
         "tail of the project's network is optimized on the hints, the weights stay fixed. "
         "Prints what changed; --accept pushes the guided prediction above --threshold into "
         "the labels (human labels untouched, undoable). Commands: 'find CLASS [in PLACE]', "
@@ -185,7 +185,7 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "guide-eval",
-        help="the 20-questions evaluation of test-time guiding (seed 002, Table 1)",
+        help="the 20-questions evaluation of test-time guiding (Guide Me, Table 1)",
         description="Trains a model on part of the images (or uses --checkpoint), then on each "
         "held-out image asks the pixel with the smallest margin between the two top classes, "
         "answers it from the mask, guides, and records mIoU and pixel accuracy after 0, 1, 5, "

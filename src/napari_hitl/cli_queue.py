@@ -1,6 +1,6 @@
 """The active-learning commands of ``napari-hitl``: ``rank``, ``done``, ``ask``, ``suspects``.
 
-They sit over :mod:`napari_hitl.core.queue`, like the queue widget in napari.
+They sit over :mod:`napari_hitl.core.review_queue`, like the queue widget in napari.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from napari_hitl.cli_common import image_names, print_progress
     from napari_hitl.core.active import Schedule
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.queue import machine_annotate, rank_project
+    from napari_hitl.core.review_queue import machine_annotate, rank_project
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")
@@ -90,7 +90,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 def cmd_done(args: argparse.Namespace) -> int:
     """Mark queue items done (or open again)."""
-    from napari_hitl.core.queue import mark_done
+    from napari_hitl.core.review_queue import mark_done
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")
@@ -101,7 +101,7 @@ def cmd_done(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Print the pixels the model would ask about (smallest margin, spread out)."""
-    from napari_hitl.core.queue import project_questions
+    from napari_hitl.core.review_queue import project_questions
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")
@@ -131,7 +131,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     """List human labels that the model contradicts with high confidence."""
     from napari_hitl.cli_common import image_names
     from napari_hitl.core.active import write_csv
-    from napari_hitl.core.queue import project_suspects
+    from napari_hitl.core.review_queue import project_suspects
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")

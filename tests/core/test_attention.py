@@ -22,7 +22,7 @@ from napari_hitl.core.attention import (
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.errors import StoreError
 from napari_hitl.core.explain import ExplainError, Region
-from napari_hitl.core.guidance import GuideConfig
+from napari_hitl.core.guidance import SteerConfig
 from napari_hitl.core.learner import list_checkpoints
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
@@ -89,7 +89,7 @@ def test_guide_revert_and_clicks(project, tmp_path):
     sets = [ClickSet("sample", "building", None, region, [(r, c)], [neg], True)]
     prepared = run_to_end(prepare_targets(store, sets))
     assert prepared.negative_masks[0][neg]
-    report, new = run_to_end(guide_project(store, sets, GuideConfig(steps=5)))
+    report, new = run_to_end(guide_project(store, sets, SteerConfig(steps=5)))
     assert new.iteration == state.iteration + 1 and new.model_hash != state.model_hash
     assert BEFORE_GUIDANCE in list_checkpoints(store)
     b, a = report.before[0], report.after[0]

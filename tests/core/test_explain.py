@@ -20,7 +20,7 @@ from napari_hitl.core.explain import (
     grad_cam,
     grad_cam_job,
 )
-from napari_hitl.core.guidance import GuideConfig, GuideTarget, guide_job, negative_region
+from napari_hitl.core.guidance import GuideTarget, SteerConfig, guide_job, negative_region
 from napari_hitl.core.progress import CancelToken, run_to_end
 
 H = W = 96
@@ -183,7 +183,7 @@ def test_one_guidance_step_moves_attention(model):
     target = GuideTarget(x, 1, region, positive=[(76, 74)], negative=neg)
     snapshot = copy.deepcopy(clf.net.state_dict())
     guided, report = run_to_end(
-        guide_job(clf, [target], [_labeled(x, truth)], GuideConfig(steps=1))
+        guide_job(clf, [target], [_labeled(x, truth)], SteerConfig(steps=1))
     )
     b, a = report.before[0], report.after[0]
     assert a.distance < b.distance
@@ -192,7 +192,7 @@ def test_one_guidance_step_moves_attention(model):
     for k, v in clf.net.state_dict().items():  # the caller's model is untouched
         assert torch.equal(v, snapshot[k])
     # more steps lower the guidance loss further without switching the map off
-    _, rep = run_to_end(guide_job(clf, [target], [_labeled(x, truth)], GuideConfig(steps=8)))
+    _, rep = run_to_end(guide_job(clf, [target], [_labeled(x, truth)], SteerConfig(steps=8)))
     a8 = rep.after[0]
     assert a8.distance + a8.negative_share < a.distance + a.negative_share
     # the map moved and was not switched off: the mass floor slows the fade but does not stop

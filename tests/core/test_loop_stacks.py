@@ -309,7 +309,7 @@ def test_cli_bands_slice_and_region(stack, capsys):
 def test_rank_and_suspects_of_a_stack_go_slice_by_slice(stack):
     from napari_hitl.core.active import local_consistency
     from napari_hitl.core.loop import current_prediction, load_state
-    from napari_hitl.core.queue import project_suspects, rank_project
+    from napari_hitl.core.review_queue import project_suspects, rank_project
 
     store, _gt = stack
     run_to_end(train_project(store, FAST))

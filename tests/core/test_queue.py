@@ -15,7 +15,7 @@ from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.feedback import store_undo
 from napari_hitl.core.loop import current_prediction, load_state, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.queue import (
+from napari_hitl.core.review_queue import (
     answer_question,
     background_classes,
     machine_annotate,

@@ -13,7 +13,7 @@ from napari_hitl.core.active import coverage_grid
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.loop import current_prediction, load_state, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.queue import done_items
+from napari_hitl.core.review_queue import done_items
 from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore

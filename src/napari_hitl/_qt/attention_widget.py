@@ -1,5 +1,6 @@
 """The *Explain and guide* dock widget: Grad-CAM and per-band attribution as layers, and attention
-guidance by clicks with the paper's confirm / next / fine-tune flow (seed 004 §3.4–3.6).
+guidance by clicks with the confirm / next / fine-tune flow of the attention-guiding paper
+(§3.4–3.6).
 
 Thin over :mod:`napari_hitl.core.attention`; every computation runs in a worker thread.
 
@@ -57,10 +58,10 @@ from napari_hitl.core.attention import (
 )
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.explain import ATTRIBUTION_METHODS, Region, layer_names
-from napari_hitl.core.guidance import SUPERPIXEL_METHODS, GuideConfig, negative_region
+from napari_hitl.core.guidance import SUPERPIXEL_METHODS, SteerConfig, negative_region
 from napari_hitl.core.loop import predict_project_image
 from napari_hitl.core.progress import Progress
-from napari_hitl.core.queue import rank_project
+from napari_hitl.core.review_queue import rank_project
 from napari_hitl.core.store import ProjectStore
 
 if TYPE_CHECKING:
@@ -534,7 +535,7 @@ class AttentionWidget(DockWidget):
             self.status.setText("Confirm the clicks of at least one image first.")
             return False
         exp = self.explanation
-        config = GuideConfig(steps=self.steps_spin.value(),
+        config = SteerConfig(steps=self.steps_spin.value(),
                              layer=None if self.layer_combo.currentText() == "default"
                              else self.layer_combo.currentText())  # fmt: skip
         superpixel = self.superpixel_combo.currentText()

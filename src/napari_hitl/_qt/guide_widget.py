@@ -1,4 +1,4 @@
-"""The *Guide the model* dock widget: test-time guiding by hints (seed 002).
+"""The *Guide the model* dock widget: test-time guiding by hints (Guide Me).
 
 Paint a few hint pixels with a class (or type ``find``/``remove`` commands), Apply: the guiding
 block between the head and the tail of the trained network is optimized on the hints (the

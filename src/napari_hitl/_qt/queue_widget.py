@@ -1,7 +1,7 @@
 """The Active-learning dock widget: the ranked queue of images/tiles, a coverage map, the
 model's questions about single pixels, and suspect human labels.
 
-Thin over :mod:`napari_hitl.core.queue`; every job that may predict runs in a worker thread.
+Thin over :mod:`napari_hitl.core.review_queue`; every job that may predict runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from napari_hitl.core.choices import DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.loop import load_state
 from napari_hitl.core.progress import Progress
-from napari_hitl.core.queue import (
+from napari_hitl.core.review_queue import (
     QueueItem,
     Ranking,
     machine_annotate,

@@ -1,10 +1,10 @@
 """Active learning on arrays: which image, tile or pixel the human should label next.
 
 Everything here works on prediction arrays (probabilities, confidence μ = max p, margin
-p1 − p2, entropy) and label masks; :mod:`napari_hitl.core.queue` applies it to a project store
-and :mod:`napari_hitl.core.simulate` to the simulated user.
+p1 − p2, entropy) and label masks; :mod:`napari_hitl.core.review_queue` applies it to a
+project store and :mod:`napari_hitl.core.simulate` to the simulated user.
 
-Local consistency (HISE, seed 001, eq. 2)
+Local consistency (HISE, eq. 2)
     τ_l = mean of μ over the pixels *predicted as an object* whose μ < β. A low τ_l means the
     model's object boundaries are unreliable: the item goes to the human. A high τ_l means the
     machine may annotate it with pseudo-labels above δ.
@@ -26,7 +26,8 @@ Strategies (:data:`STRATEGIES`), each giving a *priority* (higher = ask the huma
     ``margin``  mean 1 − (p1 − p2) of the unlabeled pixels
     ``kcenter`` k-center greedy (core-set) on pooled features: the order in which the greedy
                 picks items farthest from everything labeled so far
-    ``gmm``     seed 004 §3.5: a 2-component diagonal Gaussian mixture (EM, 100 iterations)
+    ``gmm``     the attention-guiding paper, §3.5: a 2-component diagonal Gaussian mixture (EM,
+                100 iterations)
                 fitted to the items' confidence maps (8×8 block means); the log-likelihood of
                 each item, highest first (the most typical items)
     ``random``  a seeded permutation
@@ -458,7 +459,7 @@ def ask_pixels(
     class_values: Sequence[int] | None = None,
     pool: int = 20000,
 ) -> list[Question]:
-    """The "20 questions" (seed 002 §4.1): the allowed pixels with the smallest margin
+    """The "20 questions" (Guide Me, §4.1): the allowed pixels with the smallest margin
     p1 − p2, spread out so that no two are closer than ``min_distance`` px.
 
     Parameters

@@ -34,9 +34,9 @@ from napari_hitl.core.explain import (
     grow_box,
 )
 from napari_hitl.core.guidance import (
-    GuideConfig,
-    GuideReport,
     GuideTarget,
+    SteerConfig,
+    SteerReport,
     guide_job,
     negative_region,
 )
@@ -432,12 +432,12 @@ def prepare_targets(
 def guide_project(
     store: ProjectStore,
     sets: Sequence[ClickSet],
-    config: GuideConfig | None = None,
+    config: SteerConfig | None = None,
     *,
     superpixel: str = "felzenszwalb",
     machine_weight: float = 0.5,
     cancel: CancelToken | None = None,
-) -> Generator[Progress, None, tuple[GuideReport, LoopState]]:
+) -> Generator[Progress, None, tuple[SteerReport, LoopState]]:
     """Fine-tune the project's model on click sets; save it as ``latest`` (next iteration).
 
     The previous model is kept as the checkpoint :data:`BEFORE_GUIDANCE` (see
@@ -448,7 +448,7 @@ def guide_project(
     TrainingDataError, ExplainError
         No model, the random forest, no clicks, bad clicks.
     """
-    config = config or GuideConfig()
+    config = config or SteerConfig()
     if not sets:
         raise ExplainError("no clicks to guide with: click on an image first")
     store.require_writable()

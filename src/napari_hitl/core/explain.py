@@ -3,8 +3,8 @@
 Both explain a *score* of the pixel classifier over a *region* (a boolean mask: the whole image,
 a box, the current view, or one predicted segment):
 
-Grad-CAM (Selvaraju et al., ICCV 2017; seed 004 §3.3, adapted to pixel classifiers as in
-Seg-Grad-CAM)
+Grad-CAM (Selvaraju et al., ICCV 2017; the attention-guiding paper, §3.3, adapted to pixel
+classifiers as in Seg-Grad-CAM)
     score = Σ over the region of the class-c logit. The gradients of the score with respect to
     the feature maps ``A_k`` of a layer are averaged over space into weights ``α_k``; the map is
     ``ReLU(Σ_k α_k A_k)``, resampled onto the image's pixels and divided by its maximum. The

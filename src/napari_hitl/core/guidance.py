@@ -1,5 +1,5 @@
-"""Attention guidance by clicks (seed 004 §3.6): fine-tune so that Grad-CAM looks where the user
-says, and away from where the user says it must not.
+"""Attention guidance by clicks (the attention-guiding paper, §3.6): fine-tune so that Grad-CAM
+looks where the user says, and away from where the user says it must not.
 
 For each guided image the user gives a class c, the region whose class-c score is explained (as
 for :func:`~napari_hitl.core.explain.grad_cam_job`), *positive* clicks (where the network should
@@ -98,8 +98,9 @@ class GuideTarget:
 
 
 @dataclass
-class GuideConfig:
-    """Guidance settings (CLI/GUI options).
+class SteerConfig:
+    """Attention-steering settings (CLI/GUI options; test-time hints have their own
+    :class:`napari_hitl.core.hint_guide.GuideConfig`).
 
     Attributes
     ----------
@@ -156,7 +157,7 @@ class AttentionMeasures:
 
 
 @dataclass
-class GuideReport:
+class SteerReport:
     """What a guidance run did: measures before and after, and the losses per step."""
 
     steps: int
@@ -338,9 +339,9 @@ def guide_job(
     clf: NetClassifier,
     targets: Sequence[GuideTarget],
     train_images: Sequence[LabeledImage] = (),
-    config: GuideConfig | None = None,
+    config: SteerConfig | None = None,
     cancel: CancelToken | None = None,
-) -> Generator[Progress, None, tuple[NetClassifier, GuideReport]]:
+) -> Generator[Progress, None, tuple[NetClassifier, SteerReport]]:
     """Fine-tune a copy of ``clf`` on the guidance and classification losses; a generator.
 
     Parameters
@@ -352,21 +353,21 @@ def guide_job(
     train_images
         The project's labeled images for ``loss_c`` (none: ``loss_c`` is left out).
     config
-        Settings (:class:`GuideConfig`).
+        Settings (:class:`SteerConfig`).
     cancel
         Stops between steps (the copy is then discarded).
 
     Returns
     -------
     guided, report
-        The fine-tuned copy and a :class:`GuideReport`.
+        The fine-tuned copy and a :class:`SteerReport`.
 
     Raises
     ------
     ExplainError
         No target, an untrained or non-network classifier.
     """
-    config = config or GuideConfig()
+    config = config or SteerConfig()
     if not targets:
         raise ExplainError("nothing to guide: click on at least one image first")
     if not isinstance(clf, NetClassifier):
@@ -434,7 +435,7 @@ def guide_job(
         prm.grad = None
     guided._eval_net = None
     after = _measure(net, prepared, layer)
-    report = GuideReport(
+    report = SteerReport(
         config.steps,
         time.perf_counter() - t0,
         {**config.to_json(), "layer": layer, "lr": lr},

@@ -1,4 +1,4 @@
-"""The guiding block of "Guide Me" (seed 002, §3.1) and a trained network cut around it.
+"""The guiding block of "Guide Me" (Guide Me, §3.1) and a trained network cut around it.
 
 Between the *head* h and the *tail* t of a trained network the block modifies the feature map
 A = h(x) (``C`` channels, ``H × W``) as

@@ -1,4 +1,4 @@
-"""Guiding a trained network at test time by back-propagation (seed 002, §3.2).
+"""Guiding a trained network at test time by back-propagation (Guide Me, §3.2).
 
 The user's hints — clicked or painted pixels with a class, or the pixels a ``find``/``remove``
 command stands for (:mod:`napari_hitl.core.hint_commands`) — are a sparse target. Guiding

@@ -1,4 +1,6 @@
-"""Build, train and apply classifiers by model name; save and load them as checkpoints."""
+"""Classifiers by model name: build one (:func:`make_classifier`), rebuild a saved one
+(:func:`classifier_from_state`), and save and load checkpoints in a project store. Training
+and prediction are the classifiers' own (:mod:`napari_hitl.core.learning.base`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The 20-questions evaluation of test-time guiding (seed 002, §4.1 and Table 1).
+"""The 20-questions evaluation of test-time guiding (Guide Me, §4.1 and Table 1).
 
 On every held-out image the guided network asks, one question at a time, the class of the
 pixel with the smallest margin between its two most probable classes (the pixel most likely to
