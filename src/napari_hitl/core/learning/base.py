@@ -78,14 +78,7 @@ class TiledLogits:
     tiled and whole-image predictions agree. Subclasses set :attr:`default_tile` and provide
     ``window_logits``, ``halo``, ``align`` and ``class_values``."""
 
-    default_tile: int | None = 1024
-    kind: str
-    normalization: Normalization
-    class_values: list[int]
-    class_names: list[str]
-    temperature: float
-    class_log_prior: np.ndarray
-    trained: bool
+    default_tile: int | None = 1024  # the subclass also has the Classifier attributes
 
     def common_config(self) -> dict[str, Any]:
         """What every model's saved configuration holds: kind, bands, classes, calibration."""
