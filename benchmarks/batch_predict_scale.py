@@ -165,7 +165,8 @@ def main() -> None:
     from napari_hitl.core.classifier import TrainConfig
     from napari_hitl.core.loop import load_state, save_latest, train_project
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+    from napari_hitl.core.sample import make_sample_scene
+    from napari_hitl.core.scribbles import sparse_scribbles
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)

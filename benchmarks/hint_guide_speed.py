@@ -28,7 +28,8 @@ from napari_hitl.core.hint_commands import COMMAND_LR, command_hints, parse_comm
 from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.scribbles import sparse_scribbles
 
 
 def _timed(fn, repeats: int) -> float:

@@ -40,8 +40,8 @@ def main() -> int:
     from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training
     from napari_hitl.core.loop import predict_project_image, train_project
     from napari_hitl.core.progress import CancelToken, run_to_end
-    from napari_hitl.core.sample import sparse_scribbles
     from napari_hitl.core.sample_store import build_sample_store
+    from napari_hitl.core.scribbles import sparse_scribbles
     from napari_hitl.core.store import PROVENANCE_HUMAN
 
     rng = np.random.default_rng(args.seed)

@@ -263,7 +263,7 @@ def write_markdown(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 def plot_set(name: str, reports: dict[str, dict[str, Any]], path: Path) -> None:
     """``<set>_curves.png``: test mIoU and labeled fraction per iteration for all runs of a set."""
-    from napari_hitl.core.simulate import plot_curves
+    from napari_hitl.core.evaluation.curves import plot_curves
 
     colors = {"unet": "tab:blue", "patch-cnn": "tab:orange", "rf": "tab:green"}
     dashes = {"none": "-", "oracle": "--"}

@@ -59,7 +59,7 @@ from napari_hitl._qt.shortcuts import (  # noqa: E402
 )
 from napari_hitl.core.learner import list_checkpoints  # noqa: E402
 from napari_hitl.core.loop import load_state  # noqa: E402
-from napari_hitl.core.sample import sparse_scribbles  # noqa: E402
+from napari_hitl.core.scribbles import sparse_scribbles  # noqa: E402
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore  # noqa: E402
 
 T0 = time.perf_counter()

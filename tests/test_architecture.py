@@ -11,13 +11,10 @@ MAX_LINES = 600
 # Modules longer than MAX_LINES today, with their length: they may shrink, never grow. Split them
 # (the architecture issue's layout) and lower or remove their entry.
 OVERSIZE = {
-    "napari_hitl/_qt/loop_widget.py": 830,
+    "napari_hitl/_qt/loop_widget.py": 820,
     "napari_hitl/core/explain.py": 710,
-    "napari_hitl/_qt/attention_widget.py": 690,
-    "napari_hitl/core/sample.py": 640,
+    "napari_hitl/_qt/attention_widget.py": 660,
     "napari_hitl/core/batch_predict.py": 640,
-    "napari_hitl/core/simulate.py": 620,
-    "napari_hitl/core/active.py": 610,
 }
 
 

@@ -193,7 +193,7 @@ def test_help_and_version_load_no_torch():
 def test_loop_commands_print_one_json_object(tmp_path, capsys):
     """train, predict (in memory and block by block), push and undo with --json: stdout is
     one JSON object each, and its figures agree with the store."""
-    from napari_hitl.core.sample import sparse_scribbles
+    from napari_hitl.core.scribbles import sparse_scribbles
 
     path = str(tmp_path / "s.zarr")
     assert main(["sample", path, "--size", "96"]) == 0
@@ -227,7 +227,7 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
 
 def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
     """rank, ask and suspects with --json: one JSON object each, matching the model."""
-    from napari_hitl.core.sample import sparse_scribbles
+    from napari_hitl.core.scribbles import sparse_scribbles
 
     path = str(tmp_path / "s.zarr")
     assert main(["sample", path, "--size", "96"]) == 0

@@ -130,7 +130,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_suspects(args: argparse.Namespace) -> int:
     """List human labels that the model contradicts with high confidence."""
     from napari_hitl.cli_common import image_names
-    from napari_hitl.core.active import write_csv
+    from napari_hitl.core.export import write_csv
     from napari_hitl.core.review_queue import project_suspects
     from napari_hitl.core.store import open_store
 

@@ -184,7 +184,7 @@ def run_store_loop(
     from napari_hitl.core.evaluation.corrective import correct_pool
     from napari_hitl.core.loop import predict_project_image, push_project_image, train_project
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.sample import sparse_scribbles
+    from napari_hitl.core.scribbles import sparse_scribbles
     from napari_hitl.core.simulate import CORRECTION_SHARE
 
     truth = store.read_derived(SAMPLE_IMAGE, GROUND_TRUTH).astype(np.int64)

@@ -20,8 +20,8 @@ from napari_hitl.core.active import (
     rank_order,
     split_routes,
     tile_boxes,
-    write_csv,
 )
+from napari_hitl.core.export import write_csv
 from napari_hitl.core.prediction import prediction_from_logits
 
 

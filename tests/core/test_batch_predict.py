@@ -26,7 +26,8 @@ from napari_hitl.core.loop import (
 )
 from napari_hitl.core.progress import CancelToken, run_to_end
 from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import ProjectStore, add_image
 
 FAST = TrainConfig(steps=25)

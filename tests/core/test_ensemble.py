@@ -95,7 +95,7 @@ def test_bad_ensemble_names_are_refused():
 def test_train_predict_push_with_the_ensemble_from_the_command_line(tmp_path, capsys):
     from napari_hitl.cli import main
     from napari_hitl.core.loop import load_state
-    from napari_hitl.core.sample import sparse_scribbles
+    from napari_hitl.core.scribbles import sparse_scribbles
     from napari_hitl.core.store import ProjectStore
 
     store = build_sample_store(tmp_path / "p.zarr", shape=(64, 64))

@@ -13,8 +13,8 @@ from napari_hitl.core.label_windows import label_windows, labeled_tiles
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.loop import train as loop_train
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 
 
 class _Spy:

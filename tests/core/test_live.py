@@ -12,8 +12,8 @@ from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_trai
 from napari_hitl.core.loop import load_state, normalized_window
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 FAST = TrainConfig(steps=30)

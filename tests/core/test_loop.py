@@ -19,8 +19,8 @@ from napari_hitl.core.loop import (
 )
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
 
 FAST = TrainConfig(steps=30, warm_steps=10)

@@ -23,8 +23,9 @@ from napari_hitl.core.loop import (
 )
 from napari_hitl.core.progress import CancelToken, run_to_end
 from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
 
 FAST = TrainConfig(steps=30, warm_steps=10)

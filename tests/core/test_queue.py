@@ -24,8 +24,8 @@ from napari_hitl.core.review_queue import (
     project_suspects,
     rank_project,
 )
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 FAST = TrainConfig(steps=40, warm_steps=10)

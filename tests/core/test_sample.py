@@ -18,8 +18,8 @@ from napari_hitl.core.sample import (
     WAVELENGTHS_NM,
     SampleScene,
     make_sample_scene,
-    sparse_scribbles,
 )
+from napari_hitl.core.scribbles import sparse_scribbles
 
 VEG, GROUND, ROAD, BUILDING, WATER = 1, 2, 3, 4, 5
 RED, NIR = 4, 6

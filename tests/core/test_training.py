@@ -18,7 +18,8 @@ from napari_hitl.core.errors import Cancelled
 from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 CLASSES = [1, 2, 3, 4, 5]

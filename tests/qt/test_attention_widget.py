@@ -16,8 +16,8 @@ from napari_hitl.core.explain import Region
 from napari_hitl.core.learner import list_checkpoints
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import ProjectStore
 
 pytestmark = pytest.mark.gui

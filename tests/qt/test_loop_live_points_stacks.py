@@ -12,8 +12,9 @@ from napari_hitl.core.learner import list_checkpoints
 from napari_hitl.core.live import LiveSettings
 from napari_hitl.core.loop import load_state
 from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image
 
 pytestmark = pytest.mark.gui

@@ -8,8 +8,8 @@ import pytest
 
 from napari_hitl._qt.result_layers import result_layer_names
 from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.sample import sparse_scribbles
 from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, machine_provenance
 
 pytestmark = pytest.mark.gui

@@ -35,11 +35,9 @@ Strategies (:data:`STRATEGIES`), each giving a *priority* (higher = ask the huma
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -589,19 +587,3 @@ def find_suspects(
             )
     out.sort(key=lambda s: -s.pixels * s.confidence)
     return out
-
-
-# --------------------------------------------------------------------------- report
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write dict rows (the union of their keys as columns, first-seen order) to a CSV file."""
-    path = Path(path)
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in keys})
-    return path

@@ -18,7 +18,8 @@ from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.models import flops_per_pixel
 from napari_hitl.core.prediction import predict_normalized
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import make_sample_scene, sparse_scribbles
+from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 TARGET_MPX_S = 1.0  # default model, 15 bands, 2 cores

@@ -1,4 +1,4 @@
-"""Write rasters out of the store: TIFF/GeoTIFF, PNG, zarr and .npy, exactly.
+"""Write rasters out of the store: TIFF/GeoTIFF, PNG, zarr and .npy, exactly (and tables as CSV).
 
 :func:`write_raster` writes one array with its band names and georeferencing;
 :func:`export_item` picks the array from a store (``labels``, ``provenance``, ``image`` or any
@@ -7,6 +7,7 @@ derived array such as ``prediction`` or ``confidence``) and writes it.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import uuid
@@ -403,3 +404,19 @@ def export_item(
             [(c.value, c.rgba, c.name) for c in store.classes] if what == "labels" else None
         ),
     )
+
+
+# --------------------------------------------------------------------------- report
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write dict rows (the union of their keys as columns, first-seen order) to a CSV file."""
+    path = Path(path)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in keys})
+    return path

@@ -31,10 +31,10 @@ from napari_hitl.core.active import (
     rank_order,
     score_tiles,
     split_routes,
-    write_csv,
 )
 from napari_hitl.core.choices import DEFAULT_MARGIN
 from napari_hitl.core.data import TrainingDataError
+from napari_hitl.core.export import write_csv
 from napari_hitl.core.feedback import PushRecord
 from napari_hitl.core.loop import (
     LoopState,

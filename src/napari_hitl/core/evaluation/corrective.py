@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_hitl.core.history import EIGHT, count_strokes
-from napari_hitl.core.sample import brush_disk
+from napari_hitl.core.scribbles import brush_disk
 from napari_hitl.core.store import PROVENANCE_HUMAN
 from napari_hitl.core.tiling import Box
 
