@@ -60,9 +60,10 @@ import torch
 from scipy import ndimage
 
 from napari_hitl.core.attention import guide_window
+from napari_hitl.core.attribution import band_attribution
 from napari_hitl.core.classifier import NetClassifier, TrainConfig
 from napari_hitl.core.data import LabeledImage, Normalization
-from napari_hitl.core.explain import band_attribution, grad_cam
+from napari_hitl.core.explain import grad_cam
 from napari_hitl.core.guidance import (
     GuideTarget,
     SteerConfig,

@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 
 from napari_hitl.core import batch_predict
-from napari_hitl.core.batch_predict import (
-    BATCH_GROUP,
-    block_bounds,
-    parse_chunk,
-    predict_store_image,
-)
+from napari_hitl.core.batch_predict import BATCH_GROUP, predict_store_image
 from napari_hitl.core.classes import make_classes
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.data import TrainingDataError
@@ -29,6 +24,7 @@ from napari_hitl.core.rasters import Raster
 from napari_hitl.core.sample import make_sample_scene
 from napari_hitl.core.scribbles import sparse_scribbles
 from napari_hitl.core.store import ProjectStore, add_image
+from napari_hitl.core.tiling import block_bounds, parse_chunk
 
 FAST = TrainConfig(steps=25)
 

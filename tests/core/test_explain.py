@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_hitl.core.attribution import band_attribution
+from napari_hitl.core.choices import ATTRIBUTION_METHODS
 from napari_hitl.core.classifier import NetClassifier, TrainConfig
 from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import Cancelled
 from napari_hitl.core.explain import (
-    ATTRIBUTION_METHODS,
     ExplainError,
     Region,
-    band_attribution,
     default_layer,
     grad_cam,
     grad_cam_job,

@@ -56,8 +56,9 @@ from napari_hitl.core.attention import (
     revert_guidance,
     save_clicks,
 )
+from napari_hitl.core.choices import ATTRIBUTION_METHODS
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.explain import ATTRIBUTION_METHODS, Region, layer_names
+from napari_hitl.core.explain import Region, layer_names
 from napari_hitl.core.guidance import SUPERPIXEL_METHODS, SteerConfig, negative_region
 from napari_hitl.core.loop import predict_project_image
 from napari_hitl.core.progress import Progress

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QSizePolicy
 
-from napari_hitl.core.explain import BandAttribution
+from napari_hitl.core.attribution import BandAttribution
 
 SUPPORT, AGAINST = "#2ca25f", "#de2d26"
 

@@ -20,15 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.attribution import BandAttribution, band_attribution_job
 from napari_hitl.core.classifier import NetClassifier
 from napari_hitl.core.data import TrainingDataError
 from napari_hitl.core.errors import StoreError
 from napari_hitl.core.explain import (
-    BandAttribution,
     ExplainError,
     GradCam,
     Region,
-    band_attribution_job,
     bounding_box,
     grad_cam_job,
     grow_box,

@@ -56,14 +56,13 @@ from napari_hitl.core.loop import (
 from napari_hitl.core.prediction import prediction_from_logits
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ProjectStore
-from napari_hitl.core.tiling import ceil_to
+from napari_hitl.core.tiling import block_bounds, ceil_to, parse_chunk
 
 BATCH_GROUP = "batch"
 HALO_READS = "zarr"
 CONNECT_TIMEOUT = "20s"
 BATCH_CHUNK = 512  # measured: 512² blocks are faster than 1024² and need half the memory
 LOCAL_WORKERS = 2  # measured: 2 threads × 1 torch thread beat 1 × 2 on 2 cores (+20 %)
-MIN_CHUNK = 64
 
 
 class SchedulerError(HitlError):
@@ -101,45 +100,6 @@ class BatchReport:
     def megapixels_per_second(self) -> float:
         """Throughput of this run (0 when nothing was computed)."""
         return self.pixels / 1e6 / self.seconds if self.seconds > 0 and self.pixels else 0.0
-
-
-def block_bounds(size: int, chunk: int, min_last: int) -> list[int]:
-    """Block edges along an axis of ``size`` pixels: every ``chunk`` pixels, the last block merged
-    into the one before when it would be shorter than ``min_last`` (a block must hold a halo)."""
-    edges = [*range(0, size, chunk), size]
-    if len(edges) > 2 and edges[-1] - edges[-2] < min_last:
-        del edges[-2]
-    return edges
-
-
-def parse_chunk(text: str | int | Sequence[int] | None, align: int = 1) -> tuple[int, int] | None:
-    """``"1024"``, ``"512,2048"``, 1024 or (512, 2048) as (rows, cols), rounded up to ``align``.
-
-    Raises
-    ------
-    ValueError
-        Not one or two whole numbers of at least :data:`MIN_CHUNK`.
-    """
-    if text is None:
-        return None
-    if isinstance(text, int):
-        parts: list[Any] = [text]
-    elif isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    else:
-        parts = list(text)
-    try:
-        values = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < MIN_CHUNK:
-        raise ValueError(
-            f"chunk {text!r} must be one edge or ROWS,COLS in pixels, each at least {MIN_CHUNK} "
-            "(e.g. 1024 or 512,2048)"
-        )
-    return ceil_to(values[0], align), ceil_to(values[1], align)
 
 
 # ------------------------------------------------------------------------------ block tasks

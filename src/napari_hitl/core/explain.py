@@ -36,14 +36,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_hitl.core.choices import ATTRIBUTION_METHODS, REGION_HELP
+from napari_hitl.core.choices import REGION_HELP
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import Box, ceil_to, pad_for_tiles, tile_grid
@@ -249,25 +249,26 @@ def tapped(net: nn.Module, layer: str) -> Iterator[_Tap]:
         handle.remove()
 
 
-def _align_of(net: nn.Module) -> int:
+def align_of(net: nn.Module) -> int:
+    """The multiple a window's size must have for ``net`` (1: any)."""
     return int(getattr(net, "align", 1))
 
 
-def _halo_of(net: nn.Module) -> int:
+def halo_of(net: nn.Module) -> int:
+    """Context pixels ``net`` needs on each side of a window."""
     return int(getattr(net, "halo", 0))
 
 
 def pad_for(net: nn.Module, x: np.ndarray) -> np.ndarray:
     """``x`` padded for ``net`` exactly as tiled inference pads it (halo and alignment)."""
-    return pad_for_tiles(x, _halo_of(net), _align_of(net))
+    return pad_for_tiles(x, halo_of(net), align_of(net))
 
 
 def tile_boxes_for(net: nn.Module, shape: tuple[int, int], tile: int | None) -> list[Box]:
     """Output boxes of the inference tiles of an image of ``shape``, clipped to the image."""
     h, w = shape
     return [
-        (r0, min(r1, h), c0, min(c1, w))
-        for r0, r1, c0, c1 in tile_grid(shape, _align_of(net), tile)
+        (r0, min(r1, h), c0, min(c1, w)) for r0, r1, c0, c1 in tile_grid(shape, align_of(net), tile)
     ]
 
 
@@ -335,7 +336,8 @@ class GradCam:
     extent: Box
 
 
-def _check_inputs(x: np.ndarray, region: np.ndarray, class_index: int, n_classes: int) -> None:
+def check_inputs(x: np.ndarray, region: np.ndarray, class_index: int, n_classes: int) -> None:
+    """Refuse (:class:`ExplainError`) an image, region or class index that does not fit."""
     if x.ndim != 3:
         raise ExplainError(f"expected a C, H, W image, got shape {x.shape}")
     if region.shape != x.shape[1:]:
@@ -346,7 +348,8 @@ def _check_inputs(x: np.ndarray, region: np.ndarray, class_index: int, n_classes
         raise ExplainError("the region is empty: choose at least one pixel")
 
 
-def _net_of(model: object) -> nn.Module:
+def net_of(model: object) -> nn.Module:
+    """The torch module of a classifier (or the module itself)."""
     net = getattr(model, "net", model)
     if not isinstance(net, nn.Module):
         raise ExplainError(
@@ -356,7 +359,8 @@ def _net_of(model: object) -> nn.Module:
     return net
 
 
-def _n_classes(net: nn.Module) -> int:
+def class_count(net: nn.Module) -> int:
+    """Classes the network predicts (its output convolution's channels; unbounded if unknown)."""
     out = getattr(net, "out", None)
     return int(out.out_channels) if isinstance(out, nn.Conv2d) else 1 << 30
 
@@ -399,11 +403,11 @@ def grad_cam_job(
     ExplainError
         Bad shapes, an empty region, an unknown layer or a random forest.
     """
-    net = _net_of(model)
+    net = net_of(model)
     region = np.asarray(region, bool)
-    _check_inputs(x, region, class_index, _n_classes(net))
+    check_inputs(x, region, class_index, class_count(net))
     layer = layer or default_layer(net)
-    halo, align = _halo_of(net), _align_of(net)
+    halo, align = halo_of(net), align_of(net)
     shape = (x.shape[1], x.shape[2])
     extent = grow_box(bounding_box(region), halo, shape)
     padded = pad_for(net, x)
@@ -423,7 +427,7 @@ def grad_cam_job(
                 logits = net(win)
                 feat = tap.value
                 assert feat is not None
-                m = _box_mask(region, box, logits.shape[-2:])
+                m = box_mask(region, box, logits.shape[-2:])
                 s = logits[0, class_index][m].sum()
                 (g,) = torch.autograd.grad(s, feat)
             part = g.detach().sum(dim=(0, 2, 3))
@@ -458,7 +462,7 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
-def _box_mask(region: np.ndarray, box: Box, out_shape: tuple[int, ...]) -> torch.Tensor:
+def box_mask(region: np.ndarray, box: Box, out_shape: tuple[int, ...]) -> torch.Tensor:
     """``region`` inside output ``box``, zero-padded to the network's (aligned) output shape."""
     r0, r1, c0, c1 = box
     m = np.zeros(tuple(out_shape), bool)
@@ -504,7 +508,7 @@ def differentiable_cam(
     cam, logits
         The unnormalised ``h, w`` map (≥ 0) and the window's ``1, K, h, w`` logits.
     """
-    halo = _halo_of(net)
+    halo = halo_of(net)
     with tapped(net, layer) as tap:
         logits = net(window)
         feat = tap.value
@@ -514,193 +518,3 @@ def differentiable_cam(
     alpha = g.sum(dim=(0, 2, 3)) / region.sum().clamp(min=1)
     cam = F.relu((alpha[:, None, None] * feat[0]).sum(0))
     return features_to_pixels(cam, tuple(window.shape[-2:]), halo), logits
-
-
-# -------------------------------------------------------------------- band attribution
-@dataclass
-class BandAttribution:
-    """What each band contributes to class c in the region.
-
-    Attributes
-    ----------
-    band_names
-        The model's bands, in its order.
-    values
-        Per band, the mean change of log p(c) per region pixel it accounts for.
-    maps
-        ``C, H, W`` float32: per band and pixel (input pixels for the gradient methods, the
-        region's output pixels for occlusion).
-    method
-        ``integrated``, ``gradient`` or ``occlusion``.
-    score
-        Mean log p(c) over the region.
-    baseline_score
-        Mean log p(c) over the region for the baseline image (gradient methods; ``nan`` for
-        occlusion).
-    """
-
-    band_names: list[str]
-    values: np.ndarray
-    maps: np.ndarray
-    method: str
-    score: float
-    baseline_score: float = float("nan")
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def shares(self) -> np.ndarray:
-        """``values`` divided by the sum of their absolute values (signed shares)."""
-        total = float(np.abs(self.values).sum())
-        return self.values / total if total > 0 else np.zeros_like(self.values)
-
-    def ranking(self) -> list[tuple[str, float, float]]:
-        """``(band, value, share)`` sorted by decreasing value (the strongest support first)."""
-        order = np.argsort(-self.values, kind="stable")
-        sh = self.shares
-        return [(self.band_names[i], float(self.values[i]), float(sh[i])) for i in order]
-
-
-def _log_prob(model: object, net: nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    prior = getattr(model, "class_log_prior", None)
-    if prior is not None:
-        logits = logits + torch.as_tensor(np.asarray(prior, np.float32))[None, :, None, None]
-    t = float(getattr(model, "temperature", 1.0))
-    return torch.log_softmax(logits / t, dim=1)
-
-
-def band_attribution_job(
-    model: object,
-    x: np.ndarray,
-    class_index: int,
-    region: np.ndarray,
-    *,
-    band_names: list[str] | None = None,
-    method: str = "integrated",
-    steps: int = 8,
-    valid: np.ndarray | None = None,
-    tile: int | None = 512,
-    cancel: CancelToken | None = None,
-) -> Generator[Progress, None, BandAttribution]:
-    """Per-band attribution of class ``class_index`` over ``region``; a progress generator.
-
-    Parameters
-    ----------
-    model
-        A :class:`~napari_hitl.core.classifier.NetClassifier` (its prior and temperature are
-        used) or a bare network.
-    x
-        ``C, H, W`` normalized image (not modified).
-    class_index, region
-        The class and the ``H, W`` bool region.
-    band_names
-        Names for the bands (default: the model's normalization, else ``band 0..``).
-    method
-        One of :data:`ATTRIBUTION_METHODS`.
-    steps
-        Integrated-gradients steps (midpoint rule).
-    valid
-        ``H, W`` bool: the pixels whose values define the per-band baseline mean (default all).
-    tile, cancel
-        Tile edge and cancel token.
-
-    Returns
-    -------
-    BandAttribution
-
-    Raises
-    ------
-    ExplainError
-        Unknown method, bad shapes, an empty region or a random forest.
-    """
-    if method not in ATTRIBUTION_METHODS:
-        raise ExplainError(
-            f"unknown attribution method {method!r}; choose {', '.join(ATTRIBUTION_METHODS)}"
-        )
-    net = _net_of(model)
-    region = np.asarray(region, bool)
-    _check_inputs(x, region, class_index, _n_classes(net))
-    c, h, w = x.shape
-    if band_names is None:
-        norm = getattr(model, "normalization", None)
-        band_names = list(norm.band_names) if norm is not None else [f"band {i}" for i in range(c)]
-    halo, align = _halo_of(net), _align_of(net)
-    sel = np.asarray(valid, bool) if valid is not None else np.ones((h, w), bool)
-    means = np.array([float(x[b][sel].mean()) if sel.any() else 0.0 for b in range(c)], np.float32)
-    base = torch.from_numpy(means)[None, :, None, None]
-    padded = pad_for(net, x)
-    boxes = [b for b in tile_boxes_for(net, (h, w), tile) if region[b[0] : b[1], b[2] : b[3]].any()]
-    ph, pw = padded.shape[1:]
-    acc = np.zeros((c, ph, pw), np.float64)  # input-pixel maps in padded coordinates
-    totals = np.zeros(c, np.float64)
-    score = base_score = 0.0
-    n_region = float(region.sum())
-    per_tile = c if method == "occlusion" else (steps if method == "integrated" else 1)
-    done = 0
-    total_steps = len(boxes) * per_tile
-    with eval_mode(net):
-        for box in boxes:
-            r0, r1, c0, c1 = box
-            win = padded_window(padded, box, halo, align)
-            wh, ww = win.shape[-2:]
-            m = _box_mask(region, box, (wh - 2 * halo, ww - 2 * halo))  # the tile's region pixels
-            if method == "occlusion":
-                with torch.no_grad():
-                    lp = _log_prob(model, net, net(win))[0, class_index]
-                    ref = lp[m].sum()
-                    score += float(ref)
-                    for b in range(c):
-                        if cancel is not None:
-                            cancel.raise_if_cancelled()
-                        occl = win.clone()
-                        occl[:, b] = base[0, b]
-                        lpb = _log_prob(model, net, net(occl))[0, class_index]
-                        drop = torch.where(m, lp - lpb, torch.zeros_like(lp))
-                        totals[b] += float(drop.sum())
-                        acc[b, halo + r0 : halo + r1, halo + c0 : halo + c1] += drop[
-                            : r1 - r0, : c1 - c0
-                        ].numpy()
-                        done += 1
-                        yield Progress(done, total_steps, f"occluding band {band_names[b]}")
-                continue
-            diff = win - base
-            alphas = [(i + 0.5) / steps for i in range(steps)] if method == "integrated" else [1.0]
-            grad_sum = torch.zeros_like(win)
-            for a in alphas:
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                xi = (base + a * diff).requires_grad_(True)
-                with torch.enable_grad():
-                    s = _log_prob(model, net, net(xi))[0, class_index][m].sum()
-                    (g,) = torch.autograd.grad(s, xi)
-                grad_sum += g
-                done += 1
-                yield Progress(done, total_steps, f"{method} gradients: {done}/{total_steps}")
-            attr = (grad_sum / len(alphas) * diff)[0].numpy()
-            acc[:, r0 : r0 + wh, c0 : c0 + ww] += attr
-            with torch.no_grad():
-                score += float(_log_prob(model, net, net(win))[0, class_index][m].sum())
-                base_score += float(
-                    _log_prob(model, net, net(base.expand_as(win).contiguous()))[0, class_index][
-                        m
-                    ].sum()
-                )
-    maps = acc[:, halo : halo + h, halo : halo + w].astype(np.float32)
-    if method != "occlusion":
-        totals = maps.reshape(c, -1).sum(axis=1)  # contributions that fell on padding dropped
-    return BandAttribution(
-        list(band_names),
-        (totals / n_region).astype(np.float64),
-        maps,
-        method,
-        score / n_region,
-        base_score / n_region if method != "occlusion" else float("nan"),
-    )
-
-
-def band_attribution(
-    model: object, x: np.ndarray, class_index: int, region: np.ndarray, **kw
-) -> BandAttribution:
-    """:func:`band_attribution_job` run to its end (no progress)."""
-    from napari_hitl.core.progress import run_to_end
-
-    return run_to_end(band_attribution_job(model, x, class_index, region, **kw))

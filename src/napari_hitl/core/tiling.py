@@ -1,14 +1,17 @@
-"""Seamless tiled evaluation of a fully convolutional model over an image of any size."""
+"""Seamless tiled evaluation of a fully convolutional model over an image of any size, and
+the block geometry of batch prediction (block edges, ``--chunk`` sizes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 
 from napari_hitl.core.progress import CancelToken, Progress
 
 Box = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
+MIN_CHUNK = 64  # the smallest block edge batch prediction accepts
 
 
 def ceil_to(n: int, m: int) -> int:
@@ -77,3 +80,42 @@ def tiled_apply(
         out[:, y0:y1, x0:x1] = fn(window, (y0, y1, x0, x1)) if pass_box else fn(window)
         yield Progress(i + 1, len(boxes), f"{label} {i + 1}/{len(boxes)}")
     return out[:, :h, :w]
+
+
+def block_bounds(size: int, chunk: int, min_last: int) -> list[int]:
+    """Block edges along an axis of ``size`` pixels: every ``chunk`` pixels, the last block merged
+    into the one before when it would be shorter than ``min_last`` (a block must hold a halo)."""
+    edges = [*range(0, size, chunk), size]
+    if len(edges) > 2 and edges[-1] - edges[-2] < min_last:
+        del edges[-2]
+    return edges
+
+
+def parse_chunk(text: str | int | Sequence[int] | None, align: int = 1) -> tuple[int, int] | None:
+    """``"1024"``, ``"512,2048"``, 1024 or (512, 2048) as (rows, cols), rounded up to ``align``.
+
+    Raises
+    ------
+    ValueError
+        Not one or two whole numbers of at least :data:`MIN_CHUNK`.
+    """
+    if text is None:
+        return None
+    if isinstance(text, int):
+        parts: list[Any] = [text]
+    elif isinstance(text, str):
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    else:
+        parts = list(text)
+    try:
+        values = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < MIN_CHUNK:
+        raise ValueError(
+            f"chunk {text!r} must be one edge or ROWS,COLS in pixels, each at least {MIN_CHUNK} "
+            "(e.g. 1024 or 512,2048)"
+        )
+    return ceil_to(values[0], align), ceil_to(values[1], align)
