@@ -19,6 +19,7 @@ from napari_hitl.cli_common import (
 from napari_hitl.cli_scale import add_batch_options
 from napari_hitl.core.choices import (
     DEFAULT_THRESHOLD,
+    DEMO_LOOP_ITERATIONS,
     IMAGE_HELP,
     SEED_HELP,
     STORE_HELP,
@@ -289,7 +290,8 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--loop-iterations",
         type=int,
-        default=8,
-        help="iterations of the simulated-user loop on sample scenes (default 8; 0: skip)",
+        default=DEMO_LOOP_ITERATIONS,
+        help="iterations of the simulated-user loop on sample scenes "
+        f"(default {DEMO_LOOP_ITERATIONS}; 0: skip)",
     )
     p.set_defaults(func=cmd_demo)

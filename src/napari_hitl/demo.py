@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl.core.choices import DEMO_LOOP_ITERATIONS
 from napari_hitl.core.sample_store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
 from napari_hitl.core.store import ProjectStore
 
@@ -130,9 +131,6 @@ def _stored_prediction(store: ProjectStore) -> dict[str, Any] | None:
         return stored_prediction(store, SAMPLE_IMAGE)
     except HitlError:
         return None
-
-
-DEMO_LOOP_ITERATIONS = 8
 
 
 def run_sample_loop(

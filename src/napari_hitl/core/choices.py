@@ -10,6 +10,8 @@ from __future__ import annotations
 # accepting predictions (napari_hitl.core.feedback)
 DEFAULT_THRESHOLD = 0.95  # confidence a prediction needs to be accepted into the labels
 DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boundary
+# iterations of the demo's simulated loop: enough for it to label 80 % of its pool (14 → 80 %)
+DEMO_LOOP_ITERATIONS = 14
 
 DEFAULT_MODEL = "unet"
 MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
