@@ -49,7 +49,7 @@ from PIL import Image  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from napari_hitl._qt.result_layers import result_layer_names  # noqa: E402
+from napari_hitl._napari.names import result_layer_names  # noqa: E402
 from napari_hitl._qt.shortcuts import (  # noqa: E402
     ATTENTION_SHORTCUTS,
     GUIDE_SHORTCUTS,

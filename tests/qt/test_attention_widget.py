@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from napari.utils.key_bindings import coerce_keybinding
 
-from napari_hitl._qt.attention_widget import attention_layer_names
+from napari_hitl._napari.names import attention_layer_names
 from napari_hitl.core.attention import BEFORE_GUIDANCE, explain_project_image, load_clicks
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.explain import Region

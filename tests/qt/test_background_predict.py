@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl._qt.result_layers import result_layer_names
+from napari_hitl._napari.names import result_layer_names
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.loop import load_state, stored_prediction, train_project
 from napari_hitl.core.progress import run_to_end

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl._qt.result_layers import result_layer_names
+from napari_hitl._napari.names import result_layer_names
 from napari_hitl.core.classes import make_classes
 from napari_hitl.core.learner import list_checkpoints
 from napari_hitl.core.live import LiveSettings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl._qt.result_layers import result_layer_names
+from napari_hitl._napari.names import result_layer_names
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.sample_store import build_sample_store
 from napari_hitl.core.scribbles import sparse_scribbles

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from napari.utils.key_bindings import coerce_keybinding
 
+from napari_hitl._napari.names import coverage_name, question_name
 from napari_hitl._napari.view import camera
-from napari_hitl._qt.queue_widget import coverage_name, question_name
 from napari_hitl.core.active import coverage_grid
 from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.loop import current_prediction, load_state, train_project

@@ -15,6 +15,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from napari_hitl._napari.names import bands_name, composite_name, height_name, labels_name
 from napari_hitl.core.bands import (
     BandInfo,
     default_rgb,
@@ -27,26 +28,6 @@ from napari_hitl.core.store import ImageInfo, ProjectStore
 
 LayerData = tuple[Any, dict[str, Any], str]
 META = "napari_hitl"
-
-
-def composite_name(image: str) -> str:
-    """Name of an image's RGB composite layer."""
-    return image
-
-
-def bands_name(image: str) -> str:
-    """Name of an image's all-bands layer."""
-    return f"{image} bands"
-
-
-def labels_name(image: str) -> str:
-    """Name of an image's labels layer."""
-    return f"{image} labels"
-
-
-def height_name(image: str) -> str:
-    """Name of an image's height (DSM) layer."""
-    return f"{image} height"
 
 
 CLASS_LAYER_SUFFIXES = (" prediction", " accepted")  # labels layers of the learning loop

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl._napari.layers import META, labels_name, save_layer_labels, store_image_layers
+from napari_hitl._napari.layers import META, save_layer_labels, store_image_layers
+from napari_hitl._napari.names import labels_name
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.store import ProjectStore
 

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.layers import META
+from napari_hitl._napari.names import attention_layer_names
 from napari_hitl._napari.view import (
     camera,
     plane_index,
@@ -70,18 +71,6 @@ if TYPE_CHECKING:
 
 REGIONS = ("segment under the cursor", "current view", "whole image")
 CLICK_COLORS = {True: "lime", False: "red"}
-
-
-def attention_layer_names(image: str) -> dict[str, str]:
-    """Names of the explanation layers of ``image``."""
-    return {
-        "cam": f"{image} Grad-CAM",
-        "before": f"{image} Grad-CAM (before)",
-        "prediction_before": f"{image} prediction (before)",
-        "band": f"{image} band attribution",
-        "clicks": f"{image} attention clicks",
-        "ignore": f"{image} ignore regions",
-    }
 
 
 class AttentionWidget(DockWidget):
@@ -350,7 +339,7 @@ class AttentionWidget(DockWidget):
         self.viewer.layers.selection.active = like
 
     def _like(self, image: str) -> Any:
-        from napari_hitl._napari.layers import labels_name
+        from napari_hitl._napari.names import labels_name
 
         name = labels_name(image)
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401

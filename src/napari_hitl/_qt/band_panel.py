@@ -13,15 +13,8 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
 
-from napari_hitl._napari.layers import (
-    META,
-    composite_data,
-    composite_name,
-    height_layer,
-    height_name,
-    labels_name,
-    same_store,
-)
+from napari_hitl._napari.layers import META, composite_data, height_layer, same_store
+from napari_hitl._napari.names import composite_name, height_name, labels_name
 from napari_hitl.core.errors import HitlError
 
 if TYPE_CHECKING:

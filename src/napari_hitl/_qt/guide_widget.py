@@ -34,15 +34,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_hitl._napari.layers import META, direct_colormap, load_stored_labels
+from napari_hitl._napari.names import guide_layer_names, result_layer_names
 from napari_hitl._napari.view import plane_index, save_store_labels
 from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
-from napari_hitl._qt.result_layers import (
-    ensure_layer,
-    result_layer_names,
-    show_prediction,
-    write_part,
-)
+from napari_hitl._qt.result_layers import ensure_layer, show_prediction, write_part
 from napari_hitl._qt.shortcuts import GUIDE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
@@ -59,11 +55,6 @@ from napari_hitl.core.loop import load_state
 
 if TYPE_CHECKING:
     import napari
-
-
-def guide_layer_names(image: str) -> dict[str, str]:
-    """Names of the Guide widget's layers of ``image``."""
-    return {"hints": f"{image} hints", "change": f"{image} guide change"}
 
 
 class GuideWidget(DockWidget):

@@ -30,24 +30,18 @@ from qtpy.QtWidgets import (
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
 from napari_hitl._napari.layers import (
     META,
-    labels_name,
     load_stored_labels,
     save_layer_labels,
     store_image_layers,
 )
+from napari_hitl._napari.names import labels_name, result_layer_names
 from napari_hitl._napari.view import plane_index
 from napari_hitl._qt.background_predict import BackgroundPrediction
 from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.live_controller import LiveController
 from napari_hitl._qt.points_tool import PointsTool
-from napari_hitl._qt.result_layers import (
-    UNCERTAINTY_KINDS,
-    Box,
-    result_layer_names,
-    show_prediction,
-    write_part,
-)
+from napari_hitl._qt.result_layers import UNCERTAINTY_KINDS, Box, show_prediction, write_part
 from napari_hitl._qt.shortcuts import LOOP_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.choices import (
     DEFAULT_MARGIN,

@@ -16,7 +16,7 @@ from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QPushButton
 
 from napari_hitl._napari.layers import load_stored_labels, save_layer_labels
-from napari_hitl._qt.result_layers import result_layer_names
+from napari_hitl._napari.names import result_layer_names
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.interactions import PointsResult, apply_points
 

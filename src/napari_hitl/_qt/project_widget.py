@@ -17,7 +17,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_hitl._napari.layers import META, direct_colormap, labels_name, save_layer_labels
+from napari_hitl._napari.layers import META, direct_colormap, save_layer_labels
+from napari_hitl._napari.names import labels_name
 from napari_hitl._napari.view import show_store_image
 from napari_hitl._qt.band_panel import BandPanel
 from napari_hitl._qt.class_editor import ClassEditor

@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_hitl._napari.layers import META, labels_name, load_stored_labels, save_layer_labels
+from napari_hitl._napari.layers import META, load_stored_labels, save_layer_labels
+from napari_hitl._napari.names import coverage_name, labels_name, question_name
 from napari_hitl._napari.view import (
     centre_on,
     plane_index,
@@ -60,16 +61,6 @@ if TYPE_CHECKING:
 
 COLUMNS = ("#", "item", "route", "τ_l", "uncertain", "entropy")
 QUESTION_CONTEXT = 128  # px of the image shown around an asked pixel
-
-
-def coverage_name(image: str) -> str:
-    """Name of the coverage-map layer of ``image``."""
-    return f"{image} coverage"
-
-
-def question_name(image: str) -> str:
-    """Name of the Points layer marking the asked pixel of ``image``."""
-    return f"{image} question"
 
 
 class QueueWidget(DockWidget):

@@ -11,23 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_hitl._napari.names import result_layer_names
 from napari_hitl.core.classes import ClassInfo
 from napari_hitl.core.loop import Box
 from napari_hitl.core.prediction import Prediction
 
 UNCERTAINTY_KINDS = ("entropy", "1 − margin")
-
-
-def result_layer_names(image: str) -> dict[str, str]:
-    """Names of the result layers of ``image`` (updated in place by these names)."""
-    return {
-        "prediction": f"{image} prediction",
-        "confidence": f"{image} confidence",
-        "uncertainty": f"{image} uncertainty",
-        "accepted": f"{image} accepted",
-        "region": f"{image} region",  # a Shapes rectangle drawn by the person
-        "points": f"{image} points",  # positive / negative clicks
-    }
 
 
 def uncertainty(pred: Prediction, kind: str) -> np.ndarray:
