@@ -24,21 +24,14 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def attention(make_napari_viewer, tmp_path, qtbot):
+def attention(open_dock, tmp_path):
     store = build_sample_store(tmp_path / "p.zarr", shape=(96, 96), n_images=2)
     for name in store.image_names():
         gt = store.read_derived(name, "ground_truth")
         store.write_labels(name, sparse_scribbles(gt, 0.04, seed=0))
     run_to_end(train_project(store, TrainConfig(steps=40)))
-    viewer = make_napari_viewer(show=True)
-    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
-    project.open_store(store.path)
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-hitl", "Explain and guide")
+    viewer, widget = open_dock(store, "Explain and guide", show=True)
     return viewer, widget, store
-
-
-def _wait(widget, qtbot):
-    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
 
 
 def _press(viewer, layer, row, col, button):
@@ -49,7 +42,7 @@ def _press(viewer, layer, row, col, button):
         cb(viewer, event)
 
 
-def _compute_whole_image(viewer, widget, qtbot, cls, method):
+def _compute_whole_image(viewer, widget, qtbot, cls, method, wait_idle):
     """Explain ``cls`` over the whole of sample_00 with the widget; its labels layer."""
     lab = viewer.layers["sample_00 labels"]
     viewer.layers.selection.active = lab
@@ -58,13 +51,13 @@ def _compute_whole_image(viewer, widget, qtbot, cls, method):
     widget.region_combo.setCurrentText("whole image")
     widget.method_combo.setCurrentText(method)
     assert widget.compute()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     return lab
 
 
-def test_compute_shows_cam_chart_and_band_map(attention, qtbot):
+def test_compute_shows_cam_chart_and_band_map(attention, qtbot, wait_idle):
     viewer, widget, store = attention
-    lab = _compute_whole_image(viewer, widget, qtbot, "water", "gradient")
+    lab = _compute_whole_image(viewer, widget, qtbot, "water", "gradient", wait_idle)
     names = attention_layer_names("sample_00")
     cam = viewer.layers[names["cam"]]
     expected = run_to_end(
@@ -93,16 +86,16 @@ def test_compute_shows_cam_chart_and_band_map(attention, qtbot):
     viewer.cursor.position = tuple(lab.data_to_world([r, c]))
     widget.region_combo.setCurrentText("segment under the cursor")
     viewer.keymap[coerce_keybinding("Alt-E")](viewer)
-    _wait(widget, qtbot)
+    wait_idle(widget)
     seg = widget.explanation
     assert seg is not pred and seg.region.kind == "segment" and seg.region.point == (r, c)
     assert seg.mask[r, c] and (predicted[seg.mask] == 5).all()
     assert seg.mask.sum() < pred.mask.sum()
 
 
-def test_clicks_confirm_finetune_revert(attention, qtbot):
+def test_clicks_confirm_finetune_revert(attention, qtbot, wait_idle):
     viewer, widget, store = attention
-    lab = _compute_whole_image(viewer, widget, qtbot, "building", "none")
+    lab = _compute_whole_image(viewer, widget, qtbot, "building", "none", wait_idle)
     state = load_state(ProjectStore.open(store.path))
     # clicks by mouse in click mode: the labels layer stops painting meanwhile
     lab.mode = "paint"
@@ -128,7 +121,7 @@ def test_clicks_confirm_finetune_revert(attention, qtbot):
     # fine-tune: a new model, the before map kept, the map and prediction refreshed
     widget.steps_spin.setValue(3)
     assert widget.fine_tune()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     tuned = load_state(ProjectStore.open(store.path))
     assert tuned.iteration == state.iteration + 1
     assert BEFORE_GUIDANCE in list_checkpoints(ProjectStore.open(store.path))
@@ -141,24 +134,24 @@ def test_clicks_confirm_finetune_revert(attention, qtbot):
     assert widget.fine_tune() is False  # nothing confirmed any more
     # revert: the old model and its map are back
     assert widget.revert()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert load_state(ProjectStore.open(store.path)).model_hash == state.model_hash
     np.testing.assert_allclose(viewer.layers[names["cam"]].data, cam, atol=1e-5)
 
 
-def test_candidates_next_and_close(attention, qtbot):
+def test_candidates_next_and_close(attention, qtbot, wait_idle):
     viewer, widget, _store = attention
     widget.strategy_combo.setCurrentText("entropy")
     assert widget.rank_candidates()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert sorted(widget.candidates) == [("sample_00", None), ("sample_01", None)]
     viewer.keymap[coerce_keybinding("Alt-X")](viewer)
-    _wait(widget, qtbot)
+    wait_idle(widget)
     first = widget.candidates[0][0]
     assert widget.explanation is not None and widget.explanation.image == first
     assert viewer.layers[f"{first} labels"].visible
     viewer.keymap[coerce_keybinding("Alt-X")](viewer)
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert widget.explanation.image == widget.candidates[1][0]
     widget.close()
     assert widget._on_mouse not in viewer.mouse_drag_callbacks

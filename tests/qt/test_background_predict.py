@@ -16,15 +16,12 @@ from napari_hitl.core.store import ProjectStore
 pytestmark = pytest.mark.gui
 
 
-def test_background_prediction_cancel_resume_and_show(make_napari_viewer, tmp_path, qtbot):
+def test_background_prediction_cancel_resume_and_show(open_dock, tmp_path, qtbot):
     store = build_sample_store(tmp_path / "p.zarr", shape=(256, 256))
     gt = store.read_derived("sample", "ground_truth")
     store.write_labels("sample", sparse_scribbles(gt, 0.03, seed=0))
     run_to_end(train_project(store, TrainConfig(steps=25)))
-    viewer = make_napari_viewer()
-    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
-    project.open_store(store.path)
-    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    viewer, loop = open_dock(store, "Learning loop")
     bg = loop.background
 
     # cancel after the first block: the run stops, keeps its blocks, and says it will resume

@@ -17,23 +17,16 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def guided(make_napari_viewer, tmp_path, qtbot):
+def guided(open_dock, tmp_path):
     store = build_sample_store(tmp_path / "p.zarr", shape=(128, 128), n_images=1)
     gt = store.read_derived("sample", "ground_truth")
     store.write_labels("sample", sparse_scribbles(gt, 0.02, seed=0))
     run_to_end(train_project(store, TrainConfig(steps=30)))
-    viewer = make_napari_viewer(show=True)
-    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
-    project.open_store(store.path)
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-hitl", "Guide the model")
+    viewer, widget = open_dock(store, "Guide the model", show=True)
     return viewer, widget, store
 
 
-def _wait(widget, qtbot):
-    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
-
-
-def test_paint_hints_apply_accept_reset(guided, qtbot):
+def test_paint_hints_apply_accept_reset(guided, qtbot, wait_idle):
     viewer, widget, store = guided
     lab = viewer.layers["sample labels"]
     state = load_state(store)
@@ -62,7 +55,7 @@ def test_paint_hints_apply_accept_reset(guided, qtbot):
 
     human_before = np.asarray(lab.data).copy()
     assert widget.apply()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     s = widget.session
     assert s is not None and s.guided is not None
     pred_layer = viewer.layers[result_layer_names("sample")["prediction"]]
@@ -92,17 +85,17 @@ def test_paint_hints_apply_accept_reset(guided, qtbot):
     assert s.guided is None and len(s.guide.hints) == 0
 
 
-def test_typed_command_and_a_bad_one(guided, qtbot):
+def test_typed_command_and_a_bad_one(guided, qtbot, wait_idle):
     viewer, widget, _store = guided
     viewer.layers.selection.active = viewer.layers["sample labels"]
     widget.command_edit.setText("find watr in top left")
     assert widget.apply()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert "did you mean 'water'" in widget.status.text()
     assert widget.session is None or widget.session.guided is None
     widget.command_edit.setText("remove vegetation in the top")
     assert widget.apply()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     s = widget.session
     assert s is not None and s.guided is not None
     assert s.commands == ["remove vegetation in top"]

@@ -20,18 +20,11 @@ from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image
 pytestmark = pytest.mark.gui
 
 
-def _open(viewer, store):
-    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
-    project.open_store(store.path)
-    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
-    return loop
-
-
 @pytest.fixture
-def sample(make_napari_viewer, tmp_path):
+def sample(open_dock, tmp_path):
     store = build_sample_store(tmp_path / "p.zarr", shape=(128, 128))
-    viewer = make_napari_viewer(show=True)  # shown: the canvas has a real size (visible box)
-    loop = _open(viewer, store)
+    # shown: the canvas has a real size (visible box)
+    viewer, loop = open_dock(store, "Learning loop", show=True)
     return viewer, loop, store, store.read_derived("sample", "ground_truth")
 
 
@@ -124,7 +117,7 @@ def test_update_points_uncertainty_and_bands(sample, qtbot):
     assert ProjectStore.open(store.path).labels("sample")[r, c] == value
 
 
-def test_stack_predicts_a_slice_or_the_whole_stack(make_napari_viewer, tmp_path, qtbot):
+def test_stack_predicts_a_slice_or_the_whole_stack(open_dock, tmp_path, qtbot):
     scenes = [make_sample_scene((64, 64), seed) for seed in range(3)]
     store = ProjectStore.create(
         tmp_path / "s.zarr", classes=make_classes(scenes[0].class_names, scenes[0].class_colors)
@@ -135,8 +128,7 @@ def test_stack_predicts_a_slice_or_the_whole_stack(make_napari_viewer, tmp_path,
         "vol",
     )
     gt = np.stack([s.ground_truth for s in scenes])
-    viewer = make_napari_viewer()
-    loop = _open(viewer, store)
+    viewer, loop = open_dock(store, "Learning loop")
     layer = viewer.layers["vol labels"]
     painted = np.zeros(gt.shape, np.uint16)
     painted[2] = sparse_scribbles(gt[2], 0.05, seed=0)  # labels on the last slice only
@@ -171,11 +163,10 @@ def test_stack_predicts_a_slice_or_the_whole_stack(make_napari_viewer, tmp_path,
     assert loop.undo() > 0 and not np.asarray(layer.data)[1].any()
 
 
-def test_closing_napari_mid_job_cancels(make_napari_viewer, tmp_path, qtbot):
+def test_closing_napari_mid_job_cancels(open_dock, tmp_path, qtbot):
     store = build_sample_store(tmp_path / "p.zarr", shape=(96, 96))
     gt = store.read_derived("sample", "ground_truth")
-    viewer = make_napari_viewer(show=True)
-    loop = _open(viewer, store)
+    viewer, loop = open_dock(store, "Learning loop", show=True)
     viewer.layers["sample labels"].data = sparse_scribbles(gt, 0.03, seed=0)
     from napari_hitl.core.classifier import TrainConfig
 
@@ -186,11 +177,10 @@ def test_closing_napari_mid_job_cancels(make_napari_viewer, tmp_path, qtbot):
     assert list_checkpoints(ProjectStore.open(store.path)) == []
 
 
-def test_strokes_are_saved_without_pressing_anything(make_napari_viewer, tmp_path, qtbot):
+def test_strokes_are_saved_without_pressing_anything(open_dock, tmp_path, qtbot):
     """Painting, then closing napari, loses nothing: strokes reach the store by themselves."""
     store = build_sample_store(tmp_path / "p.zarr", shape=(64, 64))
-    viewer = make_napari_viewer()
-    _open(viewer, store)
+    viewer, _loop = open_dock(store, "Learning loop")
     layer = viewer.layers["sample labels"]
     layer.paint((10, 10), 2)  # a brush stroke
     qtbot.waitUntil(

@@ -16,12 +16,9 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def viewer_with_project(make_napari_viewer, tmp_path):
+def viewer_with_project(open_dock, tmp_path):
     store = build_sample_store(tmp_path / "p.zarr", shape=(128, 128))
-    viewer = make_napari_viewer()
-    _dock, project = viewer.window.add_plugin_dock_widget("napari-hitl", "Project")
-    project.open_store(store.path)
-    _dock, loop = viewer.window.add_plugin_dock_widget("napari-hitl", "Learning loop")
+    viewer, loop = open_dock(store, "Learning loop")
     return viewer, loop, store
 
 

@@ -36,16 +36,12 @@ def queue(make_napari_viewer, tmp_path, qtbot):
     return viewer, widget, store, project, painted
 
 
-def _wait(widget, qtbot):
-    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
-
-
-def test_rank_jump_done_coverage_and_machine(queue, qtbot):
+def test_rank_jump_done_coverage_and_machine(queue, qtbot, wait_idle):
     viewer, widget, store, project, _ = queue
     widget.strategy_combo.setCurrentText("hise")
     widget.tile_spin.setValue(48)
     assert widget.rank()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     ranking = widget.ranking
     assert widget.table.rowCount() == len(ranking.items) == 8
     assert widget.table.item(0, 1).text() == ranking.items[0].key
@@ -85,10 +81,10 @@ def test_rank_jump_done_coverage_and_machine(queue, qtbot):
             np.testing.assert_array_equal(viewer.layers[f"{name} labels"].data, now)
 
 
-def test_question_answered_with_alt_digit(queue, qtbot):
+def test_question_answered_with_alt_digit(queue, qtbot, wait_idle):
     viewer, widget, store, _project, painted = queue
     assert widget.ask()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert widget.pending is not None
     _store, image, index, q = widget.pending
     assert image == "sample_00" and index is None
@@ -114,10 +110,10 @@ def test_question_answered_with_alt_digit(queue, qtbot):
     assert painted == [2]
     # skip: the next question is away from the skipped one
     widget.ask()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     first = widget.pending[3]
     widget.skip()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     second = widget.pending[3]
     assert np.hypot(first.row - second.row, first.col - second.col) > 16
     widget.shutdown()
@@ -125,7 +121,7 @@ def test_question_answered_with_alt_digit(queue, qtbot):
     assert painted == [2, 2]  # closing the widget gave the key back
 
 
-def test_suspect_labels_listed_and_shown(queue, qtbot):
+def test_suspect_labels_listed_and_shown(queue, qtbot, wait_idle):
     viewer, widget, store, _project, _ = queue
     pred = current_prediction(store, "sample_00", load_state(store))
     if pred is None:
@@ -139,7 +135,7 @@ def test_suspect_labels_listed_and_shown(queue, qtbot):
     lab = viewer.layers["sample_00 labels"]
     lab.data[r, c] = wrong  # a slip of the brush (saved by the widget before it searches)
     assert widget.find_suspects()
-    _wait(widget, qtbot)
+    wait_idle(widget)
     assert widget.suspect_list.count() >= 1
     hit = [i for i, s in enumerate(widget.suspects) if s.image == "sample_00" and s.box[0] == r]
     assert hit
