@@ -34,7 +34,7 @@ copies (:func:`_conv_axis`: same values as ``conv2d(..., groups=C)`` with ``1×k
 ``G_σ = G_{DERIVATIVE_SIGMA} * G_√(σ² − DERIVATIVE_SIGMA²)``: the image is first smoothed at
 ``√(σ² − 1)`` and all derivatives are then taken with short ``σ = 1`` kernels (2–3× cheaper at
 σ = 4–8). Every feature matches scipy/scikit-image references (truncate 8) within 3e-3 of its
-range (measured ≤ 1.5e-3; ``tests/core/test_filter_bank.py``).
+range (measured ≤ 1.5e-3; ``tests/core/learning/test_filter_bank.py``).
 
 **Borders and tiling.** With ``padding="valid"`` (the default) no convolution pads: the output
 covers only the pixels at least :attr:`FilterBank.halo` from the input's border, so a tile cut
