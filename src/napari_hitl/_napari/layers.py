@@ -97,7 +97,7 @@ def store_image_layers(store: ProjectStore, name: str, labels: bool = True) -> l
     only the level and the part it shows. Labels are an ordinary (in-memory) array to paint in.
     """
     info = store.image_info(name)
-    levels = [store.image_dask(name, k) for k in range(len(store.image_levels(name)))]
+    levels = store.image_dask_levels(name)
     multiscale = len(levels) > 1
     bands: Any = levels if multiscale else levels[0]
     out: list[LayerData] = []
@@ -221,8 +221,7 @@ def composite_data(store: ProjectStore, name: str, rgb: Sequence[int] | None = N
     """
     info = store.image_info(name)
     levels = [
-        rgb_composite(store.image_dask(name, k), info.bands, rgb or info.rgb)
-        for k in range(len(store.image_levels(name)))
+        rgb_composite(level, info.bands, rgb or info.rgb) for level in store.image_dask_levels(name)
     ]
     return levels if len(levels) > 1 else levels[0]
 
@@ -266,7 +265,7 @@ def height_layer(
         "metadata": _meta(store, info, "height"),
     }
     kwargs["metadata"][META]["band"] = band
-    levels = [store.image_dask(name, k)[band] for k in range(len(store.image_levels(name)))]
+    levels = [level[band] for level in store.image_dask_levels(name)]
     kwargs["multiscale"] = len(levels) > 1
     return (levels if len(levels) > 1 else levels[0]), kwargs, "image"
 

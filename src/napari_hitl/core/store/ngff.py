@@ -200,17 +200,18 @@ def _drops(key: Any) -> bool:
     return isinstance(key, int | np.integer)
 
 
-def shown(array: Any, axes: str) -> Any:
-    """``array`` as napari-hitl reads it (channel first): the array itself when it is stored
-    in that order, otherwise an :class:`AxisView`. The stored order comes from the array's
-    ``dimension_names`` (arrays without them are stored as shown)."""
+def shown(array: Any) -> Any:
+    """``array`` as napari-hitl reads it, channel first: the array itself when it is stored
+    that way, otherwise an :class:`AxisView`. The stored order comes from the array's
+    ``dimension_names`` (arrays without them, written before NGFF 0.5 order, are stored as
+    shown); the shown order is the channel, then the other axes in their stored order."""
     names = getattr(array.metadata, "dimension_names", None)
     if not names or any(n is None for n in names):
         return array
     stored = "".join(str(n).upper() for n in names)
-    if stored == axes.upper() or sorted(stored) != sorted(axes.upper()):
+    if "C" not in stored or stored[0] == "C":
         return array
-    return AxisView(array, stored, axes.upper())
+    return AxisView(array, stored, "C" + stored.replace("C", ""))
 
 
 def as_dask(array: Any, chunks: Any = None) -> Any:

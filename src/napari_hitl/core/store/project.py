@@ -37,6 +37,7 @@ from napari_hitl.core.store.layout import (
 )
 from napari_hitl.core.store.lock import store_lock
 from napari_hitl.core.store.ngff import (
+    as_dask,
     root_ome_attrs,
     shown,
     write_series,
@@ -407,24 +408,25 @@ class ProjectStore(LabelsMixin, DerivedMixin):
         A zarr array, or for a time stack (stored ``T, C, Y, X`` as NGFF requires) an
         :class:`~napari_hitl.core.store.ngff.AxisView` that reads and writes it channel first.
         """
-        return self.image_levels(name)[0]
+        return shown(self._image_group(name)["0"])
 
     def image_levels(self, name: str) -> list[zarr.Array]:
         """The image at every stored resolution: ``[full, 1/2, 1/4, ...]`` (just ``[full]`` for
         images without a pyramid), each lazily read and channel first (see :meth:`image`)."""
         group = self._image_group(name)
-        axes = ImageInfo.from_json(name, dict(group.attrs)[ATTR]).axes
         levels = []
         while str(len(levels)) in group:
-            levels.append(shown(group[str(len(levels))], axes))
+            levels.append(shown(group[str(len(levels))]))
         return levels
 
-    def image_dask(self, name: str, level: int = 0, chunks: Any = None) -> Any:
-        """The image (pyramid ``level``) as a channel-first dask array, rechunked to ``chunks``
-        when given."""
-        from napari_hitl.core.store.ngff import as_dask
+    def image_dask(self, name: str, chunks: Any = None) -> Any:
+        """The full-size image as a channel-first dask array, rechunked to ``chunks`` when
+        given."""
+        return as_dask(self.image(name), chunks)
 
-        return as_dask(self.image_levels(name)[level], chunks)
+    def image_dask_levels(self, name: str) -> list[Any]:
+        """:meth:`image_levels` as channel-first dask arrays (for multiscale layers)."""
+        return [as_dask(level) for level in self.image_levels(name)]
 
     def valid_mask(self, name: str) -> np.ndarray:
         """Boolean map of usable pixels (False where any band is NaN, inf or nodata)."""

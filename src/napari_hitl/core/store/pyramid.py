@@ -36,7 +36,7 @@ def create_image_level(
         fill_value=0,
         dimension_names=dimension_names(order),
     )
-    return shown(arr, axes)
+    return shown(arr)
 
 
 def spatial_tiles(
@@ -104,11 +104,11 @@ def downsample2(block: np.ndarray) -> np.ndarray:
 def write_level_tile(group: zarr.Group, level: int, tile: tuple[slice, ...], axes: str) -> None:
     """Compute one tile of pyramid ``level`` from level ``level - 1`` (created on first use);
     ``axes``: the image's channel-first axes."""
-    src = shown(group[str(level - 1)], axes)
+    src = shown(group[str(level - 1)])
     shape = (src.shape[0], *level_shape(src.shape[1:], 1))
     key = str(level)
     if key in group:
-        dst = shown(group[key], axes)
+        dst = shown(group[key])
     else:
         dst = create_image_level(group, level, shape, src.dtype, axes)
     *stack, ys, xs = tile
