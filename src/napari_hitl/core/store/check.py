@@ -109,11 +109,7 @@ def _image_problems(store: ProjectStore, name: str) -> list[Problem]:
         out.append(
             Problem(where, "; ".join(parts), lambda s, n=name, r=records: _fix_provenance(s, n, r))
         )
-    stale = [
-        k
-        for k in range(1, store.label_level_count(name))
-        if not np.array_equal(store.label_level(name, k), labels[..., :: 2**k, :: 2**k])
-    ]
+    stale = store.stale_label_levels(name, labels)
     if stale:
         out.append(
             Problem(

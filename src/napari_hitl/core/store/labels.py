@@ -157,19 +157,29 @@ class LabelsMixin:
         """The stored labels at pyramid ``level`` (0: full size), as numpy."""
         return np.asarray(self._image_group(name)[f"labels/annotations/{level}"][...])  # type: ignore[index]
 
+    def stale_label_levels(self, name: str, labels: np.ndarray | None = None) -> list[int]:
+        """The label pyramid levels that differ from the full-size ``labels`` subsampled
+        (default: the stored labels), i.e. what other OME-Zarr tools would show wrongly."""
+        labels = self.labels(name) if labels is None else labels
+        expected = label_levels(labels, self.label_level_count(name) - 1)
+        return [
+            k
+            for k in range(1, len(expected))
+            if not np.array_equal(self.label_level(name, k), expected[k])
+        ]
+
     def rebuild_label_levels(self, name: str) -> list[int]:
-        """Write the label pyramid again from the full-size labels; returns the levels that
-        differed. Level 0 (the labels people and pushes wrote) is never changed."""
+        """Write the stale label pyramid levels again from the full-size labels; returns them.
+        Level 0 (the labels people and pushes wrote) is never changed."""
         with self.write_lock("rebuild label levels"):
             self.require_writable()
             labels = self.labels(name)
+            stale = self.stale_label_levels(name, labels)
+            expected = label_levels(labels, self.label_level_count(name) - 1)
             group = self._image_group(name)["labels/annotations"]
-            fixed = []
-            for k, level in enumerate(label_levels(labels, self.label_level_count(name) - 1)):
-                if k and not np.array_equal(self.label_level(name, k), level):
-                    group[str(k)][...] = level  # type: ignore[index]
-                    fixed.append(k)
-            return fixed
+            for k in stale:
+                group[str(k)][...] = expected[k]  # type: ignore[index]
+            return stale
 
     def provenance(self, name: str) -> np.ndarray:
         """Per-pixel provenance: 0 unlabeled, 1 human, k+1 machine from iteration k."""
