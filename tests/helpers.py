@@ -17,15 +17,30 @@ UTM_SCALE = (10.0, 10.0, 0.0)
 
 
 def write_geotiff(
-    path: Path, data: np.ndarray, band_names: list[str], nodata: float | None = None
+    path: Path,
+    data: np.ndarray,
+    band_names: list[str],
+    nodata: float | None = None,
+    *,
+    geokeys: tuple[int, ...] = UTM_GEOKEYS,
+    tiepoint: tuple[float, ...] = UTM_TIEPOINT,
+    scale: tuple[float, ...] = UTM_SCALE,
+    double_params: tuple[float, ...] = (),
+    ascii_params: str = "",
+    gdal_items: tuple[dict, ...] | list[dict] = (),
 ) -> Path:
-    """A band-first GeoTIFF as GDAL writes it: band names, EPSG:32633 tags, optional nodata."""
+    """A band-first GeoTIFF as GDAL writes it: band names (and further GDAL metadata items),
+    the GeoTIFF tags given (default EPSG:32633, pixel-is-area), optional nodata."""
     extratags = [
-        (33550, "d", 3, UTM_SCALE, True),
-        (33922, "d", 6, UTM_TIEPOINT, True),
-        (34735, "H", len(UTM_GEOKEYS), UTM_GEOKEYS, True),
-        (42112, "s", 0, gdal_metadata_xml(band_names), True),
+        (33550, "d", 3, scale, True),
+        (33922, "d", 6, tiepoint, True),
+        (34735, "H", len(geokeys), geokeys, True),
+        (42112, "s", 0, gdal_metadata_xml(band_names, gdal_items), True),
     ]
+    if double_params:
+        extratags.append((34736, "d", len(double_params), double_params, True))
+    if ascii_params:
+        extratags.append((34737, "s", 0, ascii_params, True))
     if nodata is not None:
         extratags.append((42113, "s", 0, str(nodata), True))
     tifffile.imwrite(

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from tests.helpers import write_geotiff
 
 from napari_hitl.cli import main
-from napari_hitl.core.geo import GDAL_METADATA, gdal_metadata_xml, parse_gdal_metadata
+from napari_hitl.core.geo import GDAL_METADATA, parse_gdal_metadata
 from napari_hitl.core.rasters import read_raster, select_bands
 from napari_hitl.core.store import ProjectStore
 
@@ -16,27 +17,19 @@ GEO_TAGS = (33550, 33922, 34735, 34736, 34737)
 X0, Y0, STEP = 500000.0, 4200000.0, 10.0
 
 
-def _geotiff(path, data, geokeys, double=None, ascii_=None, items=()):
-    extratags = [
-        (33550, "d", 3, (STEP, STEP, 0.0), True),
-        (33922, "d", 6, (0.0, 0.0, 0.0, X0, Y0, 0.0), True),
-        (34735, "H", len(geokeys), geokeys, True),
-    ]
-    if double:
-        extratags.append((34736, "d", len(double), double, True))
-    if ascii_:
-        extratags.append((34737, "s", 0, ascii_, True))
-    xml = gdal_metadata_xml([f"band{i}" for i in range(data.shape[0])], items)
-    extratags.append((GDAL_METADATA, "s", 0, xml, True))
-    tifffile.imwrite(
+def _geotiff(path, data, geokeys, double=(), ascii_="", items=()):
+    names = [f"band{i}" for i in range(data.shape[0])]
+    return write_geotiff(
         path,
         data,
-        planarconfig="separate",
-        photometric="minisblack",
-        extratags=extratags,
-        metadata=None,
+        names,
+        geokeys=geokeys,
+        tiepoint=(0.0, 0.0, 0.0, X0, Y0, 0.0),
+        scale=(STEP, STEP, 0.0),
+        double_params=double,
+        ascii_params=ascii_,
+        gdal_items=items,
     )
-    return path
 
 
 # PixelIsPoint (GTRasterTypeGeoKey 1025 = 2) on EPSG:32633
