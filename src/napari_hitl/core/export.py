@@ -20,6 +20,7 @@ import numpy as np
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.geo import GDAL_METADATA, GDAL_NODATA, GeoRef, gdal_metadata_xml
 from napari_hitl.core.store import ATTR, ProjectStore
+from napari_hitl.core.tiling import tiles
 
 EXPORT_SUFFIXES = (".tif", ".tiff", ".png", ".zarr", ".npy")
 
@@ -134,19 +135,6 @@ def _whole(data: Any) -> np.ndarray:
     return _block(data, (Ellipsis,))
 
 
-def _tiles(shape: Sequence[int], edge: int | None = None) -> list[tuple[slice | int, ...]]:
-    """Blocks covering ``shape``: every index of the leading axes, ``edge``² in Y, X
-    (default :data:`TILE_EDGE`, read at call time)."""
-    edge = edge or TILE_EDGE
-    *lead, ny, nx = (int(v) for v in shape)
-    return [
-        (*idx, slice(y, min(y + edge, ny)), slice(x, min(x + edge, nx)))
-        for idx in np.ndindex(*lead)
-        for y in range(0, ny, edge)
-        for x in range(0, nx, edge)
-    ]
-
-
 def _write_npy(out: Path, data: Any) -> None:
     """Write ``.npy`` in file order, strip by strip (full rows, :data:`TILE_EDGE` at a time)."""
     shape = tuple(int(v) for v in data.shape)
@@ -221,8 +209,8 @@ def _write_tiff(
     if shape[-1] >= 256 and shape[-2] >= 256:
         kwargs["tile"] = (256, 256)
         # tifffile takes the tiles in file order: plane (page or band) by plane, row by row.
-        tiles = (_block(data, key) for key in _tiles(shape, 256))
-        tifffile.imwrite(out or p, tiles, shape=shape, dtype=dtype, **kwargs)
+        blocks = (_block(data, key) for key in tiles(shape, 256))
+        tifffile.imwrite(out or p, blocks, shape=shape, dtype=dtype, **kwargs)
     else:
         tifffile.imwrite(out or p, _whole(data), **kwargs)
 
@@ -319,7 +307,7 @@ def _write_zarr(
         dimension_names=dimension_names(order),
     )
     target: Any = arr if order == axes else AxisView(arr, order, axes)
-    for key in _tiles(shape):
+    for key in tiles(shape, TILE_EDGE):
         target[key] = _block(data, key)
     n_bands = shape[0] if band_axis else 1
     channel_names = names if names and len(names) == n_bands else [None] * n_bands

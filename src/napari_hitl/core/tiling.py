@@ -3,7 +3,7 @@ the block geometry of batch prediction (block edges, ``--chunk`` sizes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,16 @@ def pad_for_tiles(x: np.ndarray, halo: int, align: int = 1) -> np.ndarray:
         ((0, 0), (halo, halo + ceil_to(h, align) - h), (halo, halo + ceil_to(w, align) - w)),
         mode=mode,
     )
+
+
+def tiles(shape: Sequence[int], edge: int) -> Iterator[tuple[int | slice, ...]]:
+    """Blocks covering an array of ``shape``: every index of its leading axes (as integers),
+    times ``edge``² windows over its two last axes (the last row and column smaller)."""
+    *lead, ny, nx = (int(v) for v in shape)
+    for idx in np.ndindex(*lead):
+        for y in range(0, ny, edge):
+            for x in range(0, nx, edge):
+                yield (*idx, slice(y, min(y + edge, ny)), slice(x, min(x + edge, nx)))
 
 
 def tile_grid(shape: tuple[int, int], align: int = 1, tile: int | None = 512) -> list[Box]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from napari_hitl.core.store.ngff import (
     disk_axes,
     shown,
 )
+from napari_hitl.core.tiling import tiles
 
 TILE = 1024  # import tile edge; chunks are smaller
 PYRAMID_MIN_EDGE = 4096  # images with a longer side get a multiscale pyramid at import
@@ -39,21 +40,11 @@ def create_image_level(
     return shown(arr)
 
 
-def spatial_tiles(
-    spatial: tuple[int, ...], edge: int | None = None
-) -> Generator[tuple[slice, ...], None, None]:
-    """Tiles over the trailing Y, X axes (and every index of a stack axis); ``edge`` defaults
-    to :data:`TILE` (read at call time)."""
-    edge = edge or TILE
-    *stack, ny, nx = spatial
-    for idx in np.ndindex(*stack) if stack else [()]:
-        for y in range(0, ny, edge):
-            for x in range(0, nx, edge):
-                yield (
-                    *[slice(i, i + 1) for i in idx],
-                    slice(y, min(y + edge, ny)),
-                    slice(x, min(x + edge, nx)),
-                )
+def spatial_tiles(spatial: tuple[int, ...], edge: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """Import tiles over the trailing Y, X axes, for every index of a stack axis
+    (:func:`~napari_hitl.core.tiling.tiles`); ``edge`` defaults to :data:`TILE` (read at call
+    time)."""
+    return tiles(spatial, edge or TILE)
 
 
 def pyramid_levels(spatial: Sequence[int], force: bool = False) -> int:
