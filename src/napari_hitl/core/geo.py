@@ -107,8 +107,7 @@ class GeoRef:
         "offset": "0", "unittype": "m"}``."""
         return {
             str(item.get("role") or item["name"]).lower(): str(item.get("text", ""))
-            for item in self.metadata
-            if item.get("sample") == band
+            for item in self.items_of_band(band)
         }
 
     @classmethod
