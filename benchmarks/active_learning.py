@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> None:
     """Run every missing set × strategy × seed report."""
     import torch
 
+    from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder, simulate
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.simulate import SimulationConfig, load_image_folder, simulate
 
     torch.set_num_threads(args.threads)
     for name in args.sets:

@@ -25,10 +25,11 @@ ponds, as in training) measures where Grad-CAM looks and whether guidance costs 
 Per seed: train a U-Net (``--train-steps``), then, as a user would in the GUI, on the first
 ``--guide-images`` training images put a positive click at each boat's centre and a negative click
 on the pond where the Grad-CAM of the boat is strongest; the negative region is the CAM
-superpixel under it (:func:`~napari_hitl.core.guidance.negative_region`, ``--negatives``), and the
-window around each boat is the GUI's. Fine-tune with :func:`~napari_hitl.core.guidance.guide_job`
-(defaults: w_g 0.75, w_c 0.25, lr 1e-4) and, as a control, with the same steps and w_g = 0
-(classification loss only), which separates the guidance from the extra training. Variants:
+superpixel under it (:func:`~napari_hitl.core.explain.steering.negative_region`, ``--negatives``),
+and the window around each boat is the GUI's. Fine-tune with
+:func:`~napari_hitl.core.explain.steering.guide_job` (defaults: w_g 0.75, w_c 0.25, lr 1e-4)
+and, as a control, with the same steps and w_g = 0 (classification
+loss only), which separates the guidance from the extra training. Variants:
 ``guided-N`` / ``control-N`` for each ``--steps`` N; ``guided-Nx2`` a second click round (the
 user adds a negative click where the guided CAM now is); ``guided-N-slic`` and
 ``guided-N-ideal`` other negative regions (SLIC superpixels; the pond itself, as if painted).
@@ -59,18 +60,18 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from napari_hitl.core.attention import guide_window
-from napari_hitl.core.attribution import band_attribution
-from napari_hitl.core.classifier import NetClassifier, TrainConfig
-from napari_hitl.core.data import LabeledImage, Normalization
-from napari_hitl.core.explain import grad_cam
-from napari_hitl.core.guidance import (
+from napari_hitl.core.explain.attribution import band_attribution
+from napari_hitl.core.explain.gradcam import grad_cam
+from napari_hitl.core.explain.project import guide_window
+from napari_hitl.core.explain.steering import (
     GuideTarget,
     SteerConfig,
     guide_job,
     measure_attention,
     negative_region,
 )
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.net import NetClassifier, TrainConfig
 from napari_hitl.core.progress import run_to_end
 
 REPO = Path(__file__).resolve().parent.parent

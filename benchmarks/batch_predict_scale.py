@@ -68,7 +68,7 @@ def quantize(bands: np.ndarray, names: list[str]) -> np.ndarray:
 
 
 def make_store(path: Path, data, names, classes):
-    from napari_hitl.core.rasters import Raster
+    from napari_hitl.core.io.rasters import Raster
     from napari_hitl.core.store import ProjectStore, add_image
 
     store = ProjectStore.create(path, classes=classes)
@@ -96,8 +96,8 @@ def child(args: argparse.Namespace) -> None:
     """Run one prediction in this process and print a JSON line with time and peak RSS."""
     import torch
 
-    from napari_hitl.core.batch_predict import predict_store_image
     from napari_hitl.core.loop import predict_project_image
+    from napari_hitl.core.loop.batch import predict_store_image
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import ProjectStore
 
@@ -161,12 +161,12 @@ def main() -> None:
         child(args)
         return
 
-    from napari_hitl.core.classes import make_classes
-    from napari_hitl.core.classifier import TrainConfig
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+    from napari_hitl.core.learning.net import TrainConfig
     from napari_hitl.core.loop import load_state, save_latest, train_project
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.sample import make_sample_scene
-    from napari_hitl.core.scribbles import sparse_scribbles
+    from napari_hitl.core.sample.scene import make_sample_scene
+    from napari_hitl.core.store.classes import make_classes
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)

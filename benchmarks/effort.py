@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> None:
     """Run every missing set × model × seed."""
     import torch
 
-    from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.simulate import (
+    from napari_hitl.core.evaluation.simulate import (
         SimulationConfig,
         load_image_folder,
         simulate,
         write_report,
     )
+    from napari_hitl.core.progress import run_to_end
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
 
 def reached(report: dict[str, Any], target: float) -> dict[str, Any] | None:
     """The first iteration whose pool labels reached ``target`` (labeled and accuracy)."""
-    from napari_hitl.core.simulate import pool_finished
+    from napari_hitl.core.evaluation.simulate import pool_finished
 
     return next((row for row in report["iterations"] if pool_finished(row, target)), None)
 

@@ -22,14 +22,14 @@ import time
 import numpy as np
 import torch
 
-from napari_hitl.core.classifier import NetClassifier, TrainConfig
-from napari_hitl.core.data import LabeledImage, Normalization
-from napari_hitl.core.hint_commands import COMMAND_LR, command_hints, parse_command
-from napari_hitl.core.hint_guide import GuideConfig, Hints, ImageGuide
-from napari_hitl.core.prediction import predict_normalized
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.hints.commands import COMMAND_LR, command_hints, parse_command
+from napari_hitl.core.hints.guide import GuideConfig, Hints, ImageGuide
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.net import NetClassifier, TrainConfig
+from napari_hitl.core.learning.prediction import predict_normalized
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.scene import make_sample_scene
 
 
 def _timed(fn, repeats: int) -> float:

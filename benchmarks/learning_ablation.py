@@ -44,8 +44,8 @@ RESULTS = HERE / "results" / "learning" / "results.jsonl"
 def _bank_features(samples: list) -> list:
     import torch
 
+    from napari_hitl.core.evaluation.simulate import Sample
     from napari_hitl.core.learning.filter_bank import FilterBank, fit_projection
-    from napari_hitl.core.simulate import Sample
 
     flat = [s.bands.reshape(s.bands.shape[0], -1)[:, ::97] for s in samples]
     allb = np.concatenate(flat, 1).T.astype(np.float32)
@@ -65,8 +65,8 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     """One simulate run of ``variant``; appends its line to the results."""
     import torch
 
+    from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder, simulate
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.simulate import SimulationConfig, load_image_folder, simulate
 
     torch.set_num_threads(threads)
     opts = SET_OPTIONS[set_name]

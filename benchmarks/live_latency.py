@@ -1,7 +1,7 @@
 """Live mode: how long after a stroke does the prediction of the view refresh?
 
 The issue's target: within about 2 s on a 2-core machine for a 512 × 512 view, without blocking
-painting. This drives :func:`napari_hitl.core.live.live_training` in a worker thread exactly as
+painting. This drives :func:`napari_hitl.core.loop.live.live_training` in a worker thread exactly as
 the widget does, posts a new stroke (a few more pixels of the ground truth) every 1.5–4 s from
 the main thread, and measures, for each stroke, the time until an update that has seen it
 arrives. The baseline in the same run is one ordinary iteration (Train, then Infer & filter of the
@@ -36,12 +36,12 @@ def main() -> int:
 
     import torch
 
-    from napari_hitl.core.classifier import TrainConfig
-    from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+    from napari_hitl.core.learning.net import TrainConfig
     from napari_hitl.core.loop import predict_project_image, train_project
+    from napari_hitl.core.loop.live import LiveInbox, LiveSettings, LiveUpdate, live_training
     from napari_hitl.core.progress import CancelToken, run_to_end
-    from napari_hitl.core.sample_store import build_sample_store
-    from napari_hitl.core.scribbles import sparse_scribbles
+    from napari_hitl.core.sample.store import build_sample_store
     from napari_hitl.core.store import PROVENANCE_HUMAN
 
     rng = np.random.default_rng(args.seed)

@@ -235,7 +235,7 @@ PREPARERS: dict[str, tuple[str, Callable[[Path, Path, Path], None]]] = {
 
 def summarize(out: Path) -> dict[str, Any]:
     """Count images, shapes, band counts, dtypes and pixels per class of a prepared set."""
-    from napari_hitl.core.rasters import read_mask, read_raster
+    from napari_hitl.core.io.rasters import read_mask, read_raster
 
     shapes: Counter[str] = Counter()
     bands: set[int] = set()

@@ -22,11 +22,11 @@ import numpy as np
 from scipy import ndimage
 from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs
 
-from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
 WATER = 5
 
@@ -93,7 +93,7 @@ def main() -> int:
     shot(viewer, "15b_guided")
     widget.reset()
     # the command a person would type: find water in the cell where most of it is missed
-    from napari_hitl.core.hint_commands import CELL_NAMES
+    from napari_hitl.core.hints.commands import CELL_NAMES
 
     h, w = missed.shape
     per_cell = [missed[r * h // 3 : (r + 1) * h // 3, c * w // 3 : (c + 1) * w // 3].sum()

@@ -32,7 +32,7 @@ import napari  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs  # noqa: E402
 
-from napari_hitl.core.scribbles import sparse_scribbles  # noqa: E402
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles  # noqa: E402
 
 NAME = "03c_history"
 

@@ -50,16 +50,16 @@ from qtpy.QtWidgets import QApplication  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from napari_hitl._napari.names import result_layer_names  # noqa: E402
-from napari_hitl._qt.shortcuts import (  # noqa: E402
+from napari_hitl._napari.shortcuts import (  # noqa: E402
     ATTENTION_SHORTCUTS,
     GUIDE_SHORTCUTS,
     LOOP_SHORTCUTS,
     PROJECT_SHORTCUTS,
     QUEUE_SHORTCUTS,
 )
-from napari_hitl.core.learner import list_checkpoints  # noqa: E402
+from napari_hitl.core.learning.registry import list_checkpoints  # noqa: E402
 from napari_hitl.core.loop import load_state  # noqa: E402
-from napari_hitl.core.scribbles import sparse_scribbles  # noqa: E402
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles  # noqa: E402
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore  # noqa: E402
 
 T0 = time.perf_counter()
@@ -515,10 +515,10 @@ def main() -> int:
 def stack_demo(facts: dict[str, object]) -> None:
     """Three slices of sample scenes as one ``CZYX`` image: labels on one slice, predict another
     slice, then the whole stack."""
-    from napari_hitl.core.classes import make_classes
-    from napari_hitl.core.classifier import TrainConfig
-    from napari_hitl.core.rasters import Raster
-    from napari_hitl.core.sample import make_sample_scene
+    from napari_hitl.core.store.classes import make_classes
+    from napari_hitl.core.learning.net import TrainConfig
+    from napari_hitl.core.io.rasters import Raster
+    from napari_hitl.core.sample.scene import make_sample_scene
     from napari_hitl.core.store import add_image
 
     scenes = [make_sample_scene((128, 128), seed) for seed in range(3)]

@@ -1,7 +1,7 @@
 """Import the Houston 2018 crop (a MATLAB .mat file) into a project store with the Python API.
 
 .mat is not a supported import format; this example shows how any array you can load in Python
-goes into a store: build a :class:`~napari_hitl.core.rasters.Raster` and call ``add_image``.
+goes into a store: build a :class:`~napari_hitl.core.io.rasters.Raster` and call ``add_image``.
 
     python examples/houston_hyperspectral.py \
         ../shared/data/houston2018_crop/houston_dataset.mat houston.zarr
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from scipy.io import loadmat
 
-from napari_hitl.core.rasters import Raster
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.store import ProjectStore, add_image
 
 

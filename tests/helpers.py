@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_hitl.core.geo import gdal_metadata_xml
+from napari_hitl.core.io.geo import gdal_metadata_xml
 
 # A projected CRS (UTM 33N, EPSG:32633) with pixel-is-area georeferencing, as GDAL writes it.
 UTM_GEOKEYS = (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633, 3076, 0, 1, 9001)

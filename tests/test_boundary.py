@@ -26,7 +26,7 @@ def test_core_and_cli_import_no_gui_modules():
         "import napari_hitl, napari_hitl.cli\n"
         "from napari_hitl.cli import build_parser\n"
         "build_parser()\n"  # imports every cli_* module that registers commands
-        "import napari_hitl.demo, napari_hitl.cli_common, napari_hitl.cli_progress\n"
+        "import napari_hitl.demo, napari_hitl.cli.common, napari_hitl.cli.progress\n"
     )
     assert _loaded_after(code, GUI) == []
 

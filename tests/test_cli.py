@@ -193,7 +193,7 @@ def test_help_and_version_load_no_torch():
 def test_loop_commands_print_one_json_object(tmp_path, capsys):
     """train, predict (in memory and block by block), push and undo with --json: stdout is
     one JSON object each, and its figures agree with the store."""
-    from napari_hitl.core.scribbles import sparse_scribbles
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
     path = str(tmp_path / "s.zarr")
     assert main(["sample", path, "--size", "96"]) == 0
@@ -227,7 +227,7 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
 
 def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
     """rank, ask and suspects with --json: one JSON object each, matching the model."""
-    from napari_hitl.core.scribbles import sparse_scribbles
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
     path = str(tmp_path / "s.zarr")
     assert main(["sample", path, "--size", "96"]) == 0
@@ -254,7 +254,7 @@ def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
 
 
 def test_image_lists_take_commas_and_spaces_alike():
-    from napari_hitl.cli_common import image_names
+    from napari_hitl.cli.common import image_names
 
     parser = build_parser()
     for cmd in ("train", "rank", "suspects"):
@@ -278,7 +278,7 @@ def test_every_option_of_every_command_has_help():
 
 
 def test_training_aid_options_reach_the_train_config():
-    from napari_hitl.cli_common import train_config
+    from napari_hitl.cli.common import train_config
 
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(

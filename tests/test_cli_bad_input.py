@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tifffile
 
-import napari_hitl.cli_store as cli_store
+import napari_hitl.cli.store as cli_store
 from napari_hitl.cli import main
-from napari_hitl.core.classes import MAX_CLASSES
 from napari_hitl.core.store import ProjectStore
+from napari_hitl.core.store.classes import MAX_CLASSES
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -170,7 +170,7 @@ def test_ctrl_c_real_signal(tmp_path):
     """A real SIGINT to the console script: exit 130, one line."""
     code = (
         "import os, signal, sys\n"
-        "import napari_hitl.cli as cli, napari_hitl.cli_store as cli_store\n"
+        "import napari_hitl.cli as cli, napari_hitl.cli.store as cli_store\n"
         "def slow(args):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    import time; time.sleep(5)\n"

@@ -9,12 +9,12 @@ import pytest
 import tifffile
 
 from napari_hitl.cli import main
-from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.scene import make_sample_scene
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore
 
 

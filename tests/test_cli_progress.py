@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from napari_hitl.cli_progress import ProgressPrinter
+from napari_hitl.cli.progress import ProgressPrinter
 from napari_hitl.core.progress import Progress
 
 

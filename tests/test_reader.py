@@ -8,9 +8,9 @@ import pytest
 import tifffile
 
 from napari_hitl._napari.reader import get_reader
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.rasters import Raster
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.store import ProjectStore, add_image
+from napari_hitl.core.store.classes import make_classes
 
 
 def test_declines_what_it_does_not_read(tmp_path):

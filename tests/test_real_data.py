@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_hitl.cli import main
-from napari_hitl.core.rasters import read_mask
+from napari_hitl.core.io.rasters import read_mask
 from napari_hitl.core.store import ProjectStore
 
 pytestmark = pytest.mark.realdata

@@ -11,8 +11,8 @@ from tests.helpers import write_geotiff
 from napari_hitl._napari.reader import get_reader
 from napari_hitl._napari.writer import write_image, write_labels
 from napari_hitl.cli import main
-from napari_hitl.core.export import ExportError, write_raster
-from napari_hitl.core.rasters import read_raster
+from napari_hitl.core.io.export import ExportError, write_raster
+from napari_hitl.core.io.rasters import read_raster
 from napari_hitl.core.store import ProjectStore
 
 NAMES = [f"B{i:02d}" for i in range(1, 15)] + ["DSM"]

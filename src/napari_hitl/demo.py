@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from napari_hitl.core.choices import DEMO_LOOP_ITERATIONS
-from napari_hitl.core.sample_store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
+from napari_hitl.core.sample.store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
 from napari_hitl.core.store import ProjectStore
 
 
@@ -144,9 +144,14 @@ def run_sample_loop(
     (0.5 % of the pool per iteration, ``--interaction correct``): the loop as a person runs it.
     Writes ``OUT/report.json`` and ``OUT/curves.png`` and returns a short summary.
     """
+    from napari_hitl.core.evaluation.simulate import (
+        Sample,
+        SimulationConfig,
+        simulate,
+        write_report,
+    )
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.sample import make_sample_scene
-    from napari_hitl.core.simulate import Sample, SimulationConfig, simulate, write_report
+    from napari_hitl.core.sample.scene import make_sample_scene
 
     samples = []
     for i in range(n_images):
@@ -180,10 +185,10 @@ def run_store_loop(
     opens on them. Returns one summary per iteration.
     """
     from napari_hitl.core.evaluation.corrective import correct_pool
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+    from napari_hitl.core.evaluation.simulate import CORRECTION_SHARE
     from napari_hitl.core.loop import predict_project_image, push_project_image, train_project
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.scribbles import sparse_scribbles
-    from napari_hitl.core.simulate import CORRECTION_SHARE
 
     truth = store.read_derived(SAMPLE_IMAGE, GROUND_TRUTH).astype(np.int64)
     store.write_labels(SAMPLE_IMAGE, sparse_scribbles(truth, scribbles, seed=0).astype(np.uint16))

@@ -10,14 +10,14 @@ import pytest
 from napari.utils.key_bindings import coerce_keybinding
 
 from napari_hitl._napari.names import attention_layer_names
-from napari_hitl.core.attention import BEFORE_GUIDANCE, explain_project_image, load_clicks
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.explain import Region
-from napari_hitl.core.learner import list_checkpoints
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.explain.gradcam import Region
+from napari_hitl.core.explain.project import BEFORE_GUIDANCE, explain_project_image, load_clicks
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.learning.registry import list_checkpoints
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import ProjectStore
 
 pytestmark = pytest.mark.gui

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from napari_hitl._napari.names import guide_layer_names, result_layer_names
-from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore
 
 pytestmark = pytest.mark.gui

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from napari_hitl._napari.names import result_layer_names
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.learner import list_checkpoints
-from napari_hitl.core.live import LiveSettings
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.learning.registry import list_checkpoints
 from napari_hitl.core.loop import load_state
-from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.loop.live import LiveSettings
+from napari_hitl.core.sample.scene import make_sample_scene
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image
+from napari_hitl.core.store.classes import make_classes
 
 pytestmark = pytest.mark.gui
 
@@ -137,7 +137,7 @@ def test_stack_predicts_a_slice_or_the_whole_stack(open_dock, tmp_path, qtbot):
     z_axis = viewer.dims.ndim - 3  # the bands layer adds a band axis in front
     viewer.dims.set_current_step(z_axis, 0)
     assert loop.plane_index() == 0
-    from napari_hitl.core.classifier import TrainConfig
+    from napari_hitl.core.learning.net import TrainConfig
 
     assert loop.train(TrainConfig(steps=150))
     qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
@@ -158,7 +158,7 @@ def test_stack_predicts_a_slice_or_the_whole_stack(open_dock, tmp_path, qtbot):
     qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
     assert (pred_layer.data > 0).all()
     viewer.dims.set_current_step(z_axis, 1)
-    assert loop._pred_index == 1  # the preview follows the slice on show
+    assert loop.preview.index == 1  # the preview follows the slice on show
     assert loop.add_predictions() > 0 and (np.asarray(layer.data)[1] > 0).any()
     assert loop.undo() > 0 and not np.asarray(layer.data)[1].any()
 
@@ -168,7 +168,7 @@ def test_closing_napari_mid_job_cancels(open_dock, tmp_path, qtbot):
     gt = store.read_derived("sample", "ground_truth")
     viewer, loop = open_dock(store, "Learning loop", show=True)
     viewer.layers["sample labels"].data = sparse_scribbles(gt, 0.03, seed=0)
-    from napari_hitl.core.classifier import TrainConfig
+    from napari_hitl.core.learning.net import TrainConfig
 
     assert loop.train(TrainConfig(steps=100_000))
     qtbot.waitUntil(lambda: loop.progress.value() > 0, timeout=60_000)

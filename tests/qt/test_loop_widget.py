@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from napari_hitl._napari.names import result_layer_names
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, machine_provenance
 
 pytestmark = pytest.mark.gui
@@ -147,7 +147,7 @@ def test_history_shows_on_open_and_after_train(make_napari_viewer, tmp_path, qtb
 def test_a_stale_layer_never_overwrites_a_push_or_an_undo_made_elsewhere(
     viewer_with_project, qtbot
 ):
-    from napari_hitl.core.feedback import store_push, store_undo
+    from napari_hitl.core.loop.accept import store_push, store_undo
 
     viewer, loop, store = viewer_with_project
     layer = viewer.layers["sample labels"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.rasters import Raster
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
+from napari_hitl.core.store.classes import make_classes
 
 pytestmark = pytest.mark.gui
 
@@ -137,7 +137,7 @@ def test_sample_data_opens_with_widget(make_napari_viewer):
 # ------------------------------------------------------------ class editor, band choice
 @pytest.fixture
 def sample_store(tmp_path):
-    from napari_hitl.core.sample_store import build_sample_store
+    from napari_hitl.core.sample.store import build_sample_store
 
     return build_sample_store(tmp_path / "p.zarr", shape=(96, 96))
 
@@ -158,8 +158,8 @@ def test_class_editor_add_rename_recolor(make_napari_viewer, sample_store, monke
     from qtpy.QtGui import QColor
     from qtpy.QtWidgets import QColorDialog
 
-    from napari_hitl._qt.class_editor import NAME_COL
-    from napari_hitl.core.classes import default_color
+    from napari_hitl._qt.project.class_editor import NAME_COL
+    from napari_hitl.core.store.classes import default_color
 
     viewer = make_napari_viewer()
     w = _widget(viewer)

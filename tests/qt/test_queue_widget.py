@@ -9,13 +9,13 @@ from napari.utils.key_bindings import coerce_keybinding
 
 from napari_hitl._napari.names import coverage_name, question_name
 from napari_hitl._napari.view import camera
-from napari_hitl.core.active import coverage_grid
-from napari_hitl.core.classifier import TrainConfig
+from napari_hitl.core.active.review_queue import done_items
+from napari_hitl.core.active.strategies import coverage_grid
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import current_prediction, load_state, train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.review_queue import done_items
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore
 
 pytestmark = pytest.mark.gui

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import HitlError
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store import ProjectStore, import_raster
+from napari_hitl.core.store.classes import make_classes
 
 MAX_BANDS = 64  # a 3-D layer with more planes than this is a Z stack, not bands
 DEFAULT_CLASSES = ("class 1", "class 2")

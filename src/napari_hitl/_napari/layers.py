@@ -16,15 +16,15 @@ import dask.array as da
 import numpy as np
 
 from napari_hitl._napari.names import bands_name, composite_name, height_name, labels_name
-from napari_hitl.core.bands import (
+from napari_hitl.core.io.bands import (
     BandInfo,
     default_rgb,
     robust_stats,
     subsample_for_stats,
     wavelength_for_name,
 )
-from napari_hitl.core.classes import ClassInfo
 from napari_hitl.core.store import ImageInfo, ProjectStore
+from napari_hitl.core.store.classes import ClassInfo
 
 LayerData = tuple[Any, dict[str, Any], str]
 META = "napari_hitl"
@@ -206,10 +206,8 @@ def composite_data(store: ProjectStore, name: str, rgb: Sequence[int] | None = N
 
     Parameters
     ----------
-    store
-        The project store.
-    name
-        The image.
+    store, name
+        The project store and the image.
     rgb
         Band indices (red, green, blue); the image's stored choice when omitted.
 
@@ -233,10 +231,8 @@ def height_layer(
 
     Parameters
     ----------
-    store
-        The project store.
-    name
-        The image.
+    store, name
+        The project store and the image.
     band
         Band index; the image's height band (role ``"dsm"``) when omitted.
     visible

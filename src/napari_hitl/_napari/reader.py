@@ -11,7 +11,7 @@ import numpy as np
 
 from napari_hitl._napari.layers import LayerData, raster_layers, store_image_layers
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.rasters import RASTER_SUFFIXES, read_raster
+from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_raster
 from napari_hitl.core.store import ProjectStore
 
 ReaderFunction = Callable[[Any], list[LayerData]]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from napari_hitl._napari.layers import LayerData, direct_colormap, store_image_layers
-from napari_hitl.core.sample_store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
+from napari_hitl.core.sample.store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
 from napari_hitl.core.store import ProjectStore
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from napari_hitl._napari.layers import META
-from napari_hitl.core.export import write_raster
+from napari_hitl.core.io.export import write_raster
 from napari_hitl.core.store import ProjectStore
 
 

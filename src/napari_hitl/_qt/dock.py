@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QWidget
 
+from napari_hitl._napari.shortcuts import bind_shortcuts, shortcut_tooltip
 from napari_hitl._napari.view import shown_project_image
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from napari_hitl._qt.jobs import JobRunner
     from napari_hitl.core.store import ProjectStore
+    from napari_hitl.core.store.classes import ClassInfo
 
 JOB_WAIT_MS = 10000  # how long closing waits for a cancelled job to stop
 
@@ -38,6 +42,19 @@ class DockWidget(QWidget):
         """
         return shown_project_image(self.viewer)
 
+    def connect_jobs(self, actions: dict[str, Callable[[], Any]], shortcuts: Any) -> None:
+        """Finish setting up: the job runner drives :meth:`_set_busy`, ``actions`` are bound to
+        their keys (released on close) and ``shortcuts`` (the table of
+        :mod:`napari_hitl._napari.shortcuts`) become the widget's tooltip."""
+        self.jobs.started.connect(lambda _n: self._set_busy(True))
+        self.jobs.finished.connect(lambda _n: self._set_busy(False))
+        self._unbind = bind_shortcuts(self.viewer, actions)
+        self.setToolTip("Shortcuts" + shortcut_tooltip(shortcuts))
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        """Enable or disable the buttons while a job runs (override)."""
+
     def show_error(self, exc: BaseException) -> None:
         """Say what went wrong in the status line and as a napari notification."""
         from napari.utils.notifications import show_error as notify_error
@@ -60,3 +77,16 @@ class DockWidget(QWidget):
         """Closing the widget cancels its job and releases its keys."""
         self.shutdown()
         super().closeEvent(event)
+
+
+def fill_class_combo(combo: Any, classes: Iterable[ClassInfo]) -> None:
+    """Put the project's class names in ``combo`` (each with its label value as item data),
+    keeping the chosen name, without emitting change signals."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    for c in classes:
+        combo.addItem(c.name, c.value)
+    if current:
+        combo.setCurrentText(current)
+    combo.blockSignals(False)

@@ -4,7 +4,7 @@ Paint a few hint pixels with a class (or type ``find``/``remove`` commands), App
 block between the head and the tail of the trained network is optimized on the hints (the
 weights stay fixed) and the guided prediction replaces the preview. Reset drops the guide;
 Accept pushes the guided prediction through the usual threshold filter (human labels untouched,
-undo in the Learning loop). Thin over :mod:`napari_hitl.core.hint_project`; the work runs in a
+undo in the Learning loop). Thin over :mod:`napari_hitl.core.hints.project`; the work runs in a
 worker thread with progress and Cancel.
 
 Layers (updated in place by name, aligned with the image's labels layer):
@@ -16,10 +16,10 @@ Layers (updated in place by name, aligned with the image's labels layer):
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -35,23 +34,24 @@ from qtpy.QtWidgets import (
 
 from napari_hitl._napari.layers import META, direct_colormap, load_stored_labels
 from napari_hitl._napari.names import guide_layer_names, result_layer_names
+from napari_hitl._napari.result_layers import ensure_layer, show_prediction, write_part
+from napari_hitl._napari.shortcuts import GUIDE_SHORTCUTS
 from napari_hitl._napari.view import plane_index, save_store_labels
-from napari_hitl._qt.dock import DockWidget
+from napari_hitl._qt.controls import button, hrow, job_progress, label
+from napari_hitl._qt.dock import DockWidget, fill_class_combo
 from napari_hitl._qt.jobs import JobRunner
-from napari_hitl._qt.result_layers import ensure_layer, show_prediction, write_part
-from napari_hitl._qt.shortcuts import GUIDE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
 from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
-from napari_hitl.core.feedback import accept_mask
-from napari_hitl.core.hint_guide import GuideConfig
-from napari_hitl.core.hint_project import (
+from napari_hitl.core.hints.guide import GuideConfig
+from napari_hitl.core.hints.project import (
     GuideSession,
     accept_guided,
     apply_hints,
     hints_for,
     open_session,
 )
-from napari_hitl.core.loop import load_state
+from napari_hitl.core.loop import require_state
+from napari_hitl.core.loop.accept import accept_mask
 
 if TYPE_CHECKING:
     import napari
@@ -68,10 +68,10 @@ class GuideWidget(DockWidget):
 
         self.class_combo = QComboBox()
         self.class_combo.setToolTip("The class the hint brush paints")
-        self.hint_button = QPushButton("Paint hints")
-        self.hint_button.setCheckable(True)
-        self.hint_button.setToolTip(
-            "Paint or click a few pixels with their true class on the hints layer — Alt-B"
+        self.hint_button = button(
+            "Paint hints",
+            "Paint or click a few pixels with their true class on the hints layer — Alt-B",
+            checkable=True,
         )
         self.clear_hints_button = QPushButton("Clear hints")
         self.command_edit = QLineEdit()
@@ -89,31 +89,27 @@ class GuideWidget(DockWidget):
         self.threshold_spin.setSingleStep(0.01)
         self.threshold_spin.setValue(DEFAULT_THRESHOLD)
         self.threshold_spin.setToolTip("Accept only guided pixels at least this confident")
-        self.apply_button = QPushButton("Apply")
-        self.apply_button.setToolTip("Guide the network by the hints and commands — Alt-D")
-        self.reset_button = QPushButton("Reset")
-        self.reset_button.setToolTip("Drop the guide and the hints; show the plain prediction")
-        self.accept_button = QPushButton("Accept")
-        self.accept_button.setToolTip(
+        self.apply_button = button("Apply", "Guide the network by the hints and commands — Alt-D")
+        self.reset_button = button(
+            "Reset", "Drop the guide and the hints; show the plain prediction"
+        )
+        self.accept_button = button(
+            "Accept",
             "Push the guided prediction above the threshold into the labels (human labels "
-            "untouched; Undo in the Learning loop) — Alt-O"
+            "untouched; Undo in the Learning loop) — Alt-O",
         )
         self.cancel_button = QPushButton("Cancel")
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
+        self.progress = job_progress()
         self.jobs = JobRunner(self.progress)
-        self.status = QLabel("Train a model (Learning loop), paint hints or type a command, Apply.")
-        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
-        self.status.setWordWrap(True)
+        self.status = label(
+            "Train a model (Learning loop), paint hints or type a command, Apply.", plain=True
+        )  # class names show as typed
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
         form.addRow("class", self.class_combo)
         layout.addLayout(form)
-        row = QHBoxLayout()
-        row.addWidget(self.hint_button)
-        row.addWidget(self.clear_hints_button)
-        layout.addLayout(row)
+        layout.addLayout(hrow(self.hint_button, self.clear_hints_button))
         layout.addWidget(QLabel("command"))
         layout.addWidget(self.command_edit)
         form = QFormLayout()
@@ -137,32 +133,18 @@ class GuideWidget(DockWidget):
         self.accept_button.clicked.connect(self.accept)
         self.cancel_button.clicked.connect(self.jobs.cancel)
         self.threshold_spin.valueChanged.connect(lambda _v: self._show_accepted())
-        self.jobs.started.connect(lambda _n: self._set_busy(True))
-        self.jobs.finished.connect(lambda _n: self._set_busy(False))
         self.jobs.failed.connect(lambda _n, message: self.status.setText(message))
-        self._unbind = bind_shortcuts(
-            self.viewer,
+        self.connect_jobs(
             {"Alt-B": self.hint_button.toggle, "Alt-D": self.apply, "Alt-O": self.accept},
+            GUIDE_SHORTCUTS,
         )
-        self.setToolTip("Shortcuts" + shortcut_tooltip(GUIDE_SHORTCUTS))
-        self._set_busy(False)
         self.refresh_classes()
 
     # ---------------------------------------------------------------- context
     def refresh_classes(self) -> None:
-        """Fill the class choice from the open project."""
-        try:
-            store, _image, _layer = self.context()
-        except HitlError:
-            return
-        current = self.class_combo.currentText()
-        self.class_combo.blockSignals(True)
-        self.class_combo.clear()
-        for c in store.classes:
-            self.class_combo.addItem(c.name, c.value)
-        if current:
-            self.class_combo.setCurrentText(current)
-        self.class_combo.blockSignals(False)
+        """Fill the class choice from the open project (none open: left as it is)."""
+        with contextlib.suppress(HitlError):
+            fill_class_combo(self.class_combo, self.context()[0].classes)
 
     def _set_busy(self, busy: bool) -> None:
         for b in (self.apply_button, self.reset_button, self.accept_button):
@@ -238,9 +220,7 @@ class GuideWidget(DockWidget):
         try:
             store, image, layer = self.context()
             save_store_labels(self.viewer, store)
-            state = load_state(store)
-            if state is None:
-                raise HitlError("no model yet: train first (Learning loop)")
+            state = require_state(store, "train first (Learning loop)")
         except (HitlError, ValueError) as exc:
             self.show_error(exc)
             return False

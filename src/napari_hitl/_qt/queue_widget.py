@@ -1,7 +1,8 @@
 """The Active-learning dock widget: the ranked queue of images/tiles, a coverage map, the
 model's questions about single pixels, and suspect human labels.
 
-Thin over :mod:`napari_hitl.core.review_queue`; every job that may predict runs in a worker thread.
+Thin over :mod:`napari_hitl.core.active.review_queue`; every job that may predict runs in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -29,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from napari_hitl._napari.layers import META, load_stored_labels, save_layer_labels
 from napari_hitl._napari.names import coverage_name, labels_name, question_name
+from napari_hitl._napari.shortcuts import QUEUE_SHORTCUTS
 from napari_hitl._napari.view import (
     centre_on,
     plane_index,
@@ -36,15 +36,10 @@ from napari_hitl._napari.view import (
     show_store_image,
     shown_project_image,
 )
+from napari_hitl._qt.controls import button, combo, hrow, job_progress, label
 from napari_hitl._qt.dock import DockWidget
 from napari_hitl._qt.jobs import JobRunner
-from napari_hitl._qt.shortcuts import QUEUE_SHORTCUTS, bind_shortcuts, shortcut_tooltip
-from napari_hitl.core.active import STRATEGIES, Question, Suspect, coverage_grid
-from napari_hitl.core.choices import DEFAULT_THRESHOLD
-from napari_hitl.core.errors import HitlError
-from napari_hitl.core.loop import load_state
-from napari_hitl.core.progress import Progress
-from napari_hitl.core.review_queue import (
+from napari_hitl.core.active.review_queue import (
     QueueItem,
     Ranking,
     machine_annotate,
@@ -54,6 +49,11 @@ from napari_hitl.core.review_queue import (
     project_suspects,
     rank_project,
 )
+from napari_hitl.core.active.strategies import STRATEGIES, Question, Suspect, coverage_grid
+from napari_hitl.core.choices import DEFAULT_THRESHOLD
+from napari_hitl.core.errors import HitlError
+from napari_hitl.core.loop import require_state
+from napari_hitl.core.progress import Progress
 from napari_hitl.core.store import ProjectStore
 
 if TYPE_CHECKING:
@@ -76,11 +76,10 @@ class QueueWidget(DockWidget):
         self.suspects: list[Suspect] = []
         self._saved_keys: dict[str, Any] = {}
 
-        self.strategy_combo = QComboBox()
-        self.strategy_combo.addItems(STRATEGIES)
-        self.strategy_combo.setToolTip(
+        self.strategy_combo = combo(
+            STRATEGIES,
             "hise: low local consistency τ_l first; entropy / margin: most uncertain first; "
-            "kcenter: most unlike what is labeled; gmm: most typical confidence map; random"
+            "kcenter: most unlike what is labeled; gmm: most typical confidence map; random",
         )
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)
@@ -88,10 +87,8 @@ class QueueWidget(DockWidget):
         self.tile_spin.setValue(256)
         self.tile_spin.setSpecialValueText("whole images")
         self.tile_spin.setSuffix(" px tiles")
-        self.rank_button = QPushButton("Rank")
-        self.rank_button.setToolTip("Score every image/tile with the current model — Alt-R")
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
+        self.rank_button = button("Rank", "Score every image/tile with the current model — Alt-R")
+        self.progress = job_progress()
         self.jobs = JobRunner(self.progress)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -99,65 +96,48 @@ class QueueWidget(DockWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
-        self.next_button = QPushButton("Next item")
-        self.next_button.setToolTip("Jump to the first open item for the human — Alt-J")
+        self.next_button = button("Next item", "Jump to the first open item for the human — Alt-J")
         self.done_button = QPushButton("Mark done")
         self.delta_spin = QDoubleSpinBox()
         self.delta_spin.setRange(0.5, 1.0)
         self.delta_spin.setSingleStep(0.01)
         self.delta_spin.setValue(DEFAULT_THRESHOLD)
         self.delta_spin.setPrefix("δ ")
-        self.machine_button = QPushButton("Machine-annotate easy items")
-        self.machine_button.setToolTip(
+        self.machine_button = button(
+            "Machine-annotate easy items",
             "Push predictions above δ into the items routed to the machine (undo per image "
-            "in the Learning loop widget); never over a label"
+            "in the Learning loop widget); never over a label",
         )
         self.coverage_check = QCheckBox("Coverage map")
         self.coverage_check.setChecked(True)
         self.coverage_check.setToolTip("Share of labeled pixels per tile, over the image")
-        self.ask_button = QPushButton("Next question")
-        self.ask_button.setToolTip("The unlabeled pixel the model is least sure of — Alt-Q")
-        self.skip_button = QPushButton("Skip")
-        self.skip_button.setToolTip("Ask another pixel — Alt-S")
+        self.ask_button = button(
+            "Next question", "The unlabeled pixel the model is least sure of — Alt-Q"
+        )
+        self.skip_button = button("Skip", "Ask another pixel — Alt-S")
         self.auto_check = QCheckBox("ask the next after an answer")
         self.auto_check.setChecked(True)
         self.answer_row = QHBoxLayout()
         self.answer_buttons: list[QPushButton] = []
-        self.question_label = QLabel()
-        self.question_label.setWordWrap(True)
-        self.suspect_button = QPushButton("Find suspect labels")
-        self.suspect_button.setToolTip(
-            "Human labels the model contradicts with confidence ≥ 0.9: likely slips"
+        self.question_label = label()
+        self.suspect_button = button(
+            "Find suspect labels",
+            "Human labels the model contradicts with confidence ≥ 0.9: likely slips",
         )
         self.suspect_list = QListWidget()
         self.suspect_list.setMaximumHeight(110)
-        self.status = QLabel("Train a model (Learning loop), then Rank.")
-        self.status.setTextFormat(Qt.TextFormat.PlainText)  # class names show as typed
-        self.status.setWordWrap(True)
+        self.status = label(
+            "Train a model (Learning loop), then Rank.", plain=True
+        )  # class names show as typed
 
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        row.addWidget(self.strategy_combo)
-        row.addWidget(self.tile_spin)
-        row.addWidget(self.rank_button)
-        layout.addLayout(row)
+        layout.addLayout(hrow(self.strategy_combo, self.tile_spin, self.rank_button))
         layout.addWidget(self.progress)
         layout.addWidget(self.table, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.next_button)
-        row.addWidget(self.done_button)
-        row.addWidget(self.coverage_check)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.machine_button)
-        row.addWidget(self.delta_spin)
-        layout.addLayout(row)
+        layout.addLayout(hrow(self.next_button, self.done_button, self.coverage_check))
+        layout.addLayout(hrow(self.machine_button, self.delta_spin))
         layout.addWidget(QLabel("<b>Questions</b>"))
-        row = QHBoxLayout()
-        row.addWidget(self.ask_button)
-        row.addWidget(self.skip_button)
-        row.addWidget(self.auto_check)
-        layout.addLayout(row)
+        layout.addLayout(hrow(self.ask_button, self.skip_button, self.auto_check))
         layout.addWidget(self.question_label)
         layout.addLayout(self.answer_row)
         layout.addWidget(QLabel("<b>Suspect labels</b>"))
@@ -175,14 +155,10 @@ class QueueWidget(DockWidget):
         self.skip_button.clicked.connect(self.skip)
         self.suspect_button.clicked.connect(self.find_suspects)
         self.suspect_list.currentRowChanged.connect(self._suspect_chosen)
-        self.jobs.started.connect(lambda _n: self._set_busy(True))
-        self.jobs.finished.connect(lambda _n: self._set_busy(False))
-        self._unbind = bind_shortcuts(
-            self.viewer,
+        self.connect_jobs(
             {"Alt-R": self.rank, "Alt-J": self.next_item, "Alt-Q": self.ask, "Alt-S": self.skip},
+            QUEUE_SHORTCUTS,
         )
-        self.setToolTip("Shortcuts" + shortcut_tooltip(QUEUE_SHORTCUTS))
-        self._set_busy(False)
 
     # ---------------------------------------------------------------- context
     def context(self) -> tuple[ProjectStore, str | None, Any]:
@@ -390,9 +366,7 @@ class QueueWidget(DockWidget):
         avoid = list(self.asked.get((image, index), []))
 
         def job(token: Any) -> Any:
-            state = load_state(store)
-            if state is None:
-                raise HitlError("no model yet: train first")
+            state = require_state(store)
             yield Progress(0, 1, "predicting")
             pred = yield from plane_prediction(store, image, state, index, True, token)
             return project_questions(

@@ -7,7 +7,7 @@ each choice import their names from here.
 
 from __future__ import annotations
 
-# accepting predictions (napari_hitl.core.feedback)
+# accepting predictions (napari_hitl.core.loop.accept)
 DEFAULT_THRESHOLD = 0.95  # confidence a prediction needs to be accepted into the labels
 DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boundary
 # iterations of the demo's simulated loop: enough for it to label 80 % of its pool (14 → 80 %)
@@ -24,10 +24,11 @@ MODEL_HELP = {
     "probabilities mixed by the weight that fits the held-out strokes (costs both)",
 }
 
-# active learning (napari_hitl.core.active)
+# active learning (napari_hitl.core.active.strategies)
 STRATEGIES = ("hise", "entropy", "margin", "kcenter", "gmm", "random")
 
-# explanations and attention steering (napari_hitl.core.explain, napari_hitl.core.guidance)
+# explanations and attention steering (napari_hitl.core.explain.gradcam,
+# napari_hitl.core.explain.steering)
 ATTRIBUTION_METHODS = ("integrated", "gradient", "occlusion")
 REGION_HELP = (
     "'image' (the whole image), 'box:ROW0,ROW1,COL0,COL1' (end exclusive) or "
@@ -35,7 +36,7 @@ REGION_HELP = (
 )
 SUPERPIXEL_METHODS = ("felzenszwalb", "slic")
 
-# test-time hints (napari_hitl.core.hint_commands)
+# test-time hints (napari_hitl.core.hints.commands)
 CELL_NAMES = tuple(
     f"{r} {c}" if (r, c) != ("middle", "middle") else "middle"
     for r in ("top", "middle", "bottom")

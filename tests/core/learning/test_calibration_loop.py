@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.classifier import CALIBRATION_DEFAULTS, TrainConfig, calibration_objective
+from napari_hitl.core.evaluation.simulate import Sample, SimulationConfig, simulate
+from napari_hitl.core.learning.net import CALIBRATION_DEFAULTS, TrainConfig, calibration_objective
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.simulate import Sample, SimulationConfig, simulate
+from napari_hitl.core.sample.scene import make_sample_scene
 
 
 def test_default_calibration_is_brier_for_the_unet_only():

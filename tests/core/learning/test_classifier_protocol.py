@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.data import Normalization
-from napari_hitl.core.learner import make_classifier
 from napari_hitl.core.learning.base import Classifier
+from napari_hitl.core.learning.data import Normalization
+from napari_hitl.core.learning.registry import make_classifier
 
 NORM = Normalization(["a", "b"], np.zeros(2, np.float32), np.ones(2, np.float32))
 

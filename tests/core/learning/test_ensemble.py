@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError
-from napari_hitl.core.learner import (
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.ensemble import EnsembleClassifier
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.learning.prediction import softmax
+from napari_hitl.core.learning.registry import (
     classifier_from_state,
     load_checkpoint,
     make_classifier,
     save_checkpoint,
 )
-from napari_hitl.core.learning.ensemble import EnsembleClassifier
-from napari_hitl.core.prediction import softmax
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
+from napari_hitl.core.sample.store import build_sample_store
 
 
 def _data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, LabeledImage]:
@@ -94,8 +94,8 @@ def test_bad_ensemble_names_are_refused():
 
 def test_train_predict_push_with_the_ensemble_from_the_command_line(tmp_path, capsys):
     from napari_hitl.cli import main
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
     from napari_hitl.core.loop import load_state
-    from napari_hitl.core.scribbles import sparse_scribbles
     from napari_hitl.core.store import ProjectStore
 
     store = build_sample_store(tmp_path / "p.zarr", shape=(64, 64))
@@ -129,7 +129,7 @@ class _OneClass:
         self.trained = False
 
     def fit(self, images, config, cancel=None):
-        from napari_hitl.core.classifier import TrainReport
+        from napari_hitl.core.learning.net import TrainReport
 
         self.trained = True
         yield from ()

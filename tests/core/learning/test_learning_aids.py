@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hitl.core.data import LabeledImage
+from napari_hitl.core.learning.data import LabeledImage
 from napari_hitl.core.learning.propagation import propagate, propagate_images, superpixels
 from napari_hitl.core.learning.regularizers import local_potts_loss
 

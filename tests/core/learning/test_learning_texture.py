@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import gaussian
 
-from napari_hitl.core.classifier import NetClassifier, TrainConfig
-from napari_hitl.core.data import LabeledImage, Normalization
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.net import NetClassifier, TrainConfig
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.scribbles import sparse_scribbles
 
 SEEDS = range(4)
 # The settings before the small-crop default (40 steps of 8 crops of 64²).

@@ -17,11 +17,17 @@ import numpy as np
 import pytest
 
 from napari_hitl.cli import main
-from napari_hitl.core.classifier import NetClassifier, TrainConfig
-from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError
-from napari_hitl.core.forest import FOREST_FORMAT, ForestClassifier, forest_from_bytes
-from napari_hitl.core.learner import HASH_KEY, load_checkpoint, model_hash, save_checkpoint
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.forest import FOREST_FORMAT, ForestClassifier, forest_from_bytes
+from napari_hitl.core.learning.net import NetClassifier, TrainConfig
+from napari_hitl.core.learning.registry import (
+    HASH_KEY,
+    load_checkpoint,
+    model_hash,
+    save_checkpoint,
+)
 from napari_hitl.core.loop import (
     load_state,
     predict_project_image,
@@ -29,8 +35,7 @@ from napari_hitl.core.loop import (
     train_project,
 )
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import ProjectStore
 
 
@@ -235,7 +240,7 @@ def test_tampered_bytes_fail_the_hash_check(store_fixture, request, monkeypatch)
     def never(*_):
         raise AssertionError("deserialized bytes that failed the hash check")
 
-    import napari_hitl.core.learner as learner
+    import napari_hitl.core.learning.registry as learner
 
     monkeypatch.setattr(learner, "classifier_from_state", never)
     with pytest.raises(StoreError) as excinfo:

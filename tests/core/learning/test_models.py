@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hitl.core.classifier import NetClassifier
-from napari_hitl.core.data import Normalization
-from napari_hitl.core.forest import ForestClassifier
-from napari_hitl.core.models import PatchCNN, SmallUNet, flops_per_pixel
+from napari_hitl.core.learning.data import Normalization
+from napari_hitl.core.learning.forest import ForestClassifier
+from napari_hitl.core.learning.net import NetClassifier
+from napari_hitl.core.learning.networks import PatchCNN, SmallUNet, flops_per_pixel
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.tiling import tiled_apply
 
@@ -57,8 +57,8 @@ def test_tiled_equals_whole_image(kind, rng):
 
 
 def test_forest_tiled_equals_whole(rng):
-    from napari_hitl.core.classifier import TrainConfig
-    from napari_hitl.core.data import LabeledImage
+    from napari_hitl.core.learning.data import LabeledImage
+    from napari_hitl.core.learning.net import TrainConfig
 
     x = rng.standard_normal((2, 90, 100)).astype(np.float32)
     target = np.full((90, 100), -1)

@@ -5,21 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.bands import robust_stats
-from napari_hitl.core.classifier import NetClassifier, TrainConfig, fit_temperature
-from napari_hitl.core.data import (
+from napari_hitl.core.errors import Cancelled
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.io.bands import robust_stats
+from napari_hitl.core.learning.data import (
     IncompatibleBandsError,
     TrainingDataError,
     class_index,
     make_labeled_image,
     normalization_from_stats,
 )
-from napari_hitl.core.errors import Cancelled
-from napari_hitl.core.learner import make_classifier
-from napari_hitl.core.prediction import predict_normalized
+from napari_hitl.core.learning.net import NetClassifier, TrainConfig, fit_temperature
+from napari_hitl.core.learning.prediction import predict_normalized
+from napari_hitl.core.learning.registry import make_classifier
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.scene import make_sample_scene
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 CLASSES = [1, 2, 3, 4, 5]
@@ -83,8 +83,8 @@ def test_warm_start_shrinks_towards_the_initial_weights(scenes):
     """Shrink & perturb: a warm start begins from λ·θ_last + (1 − λ)·θ_init (λ = warm_shrink)."""
     import copy
 
+    from napari_hitl.core.learning.networks import build_model
     from napari_hitl.core.learning.weights import shrink_towards_init
-    from napari_hitl.core.models import build_model
 
     norm, image, *_ = scenes
     clf = NetClassifier("unet", norm, CLASSES, list("abcde"))
@@ -185,7 +185,7 @@ def test_test_time_augmentation_is_flip_equivariant_and_kept_with_the_model(scen
     """With ``tta`` the logits of a flipped image are the flipped logits (the mean over the flip
     group makes the network equivariant); without it they are not. Tiles equal the whole image,
     and a saved model predicts the same way after loading."""
-    from napari_hitl.core.learner import classifier_from_state
+    from napari_hitl.core.learning.registry import classifier_from_state
 
     norm, image, test_x, _truth, names = scenes
     x = test_x[:, :96, :80]

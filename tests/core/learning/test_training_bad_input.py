@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.data import TrainingDataError
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.learning.data import TrainingDataError
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import train_project
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store import ProjectStore, add_image
+from napari_hitl.core.store.classes import make_classes
 
 N = 40
 FAST = TrainConfig(steps=3, warm_steps=2)

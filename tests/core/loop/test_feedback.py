@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.feedback import (
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.loop.accept import (
     accept_mask,
     clear_machine_labels,
     push,
@@ -19,8 +19,8 @@ from napari_hitl.core.feedback import (
     store_undo,
     undo_push,
 )
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
+from napari_hitl.core.store.classes import make_classes
 
 SHAPE = (12, 15)
 label_maps = arrays(np.uint16, SHAPE, elements=st.integers(0, 4))
@@ -116,7 +116,7 @@ def test_store_push_undo_persist_across_reopen(tmp_path, rng):
 
 
 def test_settled_excludes_boundaries_and_doubtful_neighbours():
-    from napari_hitl.core.feedback import settled
+    from napari_hitl.core.loop.accept import settled
 
     pred = np.ones((7, 7), np.uint16)
     pred[:, 4:] = 2

@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 
 from napari_hitl.cli import main
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.classifier import TrainConfig, TrainReport, calibrate
-from napari_hitl.core.data import LabeledImage
 from napari_hitl.core.errors import StoreError
-from napari_hitl.core.history import HISTORY_FIELDS, count_strokes, plane_effort, project_effort
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.learning.data import LabeledImage
+from napari_hitl.core.learning.net import TrainConfig, TrainReport, calibrate
 from napari_hitl.core.loop import predict_project_image, push_project_image, train_project
+from napari_hitl.core.loop.history import (
+    HISTORY_FIELDS,
+    count_strokes,
+    plane_effort,
+    project_effort,
+)
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene
+from napari_hitl.core.sample.scene import make_sample_scene
 from napari_hitl.core.store import ProjectStore, add_image, machine_provenance
+from napari_hitl.core.store.classes import make_classes
 
 FAST = TrainConfig(steps=12, warm_steps=6)
 N = 64

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_hitl.core import label_windows as lw
 from napari_hitl.core import loop
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.label_windows import label_windows, labeled_tiles
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.loop import label_windows as lw
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.loop import train as loop_train
+from napari_hitl.core.loop.label_windows import label_windows, labeled_tiles
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 
 
 class _Spy:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hitl.core.classifier import TrainConfig
 from napari_hitl.core.errors import Cancelled
-from napari_hitl.core.learner import list_checkpoints
-from napari_hitl.core.live import LiveInbox, LiveSettings, LiveUpdate, live_training, predict_box
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.learning.prediction import predict_normalized
+from napari_hitl.core.learning.registry import list_checkpoints
 from napari_hitl.core.loop import load_state, normalized_window
-from napari_hitl.core.prediction import predict_normalized
+from napari_hitl.core.loop.live import (
+    LiveInbox,
+    LiveSettings,
+    LiveUpdate,
+    live_training,
+    predict_box,
+)
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 FAST = TrainConfig(steps=30)

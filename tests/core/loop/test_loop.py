@@ -6,21 +6,22 @@ import numpy as np
 import pytest
 
 from napari_hitl.cli import main
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.data import IncompatibleBandsError, TrainingDataError
 from napari_hitl.core.errors import StaleDataError
-from napari_hitl.core.feedback import store_undo
-from napari_hitl.core.learner import list_checkpoints, load_checkpoint
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.learning.data import IncompatibleBandsError, TrainingDataError
+from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.learning.registry import list_checkpoints, load_checkpoint
 from napari_hitl.core.loop import (
     load_state,
     predict_project_image,
     push_project_image,
+    require_state,
     train_project,
 )
+from napari_hitl.core.loop.accept import store_undo
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
 
 FAST = TrainConfig(steps=30, warm_steps=10)
@@ -88,6 +89,8 @@ def test_refusals(tmp_path):
     assert load_state(store) is None
     with pytest.raises(TrainingDataError, match="train first"):
         push_project_image(store, "sample")
+    with pytest.raises(TrainingDataError, match=r"^no model yet: paint and Train$"):
+        require_state(store, "paint and Train")
 
 
 def test_cli_loop(project, capsys):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from napari_hitl.cli import main
-from napari_hitl.core.classes import make_classes
-from napari_hitl.core.classifier import TrainConfig
-from napari_hitl.core.data import IncompatibleBandsError, StackIndexError
 from napari_hitl.core.errors import StaleDataError
-from napari_hitl.core.feedback import push_history, store_undo
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.learning.data import IncompatibleBandsError, StackIndexError
+from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import (
     load_state,
     normalized_window,
@@ -21,12 +21,12 @@ from napari_hitl.core.loop import (
     train_project,
     training_images,
 )
+from napari_hitl.core.loop.accept import push_history, store_undo
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.rasters import Raster
-from napari_hitl.core.sample import make_sample_scene
-from napari_hitl.core.sample_store import build_sample_store
-from napari_hitl.core.scribbles import sparse_scribbles
+from napari_hitl.core.sample.scene import make_sample_scene
+from napari_hitl.core.sample.store import build_sample_store
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore, add_image, machine_provenance
+from napari_hitl.core.store.classes import make_classes
 
 FAST = TrainConfig(steps=30, warm_steps=10)
 DEPTH = 3
@@ -308,9 +308,9 @@ def test_cli_bands_slice_and_region(stack, capsys):
 
 
 def test_rank_and_suspects_of_a_stack_go_slice_by_slice(stack):
-    from napari_hitl.core.active import local_consistency
+    from napari_hitl.core.active.review_queue import project_suspects, rank_project
+    from napari_hitl.core.active.strategies import local_consistency
     from napari_hitl.core.loop import current_prediction, load_state
-    from napari_hitl.core.review_queue import project_suspects, rank_project
 
     store, _gt = stack
     run_to_end(train_project(store, FAST))

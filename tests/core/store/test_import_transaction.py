@@ -13,10 +13,9 @@ import tifffile
 from tests.helpers import snapshot
 
 from napari_hitl.cli import main
-from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import InputFileError, StoreError
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store import (
     PROVENANCE_HUMAN,
     ImportItem,
@@ -26,6 +25,7 @@ from napari_hitl.core.store import (
 )
 from napari_hitl.core.store import pyramid as store_pyramid
 from napari_hitl.core.store import staging as store_staging
+from napari_hitl.core.store.classes import make_classes
 
 
 @pytest.fixture

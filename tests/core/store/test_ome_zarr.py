@@ -15,8 +15,8 @@ from ome_zarr_models.v05.image_label import ImageLabel
 
 from napari_hitl.cli import main
 from napari_hitl.core.errors import InputFileError
-from napari_hitl.core.export import export_item, write_raster
-from napari_hitl.core.rasters import Raster, read_mask, read_raster
+from napari_hitl.core.io.export import export_item, write_raster
+from napari_hitl.core.io.rasters import Raster, read_mask, read_raster
 from napari_hitl.core.store import ProjectStore, add_image, level_shape
 
 KINDS = {  # name: (channel-first axes, shape, pyramid)

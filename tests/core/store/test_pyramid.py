@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_hitl.core.errors import Cancelled
+from napari_hitl.core.io.rasters import Raster
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store import (
     ProjectStore,
     add_image,

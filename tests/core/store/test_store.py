@@ -10,7 +10,6 @@ import tifffile
 import zarr
 from tests.helpers import snapshot, write_geotiff
 
-from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import (
     Cancelled,
     InputFileError,
@@ -18,8 +17,8 @@ from napari_hitl.core.errors import (
     StaleDataError,
     StoreError,
 )
+from napari_hitl.core.io.rasters import Raster, read_raster
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.rasters import Raster, read_raster
 from napari_hitl.core.store import (
     PROVENANCE_HUMAN,
     ProjectStore,
@@ -29,6 +28,7 @@ from napari_hitl.core.store import (
 )
 from napari_hitl.core.store import pyramid as store_pyramid
 from napari_hitl.core.store import staging as store_staging
+from napari_hitl.core.store.classes import make_classes
 
 
 def _raster(rng, c=4, h=40, w=50, dtype=np.float32):

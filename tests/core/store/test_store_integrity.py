@@ -16,10 +16,9 @@ import pytest
 import zarr
 
 from napari_hitl.cli import main
-from napari_hitl.core.classes import make_classes
 from napari_hitl.core.errors import StoreBusyError
-from napari_hitl.core.feedback import store_push, store_undo
-from napari_hitl.core.rasters import Raster
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.loop.accept import store_push, store_undo
 from napari_hitl.core.store import (
     PROVENANCE_HUMAN,
     ProjectStore,
@@ -28,6 +27,7 @@ from napari_hitl.core.store import (
 )
 from napari_hitl.core.store import lock as store_lock
 from napari_hitl.core.store.check import check_store
+from napari_hitl.core.store.classes import make_classes
 from napari_hitl.core.store.journal import pending
 
 SHAPE = (600, 700)  # 2 x 2 chunks of 512: a push changes several chunk files
@@ -56,7 +56,7 @@ _SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np
     from napari_hitl.core.store import ProjectStore
-    from napari_hitl.core.feedback import store_push, store_undo, store_clear_machine
+    from napari_hitl.core.loop.accept import store_push, store_undo, store_clear_machine
     store = ProjectStore.open(sys.argv[1], "a")
     op = sys.argv[2]
     shape = store.labels("im").shape
@@ -132,7 +132,7 @@ def test_sigkill_at_random_moments_never_wedges_the_store(tmp_path):
         """
         import sys, numpy as np
         from napari_hitl.core.store import ProjectStore
-        from napari_hitl.core.feedback import store_push, store_undo
+        from napari_hitl.core.loop.accept import store_push, store_undo
         store = ProjectStore.open(sys.argv[1], "a")
         shape = store.labels("im").shape
         rng = np.random.default_rng(int(sys.argv[2]))
@@ -171,7 +171,7 @@ def test_two_writers_and_a_painter_at_once(tmp_path):
         """
         import sys, numpy as np
         from napari_hitl.core.store import ProjectStore
-        from napari_hitl.core.feedback import store_push, store_undo
+        from napari_hitl.core.loop.accept import store_push, store_undo
         store = ProjectStore.open(sys.argv[1], "a")
         rng = np.random.default_rng(int(sys.argv[2]))
         shape = (400, 400)
@@ -289,9 +289,9 @@ def test_check_repairs_a_store_an_older_version_left_half_written(tmp_path, caps
 
 
 def test_check_finds_and_repairs_a_damaged_model_and_a_half_written_prediction(tmp_path, capsys):
-    from napari_hitl.core.classifier import NetClassifier
-    from napari_hitl.core.data import Normalization
-    from napari_hitl.core.learner import list_checkpoints, save_checkpoint
+    from napari_hitl.core.learning.data import Normalization
+    from napari_hitl.core.learning.net import NetClassifier
+    from napari_hitl.core.learning.registry import list_checkpoints, save_checkpoint
 
     path, human = _make(tmp_path, (64, 64))
     store = ProjectStore.open(path, "a")
@@ -321,7 +321,7 @@ def test_check_finds_and_repairs_a_damaged_model_and_a_half_written_prediction(t
 
 
 def test_leftovers_of_a_dead_process_go_and_work_in_progress_stays(tmp_path):
-    from napari_hitl.core.learner import list_checkpoints
+    from napari_hitl.core.learning.registry import list_checkpoints
 
     path, _ = _make(tmp_path, (64, 64))
     leftover = path / "models" / ".incoming-999999999-abc"  # a process that no longer exists

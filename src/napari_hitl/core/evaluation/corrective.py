@@ -11,7 +11,8 @@ pixels — is spent. :func:`correct_pool` does that against the ground truth:
 - regions are visited largest first across the pool (or item by item in a given order, largest
   first inside each item), one stroke per region and pass, for up to :data:`MAX_PASSES` passes;
 - a stroke is a smooth brush path (radius 0–2 px, 8–40 steps, slightly curved, like
-  :func:`~napari_hitl.core.sample.sparse_scribbles`) through the middle of the region. Its pixels
+  :func:`~napari_hitl.core.sample.scene.sparse_scribbles`) through the middle of the region. Its
+  pixels
   lie inside the region and at least 1 px inside the true class (a pixel next to another value,
   or to mask 0, is never painted), so strokes never touch mask-0 pixels nor the person's own labels;
 - the last stroke stops mid-way when the budget runs out, so the pixels counted are the pixels
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_hitl.core.history import EIGHT, count_strokes
-from napari_hitl.core.scribbles import brush_disk
+from napari_hitl.core.evaluation.scribbles import brush_disk
+from napari_hitl.core.loop.history import EIGHT, count_strokes
 from napari_hitl.core.store import PROVENANCE_HUMAN
 from napari_hitl.core.tiling import Box
 

@@ -3,7 +3,8 @@ the pixel models share (:class:`TiledLogits`).
 
 A new model implements the protocol (usually by subclassing :class:`TiledLogits` and writing
 ``fit``, ``window_logits``, ``state`` and a ``from_state`` class method), and is added to
-:func:`napari_hitl.core.learner.make_classifier` and ``classifier_from_state`` and to the names
+:func:`napari_hitl.core.learning.registry.make_classifier` and ``classifier_from_state`` and to the
+names
 in :mod:`napari_hitl.core.choices`.
 """
 
@@ -18,8 +19,8 @@ from napari_hitl.core.progress import CancelToken, Progress, run_to_end
 from napari_hitl.core.tiling import tiled_apply
 
 if TYPE_CHECKING:
-    from napari_hitl.core.data import LabeledImage, Normalization
-    from napari_hitl.core.learning.config import TrainConfig, TrainReport
+    from napari_hitl.core.learning.config import TrainConfig, TrainJob
+    from napari_hitl.core.learning.data import LabeledImage, Normalization
 
 
 @runtime_checkable
@@ -33,7 +34,7 @@ class Classifier(Protocol):
     normalization, class_values, class_names
         The bands it reads and how, and the classes it predicts (in this order).
     temperature, class_log_prior
-        Calibration applied by :mod:`napari_hitl.core.prediction` (the prior is already in
+        Calibration applied by :mod:`napari_hitl.core.learning.prediction` (the prior is already in
         the logits).
     trained
         Whether :meth:`fit` has run.
@@ -56,11 +57,8 @@ class Classifier(Protocol):
     def align(self) -> int: ...
 
     def fit(
-        self,
-        images: Sequence[LabeledImage],
-        config: TrainConfig,
-        cancel: CancelToken | None = None,
-    ) -> Generator[Progress, None, TrainReport]: ...
+        self, images: Sequence[LabeledImage], config: TrainConfig, cancel: CancelToken | None = None
+    ) -> TrainJob: ...
 
     def window_logits(self, window: np.ndarray) -> np.ndarray: ...
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
+
+from napari_hitl.core.jsonable import Jsonable
+from napari_hitl.core.progress import Progress
 
 MODEL_DEFAULTS: dict[str, dict[str, float]] = {
     # Many small crops rather than a few large ones: 160 steps of 16 crops of 16² (+ 8 px
@@ -27,7 +31,7 @@ CALIBRATION_DEFAULTS: dict[str, str] = {"unet": "brier", "patch-cnn": "nll", "rf
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Jsonable):
     """Training settings (every field is a CLI/GUI option).
 
     Attributes
@@ -107,10 +111,6 @@ class TrainConfig:
     propagate_weight: float = 0.0
     tta: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
-
 
 @dataclass
 class TrainReport:
@@ -126,3 +126,7 @@ class TrainReport:
     holdout_nll_after: float | None = None
     warm_start: bool = False
     holdout_accuracy: float | None = None
+
+
+TrainJob = Generator[Progress, None, TrainReport]
+"""What ``Classifier.fit`` returns: a generator of progress whose return value is the report."""

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.classifier import TrainConfig, TrainReport, prepare_training
-from napari_hitl.core.data import LabeledImage, Normalization
 from napari_hitl.core.errors import StoreError
-from napari_hitl.core.prediction import softmax
+from napari_hitl.core.learning.config import TrainJob
+from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.net import TrainConfig, TrainReport, prepare_training
+from napari_hitl.core.learning.prediction import softmax
 from napari_hitl.core.progress import CancelToken, Progress, relay, run_to_end
 
 ENSEMBLE_FORMAT = "napari-hitl-ensemble-npz/1"
@@ -50,7 +51,8 @@ class EnsembleClassifier:
     Parameters
     ----------
     members
-        The member classifiers (built by :func:`napari_hitl.core.learner.make_classifier`).
+        The member classifiers (built by
+        :func:`napari_hitl.core.learning.registry.make_classifier`).
     weighting
         ``"fit"`` or ``"equal"`` (``None``: :data:`DEFAULT_WEIGHTING`).
     """
@@ -93,11 +95,8 @@ class EnsembleClassifier:
         return None
 
     def fit(
-        self,
-        images: Sequence[LabeledImage],
-        config: TrainConfig,
-        cancel: CancelToken | None = None,
-    ) -> Generator[Progress, None, TrainReport]:
+        self, images: Sequence[LabeledImage], config: TrainConfig, cancel: CancelToken | None = None
+    ) -> TrainJob:
         """Train every member on the same strokes and split; a progress generator."""
         n = len(self.members)
         reports = []
@@ -208,7 +207,8 @@ class EnsembleClassifier:
         load_member: Callable[[bytes, dict[str, Any]], Any],
     ) -> EnsembleClassifier:
         """Inverse of :meth:`state`; ``load_member(blob, config)`` rebuilds each member with
-        its own loader (:func:`napari_hitl.core.learner.classifier_from_state`; no pickle)."""
+        its own loader (:func:`napari_hitl.core.learning.registry.classifier_from_state`; no
+        pickle)."""
         if config.get("format") != ENSEMBLE_FORMAT:
             raise StoreError(f"not a napari-hitl ensemble (format {config.get('format')!r})")
         try:

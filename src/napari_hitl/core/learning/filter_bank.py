@@ -39,7 +39,7 @@ range (measured ≤ 1.5e-3; ``tests/core/learning/test_filter_bank.py``).
 **Borders and tiling.** With ``padding="valid"`` (the default) no convolution pads: the output
 covers only the pixels at least :attr:`FilterBank.halo` from the input's border, so a tile cut
 with that halo gives exactly the whole-image values (to float rounding) — as
-:class:`~napari_hitl.core.models.SmallUNet` crops its own halo and
+:class:`~napari_hitl.core.learning.networks.SmallUNet` crops its own halo and
 :func:`~napari_hitl.core.tiling.tiled_apply` cuts tiles. A network fed by the bank needs a halo of
 ``bank.halo + net.halo``. ``padding="reflect"`` reflect-pads the input by the halo first and
 returns the input's size (for whole images; its border pixels then depend on the padding).
@@ -62,7 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_SIGMAS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-"""ilastik's default scales minus 0.3, 0.7 and 16 (as :data:`napari_hitl.core.forest.SIGMAS`)."""
+"""ilastik's default scales minus 0.3, 0.7 and 16 (as
+:data:`napari_hitl.core.learning.forest.SIGMAS`)."""
 
 FEATURE_KINDS: dict[str, int] = {
     "gaussian": 1,

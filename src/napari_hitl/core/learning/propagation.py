@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from napari_hitl.core.data import LabeledImage
+from napari_hitl.core.learning.data import LabeledImage
 
 
 def superpixels(x: np.ndarray, size: int = 10) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_hitl.core.models import ModelSpec, SmallUNet, build_model
+from napari_hitl.core.learning.networks import ModelSpec, SmallUNet, build_model
 
 
 def shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) -> None:

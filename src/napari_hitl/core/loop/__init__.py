@@ -9,7 +9,7 @@ Bands
     A model uses the bands named in its normalization (``TrainConfig.bands``, default every band
     of the images). Every read of an image for a model picks those bands by name, so an image may
     hold other bands as well; an image lacking one of them is refused
-    (:class:`~napari_hitl.core.data.IncompatibleBandsError` naming the band).
+    (:class:`~napari_hitl.core.learning.data.IncompatibleBandsError` naming the band).
 
 Stacks (``CZYX`` / ``CTYX`` images)
     The model is 2-D: it trains on and predicts one slice at a time. Every slice holding a label
@@ -67,6 +67,7 @@ from napari_hitl.core.loop.state import (
     LoopState,
     load_state,
     project_normalization,
+    require_state,
     save_latest,
 )
 from napari_hitl.core.loop.train import (
@@ -95,6 +96,7 @@ __all__ = [
     "prediction_arrays",
     "project_normalization",
     "push_project_image",
+    "require_state",
     "save_latest",
     "slice_name",
     "stack_depth",

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.data import (
+from napari_hitl.core.learning.data import (
     TrainingDataError,
 )
-from napari_hitl.core.learner import (
+from napari_hitl.core.learning.prediction import Prediction, predict_normalized
+from napari_hitl.core.learning.registry import (
     Classifier,
 )
 from napari_hitl.core.loop.reading import (
@@ -21,7 +22,6 @@ from napari_hitl.core.loop.reading import (
     stack_depth,
 )
 from napari_hitl.core.loop.state import LoopState, load_state
-from napari_hitl.core.prediction import Prediction, predict_normalized
 from napari_hitl.core.progress import CancelToken, Progress, relay
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ImageInfo, ProjectStore
 from napari_hitl.core.tiling import Box

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
-from napari_hitl.core.data import (
+from napari_hitl.core.learning.data import (
     TrainingDataError,
 )
-from napari_hitl.core.feedback import PushRecord, accept_mask, store_push
+from napari_hitl.core.loop.accept import PushRecord, accept_mask, store_push
 from napari_hitl.core.loop.reading import check_index, stack_depth
 from napari_hitl.core.loop.records import stored_prediction
 from napari_hitl.core.loop.state import LoopState, load_state
@@ -28,8 +28,8 @@ def push_project_image(
     """Accept the current model's stored prediction of ``name`` at ``threshold`` into its labels.
 
     Only unlabeled pixels change, and only those ``margin`` px or more inside a confident region
-    of one class (see :func:`napari_hitl.core.feedback.accept_mask`); the push can be undone with
-    :func:`napari_hitl.core.feedback.store_undo`.
+    of one class (see :func:`napari_hitl.core.loop.accept.accept_mask`); the push can be undone with
+    :func:`napari_hitl.core.loop.accept.store_undo`.
 
     Parameters
     ----------

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from napari_hitl.core.data import (
+from napari_hitl.core.learning.data import (
     Normalization,
     StackIndexError,
 )
-from napari_hitl.core.learner import (
+from napari_hitl.core.learning.registry import (
     Classifier,
 )
 from napari_hitl.core.store import ImageInfo, ProjectStore

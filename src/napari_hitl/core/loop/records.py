@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.data import (
+from napari_hitl.core.errors import StaleDataError, StoreError
+from napari_hitl.core.learning.data import (
     TrainingDataError,
 )
-from napari_hitl.core.errors import StaleDataError, StoreError
+from napari_hitl.core.learning.prediction import Prediction
 from napari_hitl.core.loop.predict import PREDICTION_KEYS
 from napari_hitl.core.loop.reading import check_index, stack_depth
 from napari_hitl.core.loop.state import LoopState, load_state
-from napari_hitl.core.prediction import Prediction
 from napari_hitl.core.store import ProjectStore
 
 

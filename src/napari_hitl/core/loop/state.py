@@ -7,18 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from napari_hitl.core.data import (
+from napari_hitl.core.learning.data import (
     IncompatibleBandsError,
     Normalization,
+    TrainingDataError,
     normalization_from_stats,
 )
-from napari_hitl.core.learner import (
+from napari_hitl.core.learning.registry import (
     Classifier,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from napari_hitl.core.learner import model_hash as _hash
+from napari_hitl.core.learning.registry import model_hash as _hash
 from napari_hitl.core.store import ProjectStore
 
 LATEST = "latest"
@@ -89,6 +90,15 @@ def load_state(store: ProjectStore, checkpoint: str = LATEST) -> LoopState | Non
     clf = load_checkpoint(store, checkpoint)
     config = store.model_config(checkpoint)
     return LoopState(clf, int(config.get("iteration", 1)), str(config.get("model_hash", "")))
+
+
+def require_state(store: ProjectStore, what: str = "train first") -> LoopState:
+    """The stored model (as :func:`load_state`); before the first training a
+    :class:`~napari_hitl.core.learning.data.TrainingDataError` ``"no model yet: <what>"``."""
+    state = load_state(store)
+    if state is None:
+        raise TrainingDataError(f"no model yet: {what}")
+    return state
 
 
 def save_latest(

@@ -7,18 +7,18 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
-from napari_hitl.core.classifier import TrainConfig, TrainReport
-from napari_hitl.core.data import (
+from napari_hitl.core.learning.data import (
     LabeledImage,
     Normalization,
     TrainingDataError,
     make_labeled_image,
 )
-from napari_hitl.core.history import train_record
-from napari_hitl.core.learner import (
+from napari_hitl.core.learning.net import TrainConfig, TrainReport
+from napari_hitl.core.learning.registry import (
     Classifier,
     make_classifier,
 )
+from napari_hitl.core.loop.history import train_record
 from napari_hitl.core.loop.reading import normalized_window, slice_name, stack_depth, window_slices
 from napari_hitl.core.loop.state import LoopState, load_state, project_normalization, save_latest
 from napari_hitl.core.progress import CancelToken, Progress
@@ -34,12 +34,12 @@ def training_images(
     A 2-D image with labels is one :class:`LabeledImage`; a stack gives one per slice holding a
     label (named by :func:`slice_name`, with that slice's provenance), unlabeled slices skipped.
 
-    A plane larger than :data:`~napari_hitl.core.label_windows.WINDOWED_MIN_PIXELS` is never
+    A plane larger than :data:`~napari_hitl.core.loop.label_windows.WINDOWED_MIN_PIXELS` is never
     read whole: its labels are scanned tile by tile and only windows around them (with the
-    context training needs, see :func:`~napari_hitl.core.label_windows.label_windows`) are
+    context training needs, see :func:`~napari_hitl.core.loop.label_windows.label_windows`) are
     read, each one a :class:`LabeledImage` with the plane's name.
     """
-    from napari_hitl.core import label_windows as lw
+    from napari_hitl.core.loop import label_windows as lw
 
     values = [c.value for c in store.classes]
     out = []
@@ -117,7 +117,7 @@ def train_project(
 
     Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses. After
     saving, the Train is recorded in the store's history (effort so far, held-out accuracy; see
-    :mod:`napari_hitl.core.history`).
+    :mod:`napari_hitl.core.loop.history`).
 
     Raises
     ------

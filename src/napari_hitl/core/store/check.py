@@ -186,7 +186,7 @@ def _fix_provenance(
 
 
 def _model_problems(store: ProjectStore) -> list[Problem]:
-    from napari_hitl.core.learner import checkpoint_problem, list_checkpoints
+    from napari_hitl.core.learning.registry import checkpoint_problem, list_checkpoints
 
     out = []
     for model in list_checkpoints(store):
@@ -194,7 +194,7 @@ def _model_problems(store: ProjectStore) -> list[Problem]:
         if problem:
 
             def fix(s: ProjectStore, m: str = model) -> str:
-                from napari_hitl.core.learner import remove_checkpoint
+                from napari_hitl.core.learning.registry import remove_checkpoint
 
                 remove_checkpoint(s, m)
                 return f"model {m!r}: removed (train again with Train / napari-hitl train)"

@@ -128,7 +128,7 @@ class DerivedMixin:
         arr = self._image_group(name)["hitl"][key]  # type: ignore[index]
         sig = dict(arr.attrs).get(ATTR, {}).get("signature", {})
         want = self.signature(name, **(expected or {}))
-        if sig.get("pending"):  # an unfinished batch prediction (napari_hitl.core.batch_predict)
+        if sig.get("pending"):  # an unfinished batch prediction (napari_hitl.core.loop.batch)
             raise StaleDataError(f"{key!r} of image {name!r} is not complete: {sig['pending']}")
         stale = [k for k, v in want.items() if sig.get(k) != v]
         if stale:

@@ -14,18 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.classes import (
+from napari_hitl.core.errors import (
+    InputFileError,
+    StoreError,
+)
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.progress import CancelToken, Progress, run_to_end
+from napari_hitl.core.store.classes import (
     ClassInfo,
     check_class_count,
     classes_from_json,
     default_color,
 )
-from napari_hitl.core.errors import (
-    InputFileError,
-    StoreError,
-)
-from napari_hitl.core.progress import CancelToken, Progress, run_to_end
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store.damage import open_store
 from napari_hitl.core.store.labels import check_labels
 from napari_hitl.core.store.layout import (
@@ -174,7 +174,7 @@ def import_rasters(
         shape, ``[Z|T,] Y, X``; 0 = unlabeled).
     classes
         The project's class list after the import (e.g. from
-        :func:`napari_hitl.core.classes.parse_classes`); ``None`` keeps the store's. Label
+        :func:`napari_hitl.core.store.classes.parse_classes`); ``None`` keeps the store's. Label
         values without a class get a class named ``"class <value>"``.
     rgb
         Band indices of the RGB composite of every image; chosen per image when omitted.
@@ -206,7 +206,8 @@ def import_rasters(
         A name is taken without ``overwrite``, a replaced image has human labels without
         ``discard_labels``, or the store cannot be opened.
     ValueError
-        A bad class list (duplicates, more than :data:`~napari_hitl.core.classes.MAX_CLASSES`).
+        A bad class list (duplicates, more than
+        :data:`~napari_hitl.core.store.classes.MAX_CLASSES`).
     """
     rgb_given = tuple(int(i) for i in rgb) if rgb is not None else None
     if isinstance(store, ProjectStore):
@@ -313,7 +314,7 @@ def import_raster(
     store
         A store opened with ``mode="a"``.
     raster
-        The source (see :mod:`napari_hitl.core.rasters`).
+        The source (see :mod:`napari_hitl.core.io.rasters`).
     name
         Image name in the store.
     labels

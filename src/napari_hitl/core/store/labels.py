@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from napari_hitl.core.classes import (
-    MAX_LABEL_VALUE,
-    ClassInfo,
-)
 from napari_hitl.core.errors import (
     StoreDamagedError,
+)
+from napari_hitl.core.store.classes import (
+    MAX_LABEL_VALUE,
+    ClassInfo,
 )
 from napari_hitl.core.store.journal import Transaction
 from napari_hitl.core.store.layout import (

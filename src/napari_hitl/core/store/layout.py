@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.bands import BandInfo
-from napari_hitl.core.classes import MAX_CLASSES, classes_from_json
-from napari_hitl.core.geo import GeoRef
+from napari_hitl.core.io.bands import BandInfo
+from napari_hitl.core.io.geo import GeoRef
+from napari_hitl.core.store.classes import MAX_CLASSES, classes_from_json
 
 SCHEMA_VERSION = 1
 ATTR = "napari_hitl"

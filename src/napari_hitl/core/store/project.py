@@ -14,14 +14,14 @@ import numpy as np
 import zarr
 
 from napari_hitl import __version__
-from napari_hitl.core.classes import (
-    ClassInfo,
-    classes_from_json,
-    default_color,
-)
 from napari_hitl.core.errors import (
     SchemaVersionError,
     StoreError,
+)
+from napari_hitl.core.store.classes import (
+    ClassInfo,
+    classes_from_json,
+    default_color,
 )
 from napari_hitl.core.store.derived import DerivedMixin
 from napari_hitl.core.store.journal import pending, recover
@@ -243,7 +243,7 @@ class ProjectStore(LabelsMixin, DerivedMixin):
         """What each Train recorded, oldest first (``[]`` before the first one).
 
         The records are kept as a JSON list ``history`` in the root attributes
-        (``zarr.json``); :func:`napari_hitl.core.history.train_record` makes them.
+        (``zarr.json``); :func:`napari_hitl.core.loop.history.train_record` makes them.
         """
         return [dict(r) for r in self._attrs.get("history", [])]
 

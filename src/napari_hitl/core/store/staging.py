@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 import zarr
 
-from napari_hitl.core.bands import (
+from napari_hitl.core.errors import (
+    InputFileError,
+)
+from napari_hitl.core.io.bands import (
     BandInfo,
     default_rgb,
     is_height_band,
@@ -19,14 +22,11 @@ from napari_hitl.core.bands import (
     subsample_for_stats,
     wavelength_for_name,
 )
-from napari_hitl.core.classes import (
+from napari_hitl.core.io.rasters import Raster
+from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.store.classes import (
     ClassInfo,
 )
-from napari_hitl.core.errors import (
-    InputFileError,
-)
-from napari_hitl.core.progress import CancelToken, Progress
-from napari_hitl.core.rasters import Raster
 from napari_hitl.core.store.layout import (
     ATTR,
     LABEL_DTYPE,

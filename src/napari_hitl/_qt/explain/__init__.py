@@ -1,0 +1,1 @@
+"""The Explain / guide-attention dock widget."""

@@ -1,0 +1,149 @@
+"""The Learning-loop dock widget's controls and their layout (no behaviour: the widget in
+:mod:`napari_hitl._qt.loop.widget` connects them)."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLayout,
+    QListWidget,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from napari_hitl._napari.result_layers import UNCERTAINTY_KINDS
+from napari_hitl._qt.controls import button, combo, hrow, job_progress, label
+from napari_hitl._qt.dock import DockWidget
+from napari_hitl._qt.jobs import JobRunner
+from napari_hitl.core.choices import (
+    DEFAULT_MARGIN,
+    DEFAULT_MODEL,
+    DEFAULT_THRESHOLD,
+    MODEL_HELP,
+    MODEL_NAMES,
+)
+
+
+class LoopPanel(DockWidget):
+    """The loop's controls: image and labels choice, model, bands, the Train / Infer / Add
+    buttons, threshold and margin, progress, status, areas and history."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels_combo = QComboBox()
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip(
+            "An image layer that is not in a project yet (e.g. a TIFF opened by another reader)"
+        )
+        self.adopt_button = button(
+            "Label this image",
+            "Put the image into a project store (next to its file as NAME.hitl.zarr, or in "
+            "~/napari-hitl/) and add a labels layer to paint in; reopening it resumes",
+        )
+        self.model_combo = QComboBox()
+        for name in MODEL_NAMES:
+            self.model_combo.addItem(name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, MODEL_HELP[name],
+                                         Qt.ItemDataRole.ToolTipRole)  # fmt: skip
+        self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.train_button = button(
+            "Train", "Train on the labels of every image of the project (warm start)"
+        )
+        self.infer_button = button(
+            "Infer && filter", "Predict the current image; the slider then filters it instantly"
+        )
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(50, 100)
+        self.threshold_slider.setValue(round(DEFAULT_THRESHOLD * 100))
+        self.threshold_label = QLabel()
+        self.margin_spin = QSpinBox()
+        self.margin_spin.setRange(0, 10)
+        self.margin_spin.setValue(DEFAULT_MARGIN)
+        self.margin_spin.setSuffix(" px")
+        self.margin_spin.setToolTip(
+            "Keep accepted pixels this far inside a confident region of one class: wrong "
+            "confident pixels sit on class boundaries (0 = accept every pixel above the threshold)"
+        )
+        self.uncertainty_combo = combo(
+            UNCERTAINTY_KINDS,
+            "Uncertainty layer: entropy of the class probabilities, or 1 − margin between the "
+            "two most likely classes (high where two classes compete)",
+        )
+        self.bands_list = QListWidget()
+        self.bands_list.setMaximumHeight(90)
+        self.bands_list.setToolTip("Bands the model trains on (untick noisy bands)")
+        self.stack_combo = combo(
+            ["current slice", "whole stack"],
+            "A Z/T stack: predict the slice on show or every slice",
+        )
+        self.live_check = QCheckBox("Live")
+        self.live_check.setToolTip(
+            "Train in the background while you paint; the visible part of the image is "
+            "predicted again after each stroke. Switching it off saves the model and predicts "
+            "the whole image."
+        )
+        self.update_button = button(
+            "Update",
+            "One live round: train briefly on the labels and predict the visible part of the image",
+        )
+        self.add_button = button(
+            "Add predictions", "Add predicted pixels above the threshold to unlabeled pixels only"
+        )
+        self.undo_button = button("Undo push", "Undo the last Add predictions of this image")
+        self.clear_button = button(
+            "Clear machine labels", "Remove every machine label of this image (human labels stay)"
+        )
+        self.region_button = button(
+            "Region…",
+            "Draw a rectangle: Add predictions then only adds pixels inside it "
+            "(delete the rectangle to use the whole image)",
+        )
+        self.shortcuts_label = QLabel("<i>Shortcuts: Alt-T/I/A/U/L, Alt-1…9 (hover)</i>")
+        self.progress = job_progress()
+        self.status = label(
+            "Paint a few pixels of each class, then Train.", plain=True
+        )  # class names show as typed
+        self.areas = label()
+        self.history_label = label()
+        self.history_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.history_label.setToolTip(
+            "One line per Train (latest last): human pixels and strokes so far, labeled and "
+            "machine-labeled share of all pixels, accuracy on the held-out human strokes. "
+            "`napari-hitl history STORE --plot FILE` prints and plots all of it."
+        )
+        self.jobs = JobRunner(self.progress)
+
+    def lay_out(self, background_row: QLayout, points_row: QLayout) -> None:
+        """Arrange the controls, with the rows of the background-prediction and points helpers."""
+        form = QFormLayout()
+        form.addRow("New image", hrow(self.image_combo, self.adopt_button, stretch={0: 1}))
+        form.addRow("Labels layer", self.labels_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Model bands", self.bands_list)
+        form.addRow("Predict", self.stack_combo)
+        form.addRow("Uncertainty", self.uncertainty_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.train_button)
+        layout.addWidget(self.infer_button)
+        layout.addLayout(background_row)
+        layout.addLayout(hrow(self.live_check, self.update_button))
+        layout.addWidget(QLabel("Confidence threshold"))
+        layout.addLayout(hrow(self.threshold_slider, self.threshold_label))
+        margin_form = QFormLayout()
+        margin_form.addRow("Boundary margin", self.margin_spin)
+        layout.addLayout(margin_form)
+        layout.addLayout(hrow(self.add_button, self.undo_button, self.region_button))
+        layout.addWidget(self.clear_button)
+        layout.addLayout(points_row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.areas)
+        layout.addWidget(self.history_label)
+        layout.addWidget(self.shortcuts_label)
+        layout.addStretch(1)

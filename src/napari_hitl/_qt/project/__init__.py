@@ -1,0 +1,1 @@
+"""The project dock widget: store, classes and band settings."""

@@ -1,0 +1,194 @@
+"""What every ``napari-hitl`` command shares: progress printing, JSON output, list and number
+parsing. The command modules (``cli.py``, ``cli_*.py``) import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+
+from napari_hitl.cli.progress import ProgressPrinter
+from napari_hitl.core.choices import DEFAULT_THRESHOLD
+from napari_hitl.core.errors import HitlError
+
+# a long job's progress: a bar on a terminal, a line per tenth when piped
+print_progress = ProgressPrinter()
+
+
+def json_safe(value: object) -> object:
+    """``value`` with NaN and infinities as ``None`` (JSON has neither) and numpy scalars and
+    arrays as Python numbers and lists."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # type: ignore[attr-defined]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def print_json(obj: object) -> None:
+    """One JSON object on stdout (``--json`` of the commands)."""
+    print(json.dumps(json_safe(obj)))
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` → ``["a", "b", "c"]`` (``None`` for empty text)."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def image_names(values: Sequence[str] | str | None) -> list[str] | None:
+    """``--images a,b``, ``--images a b`` or both mixed: the names in order (None: all)."""
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    names = [n for item in items for n in (split_list(item) or [])]
+    return names or None
+
+
+IMAGES_HELP = "image names, comma- or space-separated (default: all)"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (steps, threads, iterations...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_indices(text: str | None, option: str) -> list[int] | None:
+    """``--rgb 3,2,1``: non-negative band indices (``None`` when not given)."""
+    items = split_list(text)
+    if not items:
+        return None
+    if not all(i.isdigit() for i in items):
+        raise HitlError(
+            f"{option} {text!r} must be band indices counted from 0, e.g. {option} 3,2,1"
+        )
+    return [int(i) for i in items]
+
+
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    """``--region row0,row1,col0,col1`` as a box (``None`` when not given)."""
+    if not text:
+        return None
+    items = split_list(text) or []
+    if len(items) != 4 or not all(i.lstrip("-").isdigit() for i in items):
+        raise HitlError(
+            f"--region {text!r} must be four integers ROW0,ROW1,COL0,COL1 (pixels, end exclusive)"
+        )
+    r0, r1, c0, c1 = (int(i) for i in items)
+    return r0, r1, c0, c1
+
+
+def add_warm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--machine-weight",
+        type=float,
+        default=None,
+        help="loss weight of machine labels relative to human ones (default 0.5)",
+    )
+    p.add_argument(
+        "--warm-shrink",
+        type=float,
+        default=None,
+        help="share of the last weights a warm start keeps; the rest is the initial weights "
+        "(default 0.5; 1 = plain warm start, 0 = from scratch)",
+    )
+    p.add_argument(
+        "--propagate-weight",
+        type=float,
+        default=None,
+        help="spread each stroke over the superpixels pure in its class at this loss weight "
+        "(default 0 = off; 0.3 helped dsb2018 and eo-learn, cost sen1floods 0.01, see "
+        "docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--potts-weight",
+        type=float,
+        default=None,
+        help="weight of the relaxed Potts loss: neighbours with similar bands agree (default 0)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=("brier", "nll"),
+        default=None,
+        help="what the temperature minimises on held-out strokes (default: brier for unet, nll "
+        "for the others)",
+    )
+    p.add_argument(
+        "--precise-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics after training (PreciseBN; +0.3 s per iteration)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: the network predicts the image and its three flips and "
+        "averages them (4x inference time; kept with the model)",
+    )
+
+
+def add_margin_option(p: argparse.ArgumentParser) -> None:
+    from napari_hitl.core.choices import DEFAULT_MARGIN
+
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=DEFAULT_MARGIN,
+        help="accept only pixels this many px inside a confident region of one class "
+        f"(default {DEFAULT_MARGIN}; 0 = every pixel above the threshold)",
+    )
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig of ``train`` and ``simulate``: their shared options, unset ones default."""
+    from napari_hitl.core.learning.net import TrainConfig
+
+    cfg = TrainConfig(model=args.model, seed=args.seed, threads=args.threads)
+    for key in (
+        "steps",
+        "warm_steps",
+        "machine_weight",
+        "warm_shrink",
+        "propagate_weight",
+        "potts_weight",
+    ):
+        if getattr(args, key, None) is not None:
+            setattr(cfg, key, getattr(args, key))
+    cfg.precise_bn = bool(getattr(args, "precise_bn", False))
+    cfg.tta = bool(getattr(args, "tta", False))
+    cfg.calibration = getattr(args, "calibration", None)
+    cfg.bands = split_list(getattr(args, "bands", None))
+    return cfg
+
+
+JSON_HELP = "print the result as one JSON object"
+
+
+def add_json_option(p: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
+    """``--json``: print the command's result as JSON instead of lines."""
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def add_threshold_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--threshold``: the confidence ``what`` needs (default
+    :data:`~napari_hitl.core.choices.DEFAULT_THRESHOLD`, the widgets' default too)."""
+    p.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD,
+        help=f"{what} (default {DEFAULT_THRESHOLD})",
+    )  # fmt: skip
+
+
+def add_image_options(p: argparse.ArgumentParser, all_help: str = "every image") -> None:
+    """``--image NAME`` or ``--all``: which images of the store a command works on."""
+    p.add_argument("--image", help="one image (default: all)")
+    p.add_argument("--all", action="store_true", help=all_help)

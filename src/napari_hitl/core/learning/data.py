@@ -1,0 +1,241 @@
+"""Training data from sparse labels: normalization, class indexing, balanced patch sampling.
+
+Label maps use the project's class values (0 = unlabeled); models use class indices 0..K-1.
+A :class:`LabeledImage` holds one image's normalized bands, target indices (-1 = no label) and
+per-pixel weights (human 1, machine < 1), and :class:`BalancedSampler` draws patch centres with an
+equal class distribution (the paper's rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_hitl.core.errors import HitlError
+from napari_hitl.core.store import PROVENANCE_HUMAN
+
+
+class TrainingDataError(HitlError, ValueError):
+    """The labels cannot train a model (no labels, one class, values without a class...)."""
+
+
+class IncompatibleBandsError(HitlError, ValueError):
+    """A model is applied to data whose bands differ from the ones it was trained on."""
+
+
+class StackIndexError(HitlError, ValueError):
+    """A slice index does not fit the image: a 2-D image has none, a stack needs one in range."""
+
+
+@dataclass
+class Normalization:
+    """Per-band affine normalization ``(x - low) / (high - low)`` and the band names it is for."""
+
+    band_names: list[str]
+    low: list[float]
+    high: list[float]
+
+    def to_json(self) -> dict[str, list]:
+        """A JSON-serialisable dict."""
+        return {"band_names": self.band_names, "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list]) -> Normalization:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            list(data["band_names"]),
+            [float(v) for v in data["low"]],
+            [float(v) for v in data["high"]],
+        )
+
+    def check(self, band_names: Sequence[str], what: str = "the image") -> None:
+        """Raise :class:`IncompatibleBandsError` unless ``band_names`` are the trained bands."""
+        if list(band_names) != self.band_names:
+            raise IncompatibleBandsError(
+                f"the model was trained on bands {self.band_names}, but {what} has "
+                f"{list(band_names)}; import the image with the same bands (--bands) or train "
+                "a new model"
+            )
+
+    def band_indices(self, band_names: Sequence[str], what: str = "the image") -> list[int]:
+        """Where the trained bands are in ``band_names`` (the model's order; extra bands ignored).
+
+        Parameters
+        ----------
+        band_names
+            The bands of an image, in its order.
+        what
+            How the image is named in the error message.
+
+        Returns
+        -------
+        list[int]
+            For each of :attr:`band_names`, its index in ``band_names``.
+
+        Raises
+        ------
+        IncompatibleBandsError
+            A trained band is missing (the message names it).
+        """
+        names = list(band_names)
+        missing = [b for b in self.band_names if b not in names]
+        if missing:
+            raise IncompatibleBandsError(
+                f"the model was trained on bands {self.band_names}, but {what} has no band "
+                f"{', '.join(repr(b) for b in missing)} (its bands: {names}); import the image "
+                "with those bands (--bands) or train a model on bands it has (train --bands)"
+            )
+        return [names.index(b) for b in self.band_names]
+
+    def apply(self, bands: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Normalized float32 copy; NaN/inf and invalid pixels become 0, values clipped to ±10."""
+        low = np.asarray(self.low, np.float32).reshape(-1, *([1] * (bands.ndim - 1)))
+        high = np.asarray(self.high, np.float32).reshape(low.shape)
+        out = (np.asarray(bands, np.float32) - low) / (high - low)
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(out, -10, 10, out=out)
+        if valid is not None:
+            out[:, ~valid] = 0.0
+        return out
+
+
+def normalization_from_stats(band_names: Sequence[str], stats: Sequence[Sequence]) -> Normalization:
+    """Project normalization: per band, the median over images of their 1st and 99th percentiles.
+
+    ``stats[i]`` lists image i's :class:`~napari_hitl.core.io.bands.BandStats` per band.
+    """
+    lows, highs = [], []
+    for b in range(len(band_names)):
+        p1 = [s[b].p1 for s in stats if s[b] is not None and np.isfinite(s[b].p1)]
+        p99 = [s[b].p99 for s in stats if s[b] is not None and np.isfinite(s[b].p99)]
+        lo = float(np.median(p1)) if p1 else 0.0
+        hi = float(np.median(p99)) if p99 else 1.0
+        if not hi > lo:
+            hi = lo + 1.0
+        lows.append(lo)
+        highs.append(hi)
+    return Normalization(list(band_names), lows, highs)
+
+
+@dataclass
+class LabeledImage:
+    """One image ready for training."""
+
+    name: str
+    x: np.ndarray  # C, H, W float32, normalized
+    target: np.ndarray  # H, W int64 class index, -1 = unlabeled or invalid
+    weight: np.ndarray  # H, W float32, 0 where unlabeled
+    extra: dict = field(default_factory=dict)
+
+
+def class_index(labels: np.ndarray, class_values: Sequence[int]) -> np.ndarray:
+    """Map label values to indices 0..K-1 (-1 for 0 = unlabeled).
+
+    Raises
+    ------
+    TrainingDataError
+        A label value is not one of ``class_values``.
+    """
+    lut_size = max(int(labels.max(initial=0)), max(class_values, default=0)) + 1
+    lut = np.full(lut_size, -2, np.int64)
+    lut[0] = -1
+    for i, v in enumerate(class_values):
+        lut[v] = i
+    idx = lut[labels.astype(np.int64)]
+    if (idx == -2).any():
+        bad = sorted(set(np.unique(labels[idx == -2]).tolist()))
+        raise TrainingDataError(
+            f"label values {bad[:10]} are not classes of the project ({list(class_values)})"
+        )
+    return idx
+
+
+def make_labeled_image(
+    name: str,
+    x: np.ndarray,
+    labels: np.ndarray,
+    provenance: np.ndarray,
+    class_values: Sequence[int],
+    machine_weight: float,
+    valid: np.ndarray | None = None,
+) -> LabeledImage:
+    """Targets and weights of one image: human pixels weigh 1, machine ``machine_weight``."""
+    target = class_index(labels, class_values)
+    weight = np.where(provenance == PROVENANCE_HUMAN, 1.0, machine_weight).astype(np.float32)
+    if valid is not None:
+        target[~valid] = -1
+    weight[target < 0] = 0.0
+    return LabeledImage(name, x, target, weight, {"human": (provenance == PROVENANCE_HUMAN)})
+
+
+def check_trainable(images: Sequence[LabeledImage], class_names: Sequence[str]) -> np.ndarray:
+    """Pixels per class over all images; raises a clear error if training is impossible."""
+    k = len(class_names)
+    counts = np.zeros(k, np.int64)
+    for im in images:
+        t = im.target[im.target >= 0]
+        counts += np.bincount(t, minlength=k)[:k]
+    if counts.sum() == 0:
+        raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
+    present = [class_names[i] for i in range(k) if counts[i] > 0]
+    if len(present) < 2:
+        raise TrainingDataError(
+            f"only one class is labeled ({present[0]}); training needs at least two classes"
+        )
+    return counts
+
+
+class BalancedSampler:
+    """Draws labeled pixels with an equal class distribution across all images.
+
+    Each draw picks a class uniformly among the labeled ones, then one of its pixels uniformly
+    over every image. When ``human`` masks are given, half of every batch is drawn from the
+    human-labeled pixels alone, so that the person's labels stay in every batch however many
+    machine labels have been accepted.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[LabeledImage],
+        n_classes: int,
+        rng: np.random.Generator,
+        human: Sequence[np.ndarray] | None = None,
+    ):
+        self.rng = rng
+        self.widths = [im.target.shape[-1] for im in images]
+        self.pools = [self._index(images, n_classes, None)]
+        if human is not None:
+            human_pool = self._index(images, n_classes, human)
+            if human_pool:
+                self.pools.insert(0, human_pool)
+
+    @staticmethod
+    def _index(images, n_classes, masks) -> list[tuple[np.ndarray, np.ndarray]]:
+        by_class = []
+        for c in range(n_classes):
+            img_ids, flat = [], []
+            for i, im in enumerate(images):
+                sel = im.target == c
+                if masks is not None:
+                    sel &= masks[i]
+                f = np.flatnonzero(sel.ravel())
+                img_ids.append(np.full(f.size, i, np.int32))
+                flat.append(f)
+            ids = np.concatenate(img_ids) if img_ids else np.zeros(0, np.int32)
+            if ids.size:
+                by_class.append((ids, np.concatenate(flat)))
+        return by_class
+
+    def draw(self, n: int) -> list[tuple[int, int, int]]:
+        """``n`` (image index, row, col) centres (the first half human-labeled when possible)."""
+        out = []
+        for j in range(n):
+            pool = self.pools[0] if (j < n // 2 or len(self.pools) == 1) else self.pools[-1]
+            ids, flat = pool[int(self.rng.integers(0, len(pool)))]
+            k = self.rng.integers(0, ids.size)
+            i = int(ids[k])
+            r, col = divmod(int(flat[k]), self.widths[i])
+            out.append((i, r, col))
+        return out

@@ -1,0 +1,563 @@
+"""Pixel classifiers with one interface: train from sparse labels, predict calibrated probabilities.
+
+:class:`NetClassifier` wraps the torch networks of :mod:`napari_hitl.core.learning.networks`;
+:class:`~napari_hitl.core.learning.forest.ForestClassifier` is the random-forest baseline. Both
+train as a
+generator of :class:`~napari_hitl.core.progress.Progress` that stops on a cancel token, keep
+their configuration (bands, normalization, classes) and a temperature fitted on held-out human
+labels, and serialise to bytes + JSON for the project store.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import pickle  # only for pickle.UnpicklingError: nothing here unpickles
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_hitl.core.errors import StoreError, short_reason
+from napari_hitl.core.learning.base import TiledLogits
+from napari_hitl.core.learning.config import (
+    CALIBRATION_DEFAULTS,
+    MODEL_DEFAULTS,
+    TrainConfig,
+    TrainJob,
+    TrainReport,
+)
+from napari_hitl.core.learning.data import (
+    BalancedSampler,
+    LabeledImage,
+    Normalization,
+    check_trainable,
+)
+from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
+from napari_hitl.core.learning.propagation import propagate_images
+from napari_hitl.core.learning.regularizers import local_potts_loss
+from napari_hitl.core.learning.weights import (
+    fold_batchnorm,
+    recompute_batchnorm,
+    shrink_towards_init,
+)
+from napari_hitl.core.progress import CancelToken, Progress
+
+TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
+TEMPERATURE_RANGE = (1.0, 20.0)
+TTA_FLIPS = ((), (-1,), (-2,), (-2, -1))  # the image, flipped left-right, up-down, both
+PRECISE_BN_BATCHES = 16  # batches that re-estimate BatchNorm statistics (precise_bn=True)
+
+
+CALIBRATION_OBJECTIVES = ("brier", "nll")
+
+
+def fit_temperature(
+    logits: np.ndarray, target: np.ndarray, objective: str = "nll"
+) -> tuple[float, float, float]:
+    """Temperature T that fits ``softmax(logits / T)`` to held-out pixels.
+
+    T is searched in ``TEMPERATURE_RANGE`` (1..20): calibration may only soften the model. Held-out
+    human strokes lie inside class regions, away from boundaries (that is how people paint), so they
+    are easier than the average pixel; sharpening on them would overstate the confidence exactly
+    where the loop relies on it.
+
+    Parameters
+    ----------
+    logits
+        ``N, K`` logits of held-out labeled pixels.
+    target
+        ``N`` class indices.
+    objective
+        ``"nll"`` minimises the negative log-likelihood; ``"brier"`` the Brier score (squared
+        error of the probabilities). A pixel costs at most 2 under Brier but without bound
+        under NLL, so with NLL a single held-out stroke the model gets confidently wrong sets
+        the temperature of every pixel.
+
+    Returns
+    -------
+    (T, nll at T=1, nll at T)
+    """
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise ValueError(
+            f"calibration must be one of {', '.join(CALIBRATION_OBJECTIVES)}, got {objective!r}"
+        )
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    t = torch.as_tensor(target, dtype=torch.int64)
+    lo, hi = TEMPERATURE_RANGE
+    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), 241, dtype=torch.float64))
+    nlls = torch.stack([F.cross_entropy(z / g, t) for g in grid])
+    if objective == "nll":
+        best = int(torch.argmin(nlls))
+    else:
+        onehot = F.one_hot(t, z.shape[1]).to(z.dtype)
+        brier = torch.stack([((torch.softmax(z / g, 1) - onehot) ** 2).sum(1).mean() for g in grid])
+        best = int(torch.argmin(brier))
+    return float(grid[best]), float(F.cross_entropy(z, t)), float(nlls[best])
+
+
+def calibration_objective(config: TrainConfig, kind: str) -> str:
+    """The calibration objective ``config`` asks for, or the default of model ``kind``."""
+    return config.calibration or CALIBRATION_DEFAULTS.get(kind, "nll")
+
+
+def split_holdout(
+    images: Sequence[LabeledImage],
+    fraction: float,
+    rng: np.random.Generator,
+    human: Sequence[np.ndarray],
+) -> tuple[list[LabeledImage], list[tuple[int, np.ndarray]]]:
+    """Hold out whole human strokes (connected components) per class for calibration.
+
+    Returns the training images (held-out pixels unlabeled) and, per image, the flat indices of
+    held-out pixels. Classes with a single stroke keep it for training.
+    """
+    from scipy import ndimage
+
+    if fraction <= 0:
+        return list(images), []
+    train, held = [], []
+    for i, im in enumerate(images):
+        target = im.target.copy()
+        out = np.zeros(target.shape, bool)
+        for c in np.unique(target[(target >= 0) & human[i]]):
+            comps, n = ndimage.label((target == c) & human[i])
+            if n < 2:
+                continue
+            k = max(1, round(n * fraction))
+            chosen = rng.choice(np.arange(1, n + 1), size=min(k, n - 1), replace=False)
+            out |= np.isin(comps, chosen)
+        target[out] = -1
+        weight = im.weight.copy()
+        weight[out] = 0
+        train.append(LabeledImage(im.name, im.x, target, weight, im.extra))
+        if out.any():
+            held.append((i, np.flatnonzero(out)))
+    return train, held
+
+
+@dataclass
+class TrainingSplit:
+    """Labels checked and split for one training run (shared by every classifier)."""
+
+    counts: np.ndarray
+    human: list[np.ndarray]
+    train: list[LabeledImage]
+    held: list[tuple[int, np.ndarray]]
+
+
+def prepare_training(
+    images: Sequence[LabeledImage],
+    class_names: Sequence[str],
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> TrainingSplit:
+    """Check the labels can train, and hold out human strokes for calibration."""
+    counts = check_trainable(images, class_names)
+    human = [im.extra.get("human", im.weight >= 1.0) for im in images]
+    train, held = split_holdout(images, config.holdout_fraction, rng, human)
+    check_trainable(train, class_names)
+    return TrainingSplit(counts, human, train, held)
+
+
+def calibrate(
+    clf: Any,
+    images: Sequence[LabeledImage],
+    held: list[tuple[int, np.ndarray]],
+    report: TrainReport,
+    objective: str = "nll",
+) -> None:
+    """Fit ``clf.temperature`` on the held-out human pixels (needs 20 or more), by
+    ``objective`` (see :func:`fit_temperature`).
+
+    Also sets ``report.holdout_accuracy``: the share of held-out pixels whose most likely class
+    is right. ``clf.logits`` already include the class log prior, exactly as predictions do, and
+    the temperature does not move the argmax, so this is what a prediction would say there.
+    """
+    clf.temperature = 1.0
+    report.temperature = 1.0
+    report.holdout_accuracy = None
+    if report.holdout_pixels < 20:
+        return
+    logits, target = [], []
+    for i, flat in held:
+        full = clf.logits(images[i].x)
+        logits.append(full.reshape(full.shape[0], -1)[:, flat].T)
+        target.append(images[i].target.ravel()[flat])
+    z, t = np.concatenate(logits), np.concatenate(target)
+    report.holdout_accuracy = float(np.mean(np.argmax(z, axis=1) == t))
+    t_best, before, after = fit_temperature(z, t, objective)
+    clf.temperature = report.temperature = t_best
+    report.holdout_nll_before, report.holdout_nll_after = before, after
+
+
+def class_log_prior(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """log of the labeled class frequencies (add-one smoothed), centred to mean 0.
+
+    Adding it to the logits of a class-balanced model turns its uniform-prior posterior into the
+    posterior under the project's class frequencies (Bayes' rule). Without it a model trained on
+    equal numbers of each class over-predicts rare classes — on real data sets with a dominant
+    class it accepted mostly wrong pixels.
+    """
+    p = (np.asarray(counts, np.float64) + smoothing) / (np.sum(counts) + smoothing * len(counts))
+    logp = np.log(p)
+    return (logp - logp.mean()).astype(np.float32)
+
+
+def human_class_counts(
+    images: Sequence[LabeledImage], human: Sequence[np.ndarray], k: int
+) -> np.ndarray:
+    """Pixels per class among the human labels (the prior must not learn from the model's own
+    accepted predictions: that feedback loop drifts towards the easy majority class)."""
+    counts = np.zeros(k)
+    for im, h in zip(images, human, strict=True):
+        t = im.target[(im.target >= 0) & h]
+        counts += np.bincount(t, minlength=k)[:k]
+    return counts
+
+
+def balanced_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Class-balanced cross-entropy in which human labels always anchor the model.
+
+    Pixels with weight 1 are human, smaller weights mark machine-accepted pixels and give their
+    share. Each group's loss is averaged per class, then over its classes (every class counts the
+    same, whatever its pixel count); the total is ``L_human + w_machine · L_machine``. Machine
+    labels soon outnumber human ones a hundred to one: weighting them per pixel would let the
+    model's own past predictions outvote the person, the confirmation bias that makes
+    self-training degrade round after round.
+    """
+    per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
+    t = target.clamp(min=0).reshape(-1)
+    w = weight.reshape(-1) * (target.reshape(-1) >= 0)
+    onehot = F.one_hot(t, k).float()
+    total = per_px.sum() * 0
+    human = w >= 1.0
+    for mask, share in ((human, 1.0), (~human & (w > 0), None)):
+        if not bool(mask.any()):
+            continue
+        group = onehot * mask.float().reshape(-1, 1)
+        counts = group.sum(0)
+        present = counts > 0
+        class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
+        factor = share if share is not None else float(w[mask].mean())
+        total = total + factor * class_loss.mean()
+    return total
+
+
+class PatchBatches:
+    """Random training batches around labeled pixels, class-balanced (a callable).
+
+    The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
+    (``TRAIN_MARGIN``) and its own zero padding (3× cheaper than a full halo); the loss skips
+    the margin. Augmentation: random flips and 90° rotations, and for the U-Net a per-band
+    gain/offset jitter (robustness to illumination and haze changes).
+
+    Parameters
+    ----------
+    images
+        The training images.
+    n_classes
+        Number of classes.
+    rng
+        Random generator (reproducible batches).
+    human
+        Per image, the human-labeled pixels (half of each batch is drawn from them).
+    net
+        The network the batches are for (patch CNN or U-Net).
+    batch, patch
+        Crops per batch and the U-Net's supervised crop edge.
+    augment
+        Random flips, rotations and (U-Net) band jitter.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[LabeledImage],
+        n_classes: int,
+        rng: np.random.Generator,
+        human: Sequence[np.ndarray] | None,
+        net: nn.Module,
+        batch: int,
+        patch: int,
+        augment: bool = True,
+    ) -> None:
+        self.rng = rng
+        self.augment = augment
+        self.is_patch = isinstance(net, PatchCNN)
+        self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
+        self.out_size = 1 if self.is_patch else patch
+        self.batch = batch
+        self.sampler = BalancedSampler(images, n_classes, rng, human)
+        r = self.out_size // 2 + self.halo
+        self.r = r
+        self.padded = [
+            (
+                np.pad(
+                    im.x,
+                    ((0, 0), (r, r), (r, r)),
+                    mode="reflect" if min(im.x.shape[1:]) > r else "symmetric",
+                ),
+                np.pad(im.target, r, constant_values=-1),
+                np.pad(im.weight, r),
+            )
+            for im in images
+        ]
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One batch: inputs ``N, C, h, w``, targets and weights ``N, out, out``."""
+        rng, halo, out_size, r = self.rng, self.halo, self.out_size, self.r
+        xs, ts, ws = [], [], []
+        for i, row, col in self.sampler.draw(self.batch):
+            px, pt, pw = self.padded[i]
+            y0, x0 = row + r - out_size // 2, col + r - out_size // 2
+            xi = px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo]
+            ti = pt[y0 : y0 + out_size, x0 : x0 + out_size]
+            wi = pw[y0 : y0 + out_size, x0 : x0 + out_size]
+            if self.augment:
+                kr = int(rng.integers(4))
+                xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
+                if rng.random() < 0.5:
+                    xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
+            if self.augment and not self.is_patch:
+                c = xi.shape[0]
+                gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+                xi = xi * gain + offset
+            xs.append(np.ascontiguousarray(xi, dtype=np.float32))
+            ts.append(np.ascontiguousarray(ti))
+            ws.append(np.ascontiguousarray(wi))
+        x = torch.from_numpy(np.stack(xs))
+        if not self.is_patch:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(ws))
+
+    def logits_and_targets(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits on a batch, cropped to its supervised pixels, with ``t`` and ``w``."""
+        if self.is_patch:
+            return net.forward_patches(x), t[:, 0, 0], w[:, 0, 0]  # type: ignore[operator]
+        h = self.halo
+        return net.out(net.features(x))[..., h:-h, h:-h], t, w  # type: ignore[operator]
+
+
+class NetClassifier(TiledLogits):
+    """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
+
+    default_tile = 1024  # less halo per tile than 512 (measured equally fast on 2 cores)
+
+    def __init__(
+        self,
+        kind: str,
+        normalization: Normalization,
+        class_values: Sequence[int],
+        class_names: Sequence[str],
+    ) -> None:
+        self.kind = kind
+        self.normalization = normalization
+        self.class_values = [int(v) for v in class_values]
+        self.class_names = list(class_names)
+        self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values))
+        self.net: nn.Module = build_model(self.spec)
+        self.temperature = 1.0
+        self.class_log_prior = np.zeros(len(self.class_values), np.float32)
+        self.trained = False
+        self.tta = False  # test-time augmentation (TrainConfig.tta), saved with the model
+        self._eval_net: nn.Module | None = None
+
+    @property
+    def halo(self) -> int:
+        """Pixels of context needed on each side of a tile."""
+        return int(self.net.halo)  # type: ignore[arg-type]
+
+    @property
+    def align(self) -> int:
+        """Window sizes must be multiples of the network's pooling factor."""
+        return int(getattr(self.net, "align", 1))
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self, images: Sequence[LabeledImage], config: TrainConfig, cancel: CancelToken | None = None
+    ) -> TrainJob:
+        """Train (warm-starting from the current weights once trained); a progress generator."""
+        import time
+
+        t0 = time.perf_counter()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        self.tta = bool(config.tta)  # before calibration: the temperature fits what we predict
+        split = prepare_training(images, self.class_names, config, rng)
+        counts, human, train_images, held = split.counts, split.human, split.train, split.held
+        if config.propagate_weight > 0:
+            train_images = propagate_images(
+                train_images,
+                [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)],
+                config.propagate_weight,
+            )
+        warm = self.trained
+        if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
+            torch.manual_seed(config.seed)
+            self.net = build_model(self.spec)
+        elif config.warm_shrink < 1.0:
+            shrink_towards_init(self.net, self.spec, config.warm_shrink, config.seed)
+        defaults = MODEL_DEFAULTS[self.kind]
+        steps = int(
+            (config.warm_steps or defaults["warm_steps"])
+            if warm
+            else (config.steps or defaults["steps"])
+        )
+        lr = float(config.lr or defaults["lr"])
+        k = len(self.class_values)
+        # Training is class-balanced (the paper's rule), so the network learns p(c|x) under a
+        # uniform prior; at inference we put the project's prior back (see class_log_prior).
+        self.class_log_prior = class_log_prior(human_class_counts(images, human, k))
+
+        net = self.net
+        net.train()
+        self._eval_net = None
+        if isinstance(net, PatchCNN) and config.extra.get("optimizer") == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                net.parameters(), lr=config.extra.get("sgd_lr", 0.5), momentum=0.9
+            )
+        else:
+            opt = torch.optim.AdamW(
+                net.parameters(), lr=lr * (0.5 if warm else 1.0), weight_decay=1e-4
+            )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
+        )
+        train_human = [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)]
+        is_patch = isinstance(net, PatchCNN)
+        if not is_patch:
+            net.to(memory_format=torch.channels_last)
+        batch = config.extra.get("patch_batch", 128) if is_patch else config.batch_size
+        draw = PatchBatches(
+            train_images, k, rng, train_human, net, batch, config.patch, config.augment
+        )
+
+        loss_value = float("nan")
+        for step in range(steps):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            x, t, w = draw()
+            logits, t, w = draw.logits_and_targets(net, x, t, w)
+            loss = balanced_loss(logits, t, w, k)
+            if config.potts_weight > 0 and not is_patch:  # on the supervised window's pixels
+                m = draw.halo
+                loss = loss + config.potts_weight * local_potts_loss(logits, x[..., m:-m, m:-m])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_value = float(loss.detach())
+            yield Progress(
+                step + 1,
+                steps,
+                f"training {self.kind}: step {step + 1}/{steps}, loss {loss_value:.3f}",
+            )
+        if not is_patch:
+            if config.precise_bn:
+                recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
+            net.to(memory_format=torch.contiguous_format)
+        self.trained = True
+        self._eval_net = None
+        report = TrainReport(
+            steps=steps,
+            seconds=0.0,
+            final_loss=loss_value,
+            class_pixels=counts.tolist(),
+            holdout_pixels=int(sum(f.size for _, f in held)),
+            temperature=1.0,
+            warm_start=warm,
+        )
+        calibrate(self, images, held, report, calibration_objective(config, self.kind))
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    # ----------------------------------------------------------------- inference
+    def _inference_net(self) -> nn.Module:
+        if self._eval_net is None:
+            net = copy.deepcopy(self.net).eval()
+            if isinstance(net, SmallUNet):
+                net = fold_batchnorm(net).to(memory_format=torch.channels_last)
+            self._eval_net = net
+        return self._eval_net
+
+    def _forward(self, window: np.ndarray) -> np.ndarray:
+        net = self._inference_net()
+        x = torch.from_numpy(window)[None]
+        flips: tuple[tuple[int, ...], ...] = TTA_FLIPS if self.tta else ((),)
+        total = None
+        with torch.inference_mode():
+            for dims in flips:
+                xf = torch.flip(x, dims) if dims else x
+                if isinstance(net, SmallUNet):
+                    xf = xf.contiguous(memory_format=torch.channels_last)
+                out = net(xf)
+                out = torch.flip(out, dims) if dims else out
+                total = out if total is None else total + out
+        logits = (total[0] / len(flips)).float().numpy()  # type: ignore[index]
+        return logits + self.class_log_prior[:, None, None]
+
+    def window_logits(self, window: np.ndarray) -> np.ndarray:
+        """Logits ``K, h, w`` of the centre of a normalized window padded by :attr:`halo`
+        (the per-tile step of :meth:`logits_job`)."""
+        return self._forward(window)
+
+    # -------------------------------------------------------------- persistence
+    def state(self) -> tuple[bytes, dict[str, Any]]:
+        """Weights as bytes and the configuration as JSON (for the store)."""
+        buf = io.BytesIO()
+        torch.save(self.net.state_dict(), buf)
+        return buf.getvalue(), self._config()
+
+    def _config(self) -> dict[str, Any]:
+        return {**self.common_config(), "spec": self.spec.to_json(), "tta": self.tta}
+
+    @classmethod
+    def from_state(cls, blob: bytes, config: dict[str, Any]) -> NetClassifier:
+        """Inverse of :meth:`state` (its ``blob, config``): ``torch.load(weights_only=True)``,
+        never a full unpickle.
+
+        Raises
+        ------
+        StoreError
+            The bytes are not a PyTorch weights archive, hold anything but tensors, or do not
+            fit the network the configuration describes (or the configuration lacks a key). One
+            line, without the store's name (the caller adds it).
+        """
+        if not blob.startswith(b"PK\x03\x04"):  # torch.save's zip archive
+            raise StoreError("is not a PyTorch weights archive (damaged or not a network)")
+        try:
+            clf = cls(
+                config["kind"],
+                Normalization.from_json(config["normalization"]),
+                config["class_values"],
+                config["class_names"],
+            )
+            with warnings.catch_warnings():  # torch's notes on odd archives: not for the user
+                warnings.simplefilter("ignore", UserWarning)
+                weights = torch.load(io.BytesIO(blob), weights_only=True)
+            clf.net.load_state_dict(weights)
+            clf.restore_calibration(config)
+        except pickle.UnpicklingError as exc:
+            raise StoreError(
+                "holds objects other than plain weights; they were refused, not run"
+            ) from exc
+        except Exception as exc:
+            raise StoreError(
+                f"cannot be read as a {config.get('kind')!r} network ({short_reason(exc)})"
+            ) from exc
+        clf.trained = bool(config.get("trained", True))
+        clf.tta = bool(config.get("tta", False))
+        return clf

@@ -1,0 +1,168 @@
+"""Pixel classifiers trained from the user's own labels: the paper's patch CNN and a small U-Net.
+
+Both are fully convolutional at inference: they map ``N, C, H, W`` (a reflect-padded tile) to
+``N, K, H - 2*halo, W - 2*halo`` class logits, so any image size runs tile by tile without seams.
+The random-forest baseline lives in :mod:`napari_hitl.core.learning.forest`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_hitl.core.choices import MODEL_NAMES
+from napari_hitl.core.jsonable import Jsonable
+
+
+@dataclass
+class ModelSpec(Jsonable):
+    """What is needed to rebuild a model: its kind and sizes."""
+
+    kind: str
+    in_channels: int
+    n_classes: int
+
+
+class PatchCNN(nn.Module):
+    """The patch CNN of the source paper, with its fully convolutional twin.
+
+    Patch form (25×25 input → one pixel): conv 11×11 (20 filters, sigmoid) → max-pool 5 (stride 5,
+    15×15 → 3×3) → FC 100 (sigmoid) → FC 100 (sigmoid) → K logits.
+
+    Dense form (the same weights): conv 11×11 → max-pool 5 with stride 1 → the first FC as a 3×3
+    convolution with dilation 5 → the second FC and the output as 1×1 convolutions. Every output
+    pixel then sees exactly the 25×25 patch centred on it, and equals the patch form there.
+    """
+
+    halo = 12
+    align = 1
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 20, 11)
+        self.fc1 = nn.Conv2d(20, 100, 3)  # used with dilation 5 in dense mode
+        self.fc2 = nn.Conv2d(100, 100, 1)
+        self.out = nn.Conv2d(100, n_classes, 1)
+        # Parameter-free activation modules (not F.sigmoid) so that forward hooks can read the
+        # activations by name (Grad-CAM layers ``conv_act``, ``fc1_act``, ``fc2_act``).
+        self.conv_act = nn.Sigmoid()
+        self.fc1_act = nn.Sigmoid()
+        self.fc2_act = nn.Sigmoid()
+        # Glorot initialisation, the one made for sigmoid units: with PyTorch's default the
+        # sigmoids start saturated-flat and training stalls on a plateau.
+        for m in (self.conv, self.fc1, self.fc2, self.out):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense logits for every pixel of ``x`` at least ``halo`` pixels from its border."""
+        x = x - 0.5  # inputs are normalized to ~[0, 1]; centred inputs suit sigmoid units
+        h = self.conv_act(self.conv(x))
+        h = F.max_pool2d(h, 5, stride=1)
+        h = self.fc1_act(F.conv2d(h, self.fc1.weight, self.fc1.bias, dilation=5))
+        h = self.fc2_act(self.fc2(h))
+        return self.out(h)
+
+    def forward_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Logits of the centre pixels of ``N, C, 25, 25`` patches (the paper's form)."""
+        h = self.conv_act(self.conv(patches - 0.5))  # N, 20, 15, 15
+        h = F.max_pool2d(h, 5, stride=5)  # N, 20, 3, 3
+        h = self.fc1_act(self.fc1(h))  # N, 100, 1, 1 (= a fully connected layer on 180 inputs)
+        h = self.fc2_act(self.fc2(h))
+        return self.out(h)[:, :, 0, 0]
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallUNet(nn.Module):
+    """A small U-Net for multiband pixel classification (the default model).
+
+    Three scales (full, 1/2, 1/4) with 24/48/64 channels, light 1×1 fusion on the way up so that
+    most work happens at low resolution. Its receptive field reaches 18 px from a pixel, so a
+    ``halo`` of 24 px makes tiled and whole-image predictions agree to float precision (tested);
+    tiles start on multiples of ``align`` so that the pooling grid never shifts.
+    """
+
+    halo = 24
+    align = 4
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.enc0 = _block(in_channels, 24)
+        self.enc1 = _block(24, 48)
+        self.enc2 = _block(48, 64)
+        self.fuse1 = nn.Sequential(nn.Conv2d(64 + 48, 48, 1), nn.BatchNorm2d(48), nn.ReLU(True))
+        self.fuse0 = nn.Sequential(
+            nn.Conv2d(48 + 24, 24, 1),
+            nn.BatchNorm2d(24),
+            nn.ReLU(True),
+            nn.Conv2d(24, 24, 3, padding=1),
+            nn.BatchNorm2d(24),
+            nn.ReLU(True),
+        )
+        self.out = nn.Conv2d(24, n_classes, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map before the classifier (full resolution, 24 channels)."""
+        e0 = self.enc0(x)
+        e1 = self.enc1(F.max_pool2d(e0, 2))
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        d1 = self.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))
+        return self.fuse0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="nearest"), e0], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for the pixels at least ``halo`` from the border of ``x``."""
+        logits = self.out(self.features(x))
+        h = self.halo
+        return logits[..., h : logits.shape[-2] - h, h : logits.shape[-1] - h]
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A fresh network for ``spec`` (``unet`` or ``patch-cnn``)."""
+    if spec.kind == "unet":
+        return SmallUNet(spec.in_channels, spec.n_classes)
+    if spec.kind == "patch-cnn":
+        return PatchCNN(spec.in_channels, spec.n_classes)
+    raise ValueError(f"unknown network {spec.kind!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def flops_per_pixel(model: nn.Module, in_channels: int, size: int = 128) -> float:
+    """Multiply-adds × 2 per output pixel, counted with forward hooks on a ``size``² tile."""
+    total = 0.0
+
+    def conv_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(mod, nn.Conv2d)
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        total += 2.0 * k * out.numel()
+
+    hooks = [
+        m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)
+    ]
+    try:
+        halo = int(getattr(model, "halo", 0))
+        x = torch.zeros(1, in_channels, size + 2 * halo, size + 2 * halo)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    if isinstance(model, PatchCNN):  # the dilated fc1 is applied through F.conv2d, count it here
+        n = out.shape[-1] * out.shape[-2]
+        total += 2.0 * 20 * 9 * 100 * n
+    return total / (out.shape[-1] * out.shape[-2])

@@ -1,0 +1,1 @@
+"""The synthetic sample scene and the sample project built from it."""

@@ -1,0 +1,28 @@
+"""Scores read from the confusion matrix, and values outside the classes refused."""
+
+import numpy as np
+import pytest
+
+from napari_hitl.core.evaluation.metrics import confusion, scores
+
+
+def test_scores_of_a_known_confusion():
+    truth = np.array([[1, 1, 2, 2], [0, 0, 2, 2]])
+    pred = np.array([[1, 2, 2, 2], [1, 2, 2, 0]])
+    s = scores(confusion(pred, truth, 2))
+    # class 1: 1 right, union 2 → 1/2; class 2: 3 right of 4 predicted and 4 true → 3/5
+    assert s["miou"] == pytest.approx((0.5 + 0.6) / 2)
+    assert s["pixel_accuracy"] == pytest.approx(4 / 6)  # the pixel predicted 0 counts as wrong
+
+
+@pytest.mark.parametrize("bad", ["pred", "truth"])
+def test_values_beyond_the_classes_are_refused(bad):
+    truth = np.array([1, 2, 2, 1])
+    pred = np.array([1, 2, 2, 1])
+    arrays = {"pred": pred.copy(), "truth": truth.copy()}
+    arrays[bad][0] = 7  # with 4 classes a 7 would land in another class's cell
+    with pytest.raises(ValueError, match=r"outside the classes 0\.\.4"):
+        confusion(arrays["pred"], arrays["truth"], 4)
+    arrays[bad][0] = -1
+    with pytest.raises(ValueError, match="outside the classes"):
+        confusion(arrays["pred"], arrays["truth"], 4)
