@@ -23,7 +23,9 @@ from napari_hitl.core.sample.scene import make_sample_scene
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 TARGET_MPX_S = 1.0  # default model, 15 bands, 2 cores
-TARGET_ITERATION_S = 3.0  # one warm iteration (train + predict) on 512 x 512
+# One warm iteration (train + predict) on 512 x 512: the learning-engine issue's 5 s. The
+# former 3 s held with 80 warm steps (1.8 s); 160 learn more and take 3.5 s, as long as `rf`.
+TARGET_ITERATION_S = 5.0
 
 
 def _best_of(fn: Callable[[], Any], repeats: int) -> float:
