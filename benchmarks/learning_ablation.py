@@ -18,9 +18,12 @@ recorded runs used the former 64² crops — with today's 16² crops it equals t
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
 components for more than 3 bands — computed on each whole image with reflect borders and
-appended to its bands). One JSON line per run goes to ``benchmarks/results/learning/results.jsonl``;
-``--summarize`` prints the table (mean over seeds of the final test mIoU and of the mean over the
-10 iterations — the iterations jump by ±0.05, so the mean over them is the steadier figure).
+appended to its bands), and a prefix ``ssl-`` (a probe of self-supervised pretraining: the
+U-Net first learns to fill in masked blocks of the pool's own unlabeled pixels, see
+:func:`_ssl_pretrained_build`; e.g. ``ssl-p16b16s160w160-brier``). One JSON line per run goes
+to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over
+seeds of the final test mIoU and of the mean over the 10 iterations — the iterations jump by
+±0.05, so the mean over them is the steadier figure).
 """
 
 from __future__ import annotations
@@ -61,6 +64,80 @@ def _bank_features(samples: list) -> list:
     return out
 
 
+SSL_STEPS = 400  # masked-reconstruction pretraining steps of the ``ssl-`` probe
+SSL_CROP = 40  # its crop edge
+SSL_BLOCK = 4  # edge of the masked blocks
+SSL_RATIO = 0.5  # share of blocks masked
+
+
+def _ssl_pretrained_build(samples: list, seed: int, test_fraction: float):
+    """A ``build_model`` whose U-Nets start from weights pretrained on the pool's own pixels.
+
+    The probe of the issue's self-supervised auxiliary loss, before it is built into the
+    library: the simulation's pool (its split replayed from the seed; the test images are not
+    used) is normalized as the simulation does, and a U-Net with a 1×1 reconstruction head
+    learns to fill in masked 4×4 blocks of every band from their surroundings (masked
+    autoencoding; loss on the masked pixels). Every fresh network the loop builds — and the
+    initial weights its shrink-and-perturb warm starts pull towards — then takes these
+    weights, except the classifier layer, which is drawn as usual.
+    """
+    import torch
+    from torch import nn
+
+    from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
+    from napari_hitl.core.learning.data import normalization_from_stats
+    from napari_hitl.core.learning.networks import SmallUNet, build_model
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(samples))
+    n_test = max(1, round(len(samples) * test_fraction))
+    pool = [samples[i] for i in order[n_test:]]
+    names = [f"band_{i}" for i in range(pool[0].bands.shape[0])]
+    stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in pool]
+    norm = normalization_from_stats(names, stats)
+    xs = [np.nan_to_num(norm.apply(s.bands)).astype(np.float32) for s in pool]
+    c = xs[0].shape[0]
+    torch.manual_seed(10_000 + seed)
+    net = SmallUNet(c, 2)
+    head = nn.Conv2d(24, c, 1)
+    params = [*net.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=SSL_STEPS, pct_start=0.15)
+    g = np.random.default_rng(20_000 + seed)
+    e, nb = SSL_CROP, SSL_CROP // SSL_BLOCK
+    net.train()
+    for _ in range(SSL_STEPS):
+        crops = []
+        for _ in range(16):
+            x = xs[int(g.integers(len(xs)))]
+            h, w = x.shape[-2:]
+            if h < e or w < e:
+                x = np.pad(x, ((0, 0), (0, max(0, e - h)), (0, max(0, e - w))), mode="reflect")
+                h, w = x.shape[-2:]
+            r0, c0 = int(g.integers(h - e + 1)), int(g.integers(w - e + 1))
+            crop = x[:, r0 : r0 + e, c0 : c0 + e]
+            crop = np.rot90(crop, int(g.integers(4)), axes=(-2, -1))
+            crops.append(np.ascontiguousarray(crop[..., ::-1] if g.random() < 0.5 else crop))
+        x = torch.from_numpy(np.stack(crops))
+        blocks = torch.from_numpy(g.random((16, 1, nb, nb)) < SSL_RATIO).float()
+        m = blocks.repeat_interleave(SSL_BLOCK, -2).repeat_interleave(SSL_BLOCK, -1)
+        pred = head(net.features(x * (1 - m)))
+        loss = (((pred - x) ** 2) * m).sum() / (m.sum() * c + 1e-6)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    state = {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("out.")}
+
+    def build(spec):
+        model = build_model(spec)  # the classifier layer drawn under the caller's seed
+        if spec.kind == "unet":
+            model.load_state_dict({**model.state_dict(), **state})
+        return model
+
+    return build
+
+
 def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     """One simulate run of ``variant``; appends its line to the results."""
     import torch
@@ -74,11 +151,13 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
     if variant == "bank":
         samples = _bank_features(samples)
+    ssl = variant.startswith("ssl-")
+    variant_opts = variant.removeprefix("ssl-")
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
         ensemble.DEFAULT_WEIGHTING = "fit"
-    model = variant.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
+    model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn") or "+" in model else "unet",
         iterations=10,
@@ -93,24 +172,31 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         ("shrink", "warm_shrink"),
         ("mw", "machine_weight"),
     ):
-        m = re.search(key + r"([0-9.]+)", variant)
+        m = re.search(key + r"([0-9.]+)", variant_opts)
         if m:
             setattr(cfg.train, field, float(m.group(1)))
-    m = re.match(r"p(\d+)b(\d+)s(\d+)w(\d+)", variant)
+    m = re.match(r"p(\d+)b(\d+)s(\d+)w(\d+)", variant_opts)
     if m:  # U-Net crop edge, crops per batch, fresh and warm steps
         cfg.train.patch, cfg.train.batch_size, cfg.train.steps, cfg.train.warm_steps = map(
             int, m.groups()
         )
-    if "long" in variant:
+    if "long" in variant_opts:
         cfg.train.steps, cfg.train.warm_steps = 160, 80
-    if "pbn" in variant:
+    if "pbn" in variant_opts:
         cfg.train.precise_bn = True
-    if "tta" in variant:
+    if "tta" in variant_opts:
         cfg.train.tta = True
     for objective in ("brier", "nll"):
-        if variant.endswith("-" + objective):
+        if variant_opts.endswith("-" + objective):
             cfg.train.calibration = objective
     t0 = time.perf_counter()
+    if ssl:  # every fresh U-Net of the loop starts from the pretrained weights
+        from napari_hitl.core.learning import net as net_module
+        from napari_hitl.core.learning import weights as weights_module
+
+        build = _ssl_pretrained_build(samples, seed, cfg.test_fraction)
+        net_module.build_model = build
+        weights_module.build_model = build
     report = run_to_end(simulate(samples, cfg))
     its, summary = report["iterations"], report["summary"]
     out = {
