@@ -12,6 +12,7 @@ from napari_hitl.cli.common import (
     add_margin_option,
     add_threshold_option,
     add_warm_options,
+    from_args,
     positive_int,
     print_json,
     print_progress,
@@ -63,32 +64,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     from napari_hitl.core.progress import run_to_end
 
-    train = train_config(args)
-    config = SimulationConfig(
-        model=args.model,
-        iterations=args.iterations,
-        threshold=args.threshold,
-        interaction=args.interaction,
-        seed_images=args.seed_images,
-        scribble_fraction=args.scribble_fraction,
-        test_fraction=args.test_fraction,
-        max_images=args.max_images,
-        seed=args.seed,
-        margin=args.margin,
-        train=train,
-        strategy=args.strategy,
-        budget=args.budget,
-        tile=args.tile,
-        pseudo=args.pseudo,
-        schedule=Schedule(
-            beta0=args.beta0,
-            dbeta=args.dbeta,
-            gamma0=args.gamma0,
-            dgamma=args.dgamma,
-            delta=args.threshold,
-        ),
+    config = from_args(
+        SimulationConfig,
+        args,
+        train=train_config(args),
+        schedule=from_args(Schedule, args, delta=args.threshold),
         background=tuple(int(v) for v in (split_list(args.background) or [])),
-        target=args.target,
     )
     check_config(config)
     samples = load_image_folder(args.images, args.masks, args.max_images)

@@ -5,9 +5,11 @@ parsing. The command modules (``cli.py``, ``cli_*.py``) import from here, never 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from napari_hitl.cli.progress import ProgressPrinter
 from napari_hitl.core.choices import DEFAULT_THRESHOLD
@@ -171,6 +173,8 @@ def train_config(args: argparse.Namespace):
     return cfg
 
 
+T = TypeVar("T")
+
 JSON_HELP = "print the result as one JSON object"
 
 
@@ -192,3 +196,24 @@ def add_image_options(p: argparse.ArgumentParser, all_help: str = "every image")
     """``--image NAME`` or ``--all``: which images of the store a command works on."""
     p.add_argument("--image", help="one image (default: all)")
     p.add_argument("--all", action="store_true", help=all_help)
+
+
+def chosen_images(store: Any, args: argparse.Namespace) -> list[str]:
+    """The images ``--image`` / ``--all`` (:func:`add_image_options`) choose: all by default."""
+    return store.image_names() if args.all or not args.image else [args.image]
+
+
+def end_per_image(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    """Finish a command that printed one line per image: with ``--json`` print
+    ``{"images": rows}`` instead. Returns the exit status 0."""
+    if args.json:
+        print_json({"images": rows})
+    return 0
+
+
+def from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A ``cls`` dataclass from the options of the same names, and ``given`` for the others
+    (the command-line options of a settings object are named like its fields)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    taken = {n: getattr(args, n) for n in names - set(given) if hasattr(args, n)}
+    return cls(**taken, **given)

@@ -12,6 +12,8 @@ from napari_hitl.cli.common import (
     add_margin_option,
     add_threshold_option,
     add_warm_options,
+    chosen_images,
+    end_per_image,
     image_names,
     parse_region,
     positive_int,
@@ -98,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return cmd_predict_batch(args)
     store = open_store(args.store, "a")
     state = load_state(store)
-    names = store.image_names() if args.all or not args.image else [args.image]
+    names = chosen_images(store, args)
     region = parse_region(args.region)
     rows = []
     for name in names:
@@ -130,9 +132,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
         if not args.json:
             print(f"{name}: {above:.1%} of pixels{where} at confidence ≥ {args.threshold}")
-    if args.json:
-        print_json({"images": rows})
-    return 0
+    return end_per_image(args, rows)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -141,7 +141,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from napari_hitl.core.store import open_store
 
     store = open_store(args.store, "a")
-    names = store.image_names() if args.all or not args.image else [args.image]
+    names = chosen_images(store, args)
     region = parse_region(args.region)
     rows = []
     for name in names:
@@ -151,9 +151,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         rows.append({"image": name, "added": rec.count, "iteration": rec.iteration})
         if not args.json:
             print(f"{name}: added {rec.count} machine labels (iteration {rec.iteration})")
-    if args.json:
-        print_json({"images": rows})
-    return 0
+    return end_per_image(args, rows)
 
 
 def cmd_undo(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_hitl.cli.common import chosen_images
 from napari_hitl.cli.progress import ProgressPrinter
 
 
@@ -57,7 +58,7 @@ def cmd_predict_batch(args: argparse.Namespace) -> int:
 
     store = open_store(args.store, "a")
     state = load_state(store)
-    names = store.image_names() if args.all or not args.image else [args.image]
+    names = chosen_images(store, args)
     rows = []
     for name in names:
         report = run_to_end(
