@@ -1,5 +1,6 @@
 """What every ``napari-hitl`` command shares: progress printing, JSON output, list and number
-parsing. The command modules (``cli.py``, ``cli_*.py``) import from here, never from each other.
+parsing, the options several commands take. The command modules of :mod:`napari_hitl.cli`
+import from here, never from each other.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from napari_hitl.cli.progress import ProgressPrinter
-from napari_hitl.core.choices import DEFAULT_THRESHOLD
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import HitlError
+
+T = TypeVar("T")
 
 # a long job's progress: a bar on a terminal, a line per tenth when piped
 print_progress = ProgressPrinter()
@@ -140,8 +143,6 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_margin_option(p: argparse.ArgumentParser) -> None:
-    from napari_hitl.core.choices import DEFAULT_MARGIN
-
     p.add_argument(
         "--margin",
         type=int,
@@ -172,8 +173,6 @@ def train_config(args: argparse.Namespace):
     cfg.bands = split_list(getattr(args, "bands", None))
     return cfg
 
-
-T = TypeVar("T")
 
 JSON_HELP = "print the result as one JSON object"
 

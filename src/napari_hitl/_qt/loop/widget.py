@@ -109,7 +109,7 @@ class LoopWidget(LoopPanel):
         }
         for i in range(1, 10):
             actions[f"Alt-{i}"] = lambda i=i: self.select_class(i)
-        self._unbind_shortcuts = bind_shortcuts(self.viewer, actions)
+        self._unbind = bind_shortcuts(self.viewer, actions)
         self.shortcuts_label.setToolTip(shortcut_tooltip(LOOP_SHORTCUTS))
 
     # ---------------------------------------------------------------- context
@@ -548,15 +548,15 @@ class LoopWidget(LoopPanel):
         self.live_check.blockSignals(False)
 
     # ---------------------------------------------------------------- closing
-    def shutdown(self) -> None:
-        """Save pending strokes, cancel a running job and wait for it (at most 10 s); release
-        the shortcuts."""
+    def release(self) -> None:
+        """Save pending strokes before the widget's job is cancelled (see ``shutdown``)."""
         if self._autosave.isActive():
             self.save_labels_now()
-        self._unbind_shortcuts()
-        self._unbind_shortcuts = lambda: None
-        self.jobs.cancel()
-        self.jobs.wait(10000)
+
+    def shutdown(self) -> None:
+        """As every dock widget (strokes saved first, see :meth:`release`), then stop the
+        background prediction too."""
+        super().shutdown()
         self.background.stop()
 
     def showEvent(self, event: Any) -> None:

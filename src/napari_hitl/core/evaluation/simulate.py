@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,7 +524,15 @@ def _human_strokes(
     return int(new.sum())
 
 
-def _predict_each(clf, xs, cancel, done: int, total: int, prefix: str, keep):
+def _predict_each(
+    clf: Any,
+    xs: Sequence[np.ndarray],
+    cancel: CancelToken | None,
+    done: int,
+    total: int,
+    prefix: str,
+    keep: Callable[[Prediction], Any],
+) -> Generator[Progress, None, list[Any]]:
     """Predict each normalized image of ``xs`` (progress relayed as steps ``done``… of the
     simulation); returns ``keep(prediction)`` of each, so only what is needed stays in memory."""
     out = []
