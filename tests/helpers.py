@@ -1,4 +1,5 @@
-"""Small helpers for tests: synthetic GeoTIFFs and a byte-exact snapshot of a folder."""
+"""Small helpers for tests: synthetic GeoTIFFs, a small labeled TIFF and a byte-exact snapshot of
+a folder."""
 
 from __future__ import annotations
 
@@ -61,3 +62,20 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def write_labeled_tiff(folder: Path, rng: np.random.Generator) -> tuple[Path, Path]:
+    """``folder/a.tif`` (3 bands of 64 × 64, uint16) and ``folder/mask.tif``: 100 pixels of
+    class 1 and 100 of class 2 (200 labeled pixels in all)."""
+    image = folder / "a.tif"
+    tifffile.imwrite(
+        image,
+        rng.integers(0, 1000, (3, 64, 64)).astype(np.uint16),
+        photometric="minisblack",
+        planarconfig="separate",
+    )
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:10, :10] = 1
+    mask[20:30, 20:30] = 2
+    tifffile.imwrite(folder / "mask.tif", mask)
+    return image, folder / "mask.tif"

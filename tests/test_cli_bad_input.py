@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-import tifffile
+from tests.helpers import write_labeled_tiff
 
 import napari_hitl.cli.store as cli_store
 from napari_hitl.cli import main
@@ -41,16 +41,7 @@ def one_line(err: str) -> str:
 @pytest.fixture
 def store(tmp_path, rng, capsys):
     """A store with image ``a`` (3 bands, 64 × 64) and 200 human-labeled pixels."""
-    tifffile.imwrite(
-        tmp_path / "a.tif",
-        rng.integers(0, 1000, (3, 64, 64)).astype(np.uint16),
-        photometric="minisblack",
-        planarconfig="separate",
-    )
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:10, :10] = 1
-    mask[20:30, 20:30] = 2
-    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    write_labeled_tiff(tmp_path, rng)
     path = tmp_path / "p.zarr"
     argv = ["import", str(path), str(tmp_path / "a.tif"), "--labels", str(tmp_path / "mask.tif")]
     assert main([*argv, "--classes", "cloud,clear"]) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from tests.helpers import snapshot
+from tests.helpers import snapshot, write_labeled_tiff
 
 from napari_hitl.cli import main
 from napari_hitl.core.errors import InputFileError, StoreError
@@ -31,17 +31,7 @@ from napari_hitl.core.store.classes import make_classes
 @pytest.fixture
 def files(tmp_path, rng):
     """A good 3-band TIFF, its 2-class mask, and a TIFF whose second half is cut off."""
-    good = tmp_path / "a.tif"
-    tifffile.imwrite(
-        good,
-        rng.integers(0, 1000, (3, 64, 64)).astype(np.uint16),
-        photometric="minisblack",
-        planarconfig="separate",
-    )
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:10, :10] = 1
-    mask[20:30, 20:30] = 2
-    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    write_labeled_tiff(tmp_path, rng)
     big = tmp_path / "big.tif"
     tifffile.imwrite(
         big,
