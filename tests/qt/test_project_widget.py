@@ -85,7 +85,7 @@ def test_bad_label_value_is_a_notification_not_a_crash(
     w = _widget(viewer)
     w.open_store(two_image_store.path)
     shown = []
-    monkeypatch.setattr(w, "_notify_error", lambda exc: shown.append(str(exc)))
+    monkeypatch.setattr(w, "show_error", lambda exc: shown.append(str(exc)))
     viewer.layers["first labels"].data[0, 0] = 9
     assert w.save_labels() == 0
     assert shown and "have no class" in shown[0]
@@ -97,9 +97,11 @@ def test_import_runs_in_a_worker(make_napari_viewer, tmp_path, qtbot):
     viewer = make_napari_viewer()
     w = _widget(viewer)
     w.open_store(tmp_path / "new.zarr", create=True)
-    worker = w.import_files([str(tmp_path / "extra.npy")])
-    qtbot.waitUntil(lambda: w._worker is None, timeout=20000)
-    assert worker is not None
+    assert w.import_files([str(tmp_path / "extra.npy")])
+    assert not w.import_button.isEnabled() and w.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=20000)
+    assert w.import_button.isEnabled() and not w.cancel_button.isEnabled()
+    assert w.status.text() == "imported 1 file"
     assert ProjectStore.open(tmp_path / "new.zarr").image_names() == ["extra"]
     assert "extra labels" in [ly.name for ly in viewer.layers]
     assert w.position_label.text() == "1 of 1"
@@ -110,10 +112,41 @@ def test_import_runs_in_a_worker(make_napari_viewer, tmp_path, qtbot):
     store.ensure_classes([1])
     store.write_labels("extra", strokes)
     w.import_files([str(tmp_path / "extra.npy")])
-    qtbot.waitUntil(lambda: w._worker is None, timeout=20000)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=20000)
     store = ProjectStore.open(tmp_path / "new.zarr")
     assert store.image_names() == ["extra", "extra-2"]
     np.testing.assert_array_equal(store.labels("extra"), strokes)  # not a stroke lost
+
+
+def test_cancel_stops_an_import_between_files(make_napari_viewer, tmp_path, qtbot, monkeypatch):
+    from napari_hitl._qt.project import widget as widget_module
+    from napari_hitl.core.store.check import check_store
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for name in ("a", "b", "c"):
+        np.save(tmp_path / f"{name}.npy", rng.random((3, 24, 24)).astype(np.float32))
+        paths.append(str(tmp_path / f"{name}.npy"))
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    w.open_store(tmp_path / "new.zarr", create=True)
+    read, calls = widget_module.read_raster, []
+
+    def read_then_cancel(path):  # the user presses Cancel while the second file is read
+        calls.append(path)
+        if len(calls) == 2:
+            w.cancel_button.click()
+        return read(path)
+
+    monkeypatch.setattr(widget_module, "read_raster", read_then_cancel)
+    assert w.import_files(paths)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=20000)
+    store = ProjectStore.open(tmp_path / "new.zarr")
+    assert store.image_names() == ["a"]  # the first file whole, the second not begun or undone
+    assert len(calls) == 2
+    assert check_store(tmp_path / "new.zarr").ok
+    assert w.status.text() == "import cancelled; the project holds 1 images"
+    assert w.position_label.text() == "1 of 1" and w.import_button.isEnabled()
 
 
 def test_sample_data_opens_with_widget(make_napari_viewer):

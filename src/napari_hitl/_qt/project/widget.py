@@ -1,8 +1,10 @@
-"""The Project dock widget: open or create a project store, import images, move between images,
-save labels, edit the classes, choose the displayed bands, and see what the store holds."""
+"""The Project dock widget: open or create a project store, import images (in a worker thread,
+with progress and Cancel), move between images, save labels, edit the classes, choose the
+displayed bands, and see what the store holds."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,25 +16,27 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_hitl._napari.layers import META, direct_colormap, save_layer_labels
 from napari_hitl._napari.names import labels_name
-from napari_hitl._napari.shortcuts import PROJECT_SHORTCUTS, bind_shortcuts, shortcut_tooltip
+from napari_hitl._napari.shortcuts import PROJECT_SHORTCUTS
 from napari_hitl._napari.view import show_store_image
-from napari_hitl._qt.controls import label
+from napari_hitl._qt.controls import job_progress, label
+from napari_hitl._qt.dock import DockWidget
+from napari_hitl._qt.jobs import JobRunner
 from napari_hitl._qt.project.band_panel import BandPanel
 from napari_hitl._qt.project.class_editor import ClassEditor
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.io.rasters import read_raster
+from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.store import ProjectStore, human_labeled_pixels, import_raster
 
 if TYPE_CHECKING:
     import napari
 
 
-class ProjectWidget(QWidget):
+class ProjectWidget(DockWidget):
     """Open a project store and navigate its images (previous / next, "n of N")."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -40,7 +44,6 @@ class ProjectWidget(QWidget):
         self.viewer = napari_viewer
         self.store: ProjectStore | None = None
         self.index = 0
-        self._worker: Any = None
 
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project.zarr")
@@ -53,6 +56,11 @@ class ProjectWidget(QWidget):
         self.position_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.save_button = QPushButton("Save labels")
         self.info_label = label()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the import after the file being written")
+        self.progress = job_progress()
+        self.jobs = JobRunner(self.progress)
+        self.status = label(plain=True)
         self.class_editor = ClassEditor(self.viewer)
         self.band_panel = BandPanel(self.viewer)
         for b, tip in (
@@ -72,7 +80,12 @@ class ProjectWidget(QWidget):
         nav.addWidget(self.next_button)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
-        layout.addWidget(self.import_button)
+        imp = QHBoxLayout()
+        imp.addWidget(self.import_button)
+        imp.addWidget(self.cancel_button)
+        layout.addLayout(imp)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
         layout.addLayout(nav)
         layout.addWidget(self.save_button)
         layout.addWidget(QLabel("<b>Bands shown</b>"))
@@ -89,14 +102,20 @@ class ProjectWidget(QWidget):
         self.next_button.clicked.connect(lambda: self.go_to(self.index + 1))
         self.save_button.clicked.connect(self.save_labels)
         self.band_panel.display_changed.connect(lambda _image: self._refresh())
-        self._unbind_shortcuts = bind_shortcuts(
-            self.viewer,
+        self.cancel_button.clicked.connect(self.jobs.cancel)
+        self.jobs.finished.connect(lambda _name: self._after_import())
+        self.jobs.cancelled.connect(
+            lambda _name: self.status.setText(
+                f"import cancelled; the project holds {len(self.image_names())} images"
+            )
+        )
+        self.connect_jobs(
             {
                 "Alt-N": lambda: self.go_to(self.index + 1),
                 "Alt-P": lambda: self.go_to(self.index - 1),
             },
+            PROJECT_SHORTCUTS,
         )
-        self.setToolTip("Shortcuts" + shortcut_tooltip(PROJECT_SHORTCUTS))
         # another widget (the queue) may show another image: follow it
         self.viewer.layers.selection.events.active.connect(self._active_changed)
         self._adopt_store_from_layers()
@@ -110,7 +129,7 @@ class ProjectWidget(QWidget):
                 ProjectStore.create(path, exist_ok=True) if create else ProjectStore.open(path, "a")
             )
         except HitlError as exc:
-            self._notify_error(exc)
+            self.show_error(exc)
             return
         self.path_edit.setText(str(self.store.path))
         self.index = 0
@@ -154,39 +173,44 @@ class ProjectWidget(QWidget):
         try:
             changed = save_layer_labels(self.store, lab)
         except (HitlError, ValueError) as exc:
-            self._notify_error(exc)
+            self.show_error(exc)
             return 0
         self._refresh()
         return changed
 
-    def import_files(self, paths: list[str]) -> Any:
-        """Import files into the open store in a worker thread; returns the worker."""
-        from napari.qt.threading import thread_worker
-
+    def import_files(self, paths: list[str]) -> bool:
+        """Import files into the open store in a worker thread (progress bar, Cancel stops
+        after the file being written); returns whether the import started."""
         if self.store is None:
-            self._notify_error(HitlError("open or create a project first"))
-            return None
+            self.show_error(HitlError("open or create a project first"))
+            return False
         store = self.store
 
-        def job():  # a generator: napari runs it in a thread and reports progress
-            for p in paths:
+        def job(token: CancelToken) -> Generator[Progress, None, int]:
+            for i, p in enumerate(paths, 1):
+                token.raise_if_cancelled()
                 raster = read_raster(p)
                 name = free_import_name(store, Path(p).stem)
-                info = yield from import_raster(
-                    store, raster, name, overwrite=True, discard_labels=False
-                )
-                yield info.name
+                for step in import_raster(
+                    store, raster, name, overwrite=True, discard_labels=False, cancel=token
+                ):
+                    yield Progress(step.done, step.total, f"{name} ({i}/{len(paths)})")
+            return len(paths)
 
-        worker = thread_worker(job, progress={"desc": "Importing"})()
-        worker.errored.connect(self._notify_error)
-        worker.finished.connect(self._after_import)
-        self._worker = worker
-        worker.start()
-        return worker
+        def done(n: int) -> None:
+            self.status.setText(f"imported {n} file{'s' if n != 1 else ''}")
+
+        self.status.setText("")
+        return self.jobs.start("Import", job, done)
 
     # ------------------------------------------------------------- helpers
+    def _set_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+        self._refresh()
+
     def _after_import(self) -> None:
-        self._worker = None
+        """Show what the import added (also after a cancel or a failure: the files written
+        before it stay)."""
         if self.store is not None and self.image_names():
             self.show_image(min(self.index, len(self.image_names()) - 1))
         self._refresh()
@@ -233,11 +257,13 @@ class ProjectWidget(QWidget):
 
     def _refresh(self) -> None:
         names = self.image_names()
-        has = bool(names)
+        has, idle = bool(names), not self.jobs.busy  # an import holds the store
         self.prev_button.setEnabled(has and self.index > 0)
         self.next_button.setEnabled(has and self.index < len(names) - 1)
         self.save_button.setEnabled(has)
-        self.import_button.setEnabled(self.store is not None)
+        for b in (self.open_button, self.new_button):
+            b.setEnabled(idle)
+        self.import_button.setEnabled(self.store is not None and idle)
         self.position_label.setText(f"{self.index + 1} of {len(names)}" if has else "no images")
         self.class_editor.set_store(self.store)
         self.band_panel.set_image(self.store, self.current_image())
@@ -266,11 +292,6 @@ class ProjectWidget(QWidget):
         if lab is not None:
             lab.colormap = direct_colormap(self.store.classes)
 
-    def _notify_error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        show_error(str(exc))
-
     # -------------------------------------------------------------- dialogs
     def _ask_open(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a napari-hitl project (.zarr)")
@@ -289,11 +310,9 @@ class ProjectWidget(QWidget):
         if paths:
             self.import_files(paths)
 
-    def closeEvent(self, event: Any) -> None:
-        """Closing the widget releases its shortcuts."""
-        self._unbind_shortcuts()
+    def release(self) -> None:
+        """Stop following the viewer's active layer (shortcuts and the job: DockWidget)."""
         self.viewer.layers.selection.events.active.disconnect(self._active_changed)
-        super().closeEvent(event)
 
 
 def free_import_name(store: ProjectStore, stem: str) -> str:
