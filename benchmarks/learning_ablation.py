@@ -13,12 +13,18 @@ weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrin
 per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
-(flip test-time augmentation, ``TrainConfig.tta``), a suffix
+(flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
+confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
 components for more than 3 bands — computed on each whole image with reflect borders and
-appended to its bands), and a prefix ``ssl-`` (a probe of self-supervised pretraining: the
+appended to its bands), a prefix ``snap-`` (a probe of a two-snapshot ensemble: every warm
+U-Net predicts the mean of its logits and the previous iteration's, see
+:func:`_install_snapshot_ensemble`), a prefix ``ood<F>-`` (a probe of a novelty gate on the
+accepted pixels: logits shrink where the U-Net's features lie farther from every class's
+human pixels than F × their 99th-percentile Mahalanobis distance, see
+:func:`_install_ood_gate`) and a prefix ``ssl-`` (a probe of self-supervised pretraining: the
 U-Net first learns to fill in masked blocks of the pool's own unlabeled pixels, see
 :func:`_ssl_pretrained_build`; e.g. ``ssl-p16b16s160w160-brier``). One JSON line per run goes
 to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over
@@ -138,6 +144,113 @@ def _ssl_pretrained_build(samples: list, seed: int, test_fraction: float):
     return build
 
 
+def _install_snapshot_ensemble() -> None:
+    """Probe: every warm-started U-Net predicts the mean of its logits and those of the model
+    it replaced (the previous iteration's), a two-snapshot ensemble against the loop's swing."""
+    import copy
+
+    import torch
+
+    from napari_hitl.core.learning.net import NetClassifier
+
+    fit, forward = NetClassifier.fit, NetClassifier._forward
+
+    def snap_fit(self, images, config, cancel=None):
+        self._previous = copy.deepcopy(self._inference_net()) if self.trained else None
+        return (yield from fit(self, images, config, cancel))
+
+    def snap_forward(self, window):
+        cur = forward(self, window)
+        prev = getattr(self, "_previous", None)
+        if prev is None:
+            return cur
+        x = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            p = prev(x)[0].float().numpy()
+        return 0.5 * (cur + self.class_log_prior[:, None, None]) + 0.5 * p
+
+    NetClassifier.fit, NetClassifier._forward = snap_fit, snap_forward
+
+
+def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
+    """Probe: pixels whose U-Net features lie far from every class's human-labeled pixels
+    (Mahalanobis distance, class means and a shared covariance, as in Lee et al. 2018) get
+    their logits shrunk towards uniform by tau/d, so they are not accepted; the argmax, and
+    so the mIoU, do not change."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning.net import NetClassifier
+
+    fit, forward = NetClassifier.fit, NetClassifier._forward
+
+    def feats(net, x):
+        h = net.halo
+        xt = torch.from_numpy(x)[None]
+        xt = (
+            F.pad(xt, (h, h, h, h), mode="reflect")
+            if min(x.shape[1:]) > h
+            else F.pad(xt, (h, h, h, h), mode="replicate")
+        )
+        with torch.inference_mode():
+            f = net.features(xt.contiguous(memory_format=torch.channels_last))
+        return f[0, :, h:-h, h:-h].float().numpy()
+
+    def distances(f, mu, prec):  # f: D, N -> N (squared, to the nearest class)
+        out = None
+        for c in range(mu.shape[0]):
+            d = f - mu[c][:, None]
+            m = np.einsum("dn,de,en->n", d, prec, d)
+            out = m if out is None else np.minimum(out, m)
+        return out
+
+    def ood_fit(self, images, config, cancel=None):
+        self._ood = None
+        report = yield from fit(self, images, config, cancel)
+        net = self._inference_net()
+        fs, ys = [], []
+        for im in images:
+            human = np.asarray(im.extra.get("human", im.weight >= 1.0)) & (im.target >= 0)
+            if not human.any():
+                continue
+            f = feats(net, im.x)
+            fs.append(f[:, human])
+            ys.append(im.target[human])
+        f, y = np.concatenate(fs, 1), np.concatenate(ys)
+        g = np.random.default_rng(0)
+        if y.size > 20000:
+            keep = g.choice(y.size, 20000, replace=False)
+            f, y = f[:, keep], y[keep]
+        classes = np.unique(y)
+        mu = np.stack([f[:, y == c].mean(1) for c in classes])
+        centred = f - mu[np.searchsorted(classes, y)].T
+        cov = centred @ centred.T / max(y.size - 1, 1)
+        cov += np.eye(cov.shape[0]) * (1e-3 * np.trace(cov) / cov.shape[0] + 1e-6)
+        prec = np.linalg.inv(cov)
+        tau = float(np.quantile(distances(f, mu, prec), quantile)) * factor
+        self._ood = (mu.astype(np.float32), prec.astype(np.float32), tau)
+        return report
+
+    def ood_forward(self, window):
+        ood = getattr(self, "_ood", None)
+        if ood is None:
+            return forward(self, window)
+        mu, prec, tau = ood
+        net = self._inference_net()
+        x = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last)
+        h = net.halo
+        with torch.inference_mode():
+            f = net.features(x)[..., h:-h, h:-h]
+            raw = net.out(f)[0].float().numpy()
+        f = f[0].float().numpy()
+        _k, hh, ww = raw.shape
+        d = distances(f.reshape(f.shape[0], -1), mu, prec).reshape(hh, ww)
+        scale = np.minimum(1.0, tau / np.maximum(d, 1e-9)).astype(np.float32)
+        return (raw + self.class_log_prior[:, None, None]) * scale[None]
+
+    NetClassifier.fit, NetClassifier._forward = ood_fit, ood_forward
+
+
 def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     """One simulate run of ``variant``; appends its line to the results."""
     import torch
@@ -152,7 +265,12 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     if variant == "bank":
         samples = _bank_features(samples)
     ssl = variant.startswith("ssl-")
-    variant_opts = variant.removeprefix("ssl-")
+    if variant.startswith("snap-"):
+        _install_snapshot_ensemble()
+    m = re.match(r"ood([0-9.]+)-", variant)
+    if m:
+        _install_ood_gate(float(m.group(1)))
+    variant_opts = re.sub(r"^ood[0-9.]+-", "", variant.removeprefix("ssl-").removeprefix("snap-"))
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
@@ -175,6 +293,9 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         m = re.search(key + r"([0-9.]+)", variant_opts)
         if m:
             setattr(cfg.train, field, float(m.group(1)))
+    m = re.search(r"th(0\.[0-9]+)", variant_opts)
+    if m:  # the acceptance threshold (default 0.95)
+        cfg.threshold = float(m.group(1))
     m = re.match(r"p(\d+)b(\d+)s(\d+)w(\d+)", variant_opts)
     if m:  # U-Net crop edge, crops per batch, fresh and warm steps
         cfg.train.patch, cfg.train.batch_size, cfg.train.steps, cfg.train.warm_steps = map(
