@@ -24,7 +24,10 @@ U-Net predicts the mean of its logits and the previous iteration's, see
 :func:`_install_snapshot_ensemble`), a prefix ``ood<F>-`` (a probe of a novelty gate on the
 accepted pixels: logits shrink where the U-Net's features lie farther from every class's
 human pixels than F × their 99th-percentile Mahalanobis distance, see
-:func:`_install_ood_gate`) and a prefix ``ssl-`` (a probe of self-supervised pretraining: the
+:func:`_install_ood_gate`), a prefix ``soup-`` (a probe: after a warm Train the weights become
+the mean of the new and the previous iteration's, see :func:`_install_weight_average`), a prefix
+``imnorm-`` (a probe: each image's bands stretched by their own percentiles before the loop) and
+a prefix ``ssl-`` (a probe of self-supervised pretraining: the
 U-Net first learns to fill in masked blocks of the pool's own unlabeled pixels, see
 :func:`_ssl_pretrained_build`; e.g. ``ssl-p16b16s160w160-brier``). One JSON line per run goes
 to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over
@@ -172,6 +175,38 @@ def _install_snapshot_ensemble() -> None:
     NetClassifier.fit, NetClassifier._forward = snap_fit, snap_forward
 
 
+def _install_weight_average() -> None:
+    """Probe: after a warm Train, the weights (and BatchNorm statistics) become the mean of the
+    new ones and the previous iteration's, before calibration — a two-model soup, free at
+    inference, where ``snap-`` averages the two networks' outputs at twice the cost."""
+    import copy
+
+    import torch
+
+    from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning.net import NetClassifier
+
+    fit, calibrate = NetClassifier.fit, net_module.calibrate
+
+    def soup_fit(self, images, config, cancel=None):
+        self._previous_state = copy.deepcopy(self.net.state_dict()) if self.trained else None
+        return (yield from fit(self, images, config, cancel))
+
+    def soup_calibrate(clf, *args, **kwargs):
+        prev = getattr(clf, "_previous_state", None)
+        if prev is not None:
+            state = clf.net.state_dict()
+            with torch.no_grad():
+                for key, value in state.items():
+                    if value.dtype.is_floating_point:
+                        value.copy_(0.5 * (value + prev[key]))
+            clf._eval_net = None
+        return calibrate(clf, *args, **kwargs)
+
+    NetClassifier.fit = soup_fit
+    net_module.calibrate = soup_calibrate
+
+
 def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
     """Probe: pixels whose U-Net features lie far from every class's human-labeled pixels
     (Mahalanobis distance, class means and a shared covariance, as in Lee et al. 2018) get
@@ -251,6 +286,20 @@ def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
     NetClassifier.fit, NetClassifier._forward = ood_fit, ood_forward
 
 
+def _per_image_normalized(samples: list) -> list:
+    """Probe: every band of every image stretched by its own 1st–99.8th percentiles (the
+    microscopy habit, e.g. CSBDeep's ``normalize``), before the loop's store-wide statistics."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    out = []
+    for s in samples:
+        b = s.bands.astype(np.float32)
+        lo, hi = np.percentile(b.reshape(b.shape[0], -1), [1, 99.8], axis=1)
+        b = (b - lo[:, None, None]) / np.maximum(hi - lo, 1e-6)[:, None, None]
+        out.append(Sample(s.name, b, s.truth))
+    return out
+
+
 def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     """One simulate run of ``variant``; appends its line to the results."""
     import torch
@@ -264,13 +313,24 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
     if variant == "bank":
         samples = _bank_features(samples)
+    if variant.startswith("soup-"):
+        _install_weight_average()
+    if variant.startswith("imnorm-"):
+        samples = _per_image_normalized(samples)
     ssl = variant.startswith("ssl-")
     if variant.startswith("snap-"):
         _install_snapshot_ensemble()
     m = re.match(r"ood([0-9.]+)-", variant)
     if m:
         _install_ood_gate(float(m.group(1)))
-    variant_opts = re.sub(r"^ood[0-9.]+-", "", variant.removeprefix("ssl-").removeprefix("snap-"))
+    variant_opts = re.sub(
+        r"^ood[0-9.]+-",
+        "",
+        variant.removeprefix("imnorm-")
+        .removeprefix("soup-")
+        .removeprefix("ssl-")
+        .removeprefix("snap-"),
+    )
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
