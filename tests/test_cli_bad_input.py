@@ -7,6 +7,7 @@ No traceback, no misleading message (``invalid literal for int()``), no silent s
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -168,7 +169,15 @@ def test_ctrl_c_real_signal(tmp_path):
         "cli_store.cmd_info = slow\n"
         f"sys.exit(cli.main(['info', {str(tmp_path)!r}]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # A shell that starts a job in the background (`cmd &`, nohup) leaves SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child a terminal's default.
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert done.returncode == 130
     assert one_line(done.stderr) == "napari-hitl info: interrupted"
 
