@@ -207,7 +207,7 @@ def _install_weight_average() -> None:
     net_module.calibrate = soup_calibrate
 
 
-def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
+def _install_ood_gate(factor: float, quantile: float = 0.99, per_class: bool = False) -> None:
     """Probe: pixels whose U-Net features lie far from every class's human-labeled pixels
     (Mahalanobis distance, class means and a shared covariance, as in Lee et al. 2018) get
     their logits shrunk towards uniform by tau/d, so they are not accepted; the argmax, and
@@ -235,7 +235,8 @@ def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
         out = None
         for c in range(mu.shape[0]):
             d = f - mu[c][:, None]
-            m = np.einsum("dn,de,en->n", d, prec, d)
+            p = prec[c] if prec.ndim == 3 else prec
+            m = np.einsum("dn,de,en->n", d, p, d)
             out = m if out is None else np.minimum(out, m)
         return out
 
@@ -262,6 +263,13 @@ def _install_ood_gate(factor: float, quantile: float = 0.99) -> None:
         cov = centred @ centred.T / max(y.size - 1, 1)
         cov += np.eye(cov.shape[0]) * (1e-3 * np.trace(cov) / cov.shape[0] + 1e-6)
         prec = np.linalg.inv(cov)
+        if per_class:  # each class its own covariance, shrunk halfway to the shared one
+            precs = []
+            for i, c in enumerate(classes):
+                fc = f[:, y == c] - mu[i][:, None]
+                own = fc @ fc.T / max(fc.shape[1] - 1, 1)
+                precs.append(np.linalg.inv(0.5 * own + 0.5 * cov))
+            prec = np.stack(precs)
         tau = float(np.quantile(distances(f, mu, prec), quantile)) * factor
         self._ood = (mu.astype(np.float32), prec.astype(np.float32), tau)
         return report
@@ -320,11 +328,11 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     ssl = variant.startswith("ssl-")
     if variant.startswith("snap-"):
         _install_snapshot_ensemble()
-    m = re.match(r"ood([0-9.]+)-", variant)
-    if m:
-        _install_ood_gate(float(m.group(1)))
+    m = re.match(r"ood(c?)([0-9.]+)-", variant)
+    if m:  # oodc<F>-: per-class covariances
+        _install_ood_gate(float(m.group(2)), per_class=bool(m.group(1)))
     variant_opts = re.sub(
-        r"^ood[0-9.]+-",
+        r"^oodc?[0-9.]+-",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
