@@ -22,11 +22,11 @@ import numpy as np
 from scipy import ndimage
 from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs
 
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.sample.store import build_sample_store
-from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
 WATER = 5
 

@@ -22,11 +22,11 @@ import numpy as np
 from scipy import ndimage
 from screenshot_helpers import OUT, WINDOW, log, settle, shot, wait_jobs
 
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import current_prediction, load_state, train_project
 from napari_hitl.core.progress import run_to_end
 from napari_hitl.core.sample.store import build_sample_store
-from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
 
 def main() -> int:
@@ -35,7 +35,7 @@ def main() -> int:
     store = build_sample_store(tmp / "scenes.zarr", (384, 384), n_images=2)
     gt = store.read_derived("sample_00", "ground_truth")
     store.write_labels("sample_00", sparse_scribbles(gt, 0.01, seed=0))
-    run_to_end(train_project(store, TrainConfig(steps=120, warm_steps=30)))
+    run_to_end(train_project(store, TrainConfig()))
     log("trained")
 
     viewer = napari.Viewer(title="napari-hitl active learning", show=True)
@@ -70,14 +70,19 @@ def main() -> int:
     # a slip of the brush: a confidently predicted patch painted with another class
     pred = current_prediction(store, "sample_00", load_state(store))
     lab = viewer.layers["sample_00 labels"]
-    # the unlabeled pixel deepest inside a region the model is sure of (≥ 0.95)
-    depth = ndimage.distance_transform_edt((pred.confidence >= 0.95) & (lab.data == 0))
+    # the unlabeled pixel deepest inside a region the model is sure of (≥ 0.95, or its most
+    # confident tenth when it is nowhere that sure)
+    free = lab.data == 0
+    sure = min(0.95, float(np.quantile(pred.confidence[free], 0.9)))
+    depth = ndimage.distance_transform_edt((pred.confidence >= sure) & free)
     r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    assert depth[r, c] >= 4, f"no confident region for the slip (deepest {depth[r, c]:.1f} px)"
     slip = 5 if pred.labels[r, c] != 5 else 1
     lab.data[r - 3 : r + 3, c - 3 : c + 3] = slip
     lab.refresh()
     queue.find_suspects()
     wait_jobs(queue)
+    assert queue.suspects, "the painted slip was not found"
     queue.suspect_list.setCurrentRow(0)
     log(f"{len(queue.suspects)} suspects; first {queue.suspects[0].to_json()}")
     shot(viewer, "13c_suspects")

@@ -57,9 +57,9 @@ from napari_hitl._napari.shortcuts import (  # noqa: E402
     PROJECT_SHORTCUTS,
     QUEUE_SHORTCUTS,
 )
+from napari_hitl.core.evaluation.scribbles import sparse_scribbles  # noqa: E402
 from napari_hitl.core.learning.registry import list_checkpoints  # noqa: E402
 from napari_hitl.core.loop import load_state  # noqa: E402
-from napari_hitl.core.evaluation.scribbles import sparse_scribbles  # noqa: E402
 from napari_hitl.core.store import PROVENANCE_HUMAN, ProjectStore  # noqa: E402
 
 T0 = time.perf_counter()
@@ -515,11 +515,11 @@ def main() -> int:
 def stack_demo(facts: dict[str, object]) -> None:
     """Three slices of sample scenes as one ``CZYX`` image: labels on one slice, predict another
     slice, then the whole stack."""
-    from napari_hitl.core.store.classes import make_classes
-    from napari_hitl.core.learning.net import TrainConfig
     from napari_hitl.core.io.rasters import Raster
+    from napari_hitl.core.learning.net import TrainConfig
     from napari_hitl.core.sample.scene import make_sample_scene
     from napari_hitl.core.store import add_image
+    from napari_hitl.core.store.classes import make_classes
 
     scenes = [make_sample_scene((128, 128), seed) for seed in range(3)]
     store = ProjectStore.create(
