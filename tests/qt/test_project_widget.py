@@ -145,7 +145,7 @@ def test_cancel_stops_an_import_between_files(make_napari_viewer, tmp_path, qtbo
     assert store.image_names() == ["a"]  # the first file whole, the second not begun or undone
     assert len(calls) == 2
     assert check_store(tmp_path / "new.zarr").ok
-    assert w.status.text() == "import cancelled; the project holds 1 images"
+    assert w.status.text() == "import cancelled; the project holds 1 image"
     assert w.position_label.text() == "1 of 1" and w.import_button.isEnabled()
 
 

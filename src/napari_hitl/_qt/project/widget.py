@@ -106,7 +106,7 @@ class ProjectWidget(DockWidget):
         self.jobs.finished.connect(lambda _name: self._after_import())
         self.jobs.cancelled.connect(
             lambda _name: self.status.setText(
-                f"import cancelled; the project holds {len(self.image_names())} images"
+                f"import cancelled; the project holds {_count(len(self.image_names()), 'image')}"
             )
         )
         self.connect_jobs(
@@ -198,7 +198,7 @@ class ProjectWidget(DockWidget):
             return len(paths)
 
         def done(n: int) -> None:
-            self.status.setText(f"imported {n} file{'s' if n != 1 else ''}")
+            self.status.setText(f"imported {_count(n, 'file')}")
 
         self.status.setText("")
         return self.jobs.start("Import", job, done)
@@ -313,6 +313,11 @@ class ProjectWidget(DockWidget):
     def release(self) -> None:
         """Stop following the viewer's active layer (shortcuts and the job: DockWidget)."""
         self.viewer.layers.selection.events.active.disconnect(self._active_changed)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def free_import_name(store: ProjectStore, stem: str) -> str:
