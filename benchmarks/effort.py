@@ -3,14 +3,15 @@
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
     .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow]
-        [--models unet,rf,patch-cnn] [--seeds SET=0,1,2;...] [--iterations 10]
+        [--models unet,rf,patch-cnn,unet:gate2] [--seeds SET=0,1,2;...] [--iterations 10]
         [--threads 2] [--force] [--summarize-only]
 
 Every set × model × seed is one ``simulate --interaction correct`` run (in this process) with the
 set's options of ``run_simulations.py`` (images used, seed images, scribble fraction) and the
 corrective user's default budget (0.5 % of the pool's pixels per iteration). Its report goes to
 ``OUT/<set>/<model>-s<seed>/report.json`` (with ``effort.png``); a run whose report exists is
-skipped unless ``--force``.
+skipped unless ``--force``. ``unet:gate<F>`` is the U-Net with ``TrainConfig.novelty_gate = F``
+(``unet:gate0``: without the gate), written as ``unet-gate<F>``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ MODELS = ("unet", "rf", "patch-cnn")
 # 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
 DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
 TARGETS = (0.95, 0.90, 0.85)
+GATED = re.compile(r"unet:gate([0-9.]+)")  # the U-Net with a given novelty gate factor
 
 
 def _options(set_name: str) -> dict[str, Any]:
@@ -74,11 +77,12 @@ def run(args: argparse.Namespace) -> None:
         )
         for seed in args.seeds.get(set_name, DEFAULT_SEEDS[set_name]):
             for model in args.models:
-                dest = args.out / set_name / f"{model}-s{seed}"
+                dest = args.out / set_name / f"{model.replace(':', '-')}-s{seed}"
                 if (dest / "report.json").exists() and not args.force:
                     continue
+                gate = GATED.fullmatch(model)
                 cfg = SimulationConfig(
-                    model=model,
+                    model="unet" if gate else model,
                     iterations=args.iterations,
                     interaction="correct",
                     seed=seed,
@@ -87,6 +91,8 @@ def run(args: argparse.Namespace) -> None:
                     max_images=opts["max_images"],
                 )
                 cfg.train.threads = args.threads
+                if gate:
+                    cfg.train.novelty_gate = float(gate.group(1))
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -127,7 +133,8 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
     for set_name in SETS:
         rows = []
         plots, names = [], []
-        for model in MODELS:
+        found = {p.name.rsplit("-s", 1)[0] for p in (args.out / set_name).glob("*-s*")}
+        for model in [*MODELS, *sorted(found - set(MODELS))]:
             reps = sorted((args.out / set_name).glob(f"{model}-s*/report.json"))
             if not reps:
                 continue
@@ -226,7 +233,9 @@ def main() -> None:
     args = ap.parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
     args.models = [m for m in args.models.split(",") if m]
-    bad = [s for s in args.sets if s not in SETS] + [m for m in args.models if m not in MODELS]
+    bad = [s for s in args.sets if s not in SETS] + [
+        m for m in args.models if m not in MODELS and not GATED.fullmatch(m)
+    ]
     if bad:
         raise SystemExit(f"unknown sets/models {bad}")
     args.seeds = _seeds(args.seeds)

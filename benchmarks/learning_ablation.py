@@ -19,19 +19,18 @@ confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), a suffix
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
 components for more than 3 bands — computed on each whole image with reflect borders and
-appended to its bands), a prefix ``snap-`` (a probe of a two-snapshot ensemble: every warm
-U-Net predicts the mean of its logits and the previous iteration's, see
-:func:`_install_snapshot_ensemble`), a prefix ``ood<F>-`` (a probe of a novelty gate on the
-accepted pixels: logits shrink where the U-Net's features lie farther from every class's
-human pixels than F × their 99th-percentile Mahalanobis distance, see
-:func:`_install_ood_gate`), a prefix ``soup-`` (a probe: after a warm Train the weights become
+appended to its bands), a prefix ``snap-`` (a probe of a two-snapshot ensemble: every warm U-Net
+predicts the mean of its logits and the previous iteration's, see
+:func:`_install_snapshot_ensemble`), a prefix ``oodc<F>-`` (``TrainConfig.novelty_gate = F``, the
+novelty gate of :mod:`napari_hitl.core.learning.novelty`, which began as a probe here under that
+name; ``oodc0-``: without it), a prefix ``soup-`` (a probe: after a warm Train the weights become
 the mean of the new and the previous iteration's, see :func:`_install_weight_average`), a prefix
-``imnorm-`` (a probe: each image's bands stretched by their own percentiles before the loop) and
-a prefix ``ssl-`` (a probe of self-supervised pretraining: the
-U-Net first learns to fill in masked blocks of the pool's own unlabeled pixels, see
-:func:`_ssl_pretrained_build`; e.g. ``ssl-p16b16s160w160-brier``). One JSON line per run goes
-to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over
-seeds of the final test mIoU and of the mean over the 10 iterations — the iterations jump by
+``imnorm-`` (a probe: each image's bands stretched by their own percentiles before the loop) and a
+prefix ``ssl-`` (a probe of self-supervised pretraining: the U-Net first learns to fill in masked
+blocks of the pool's own unlabeled pixels, see :func:`_ssl_pretrained_build`; e.g.
+``ssl-p16b16s160w160-brier``). One JSON line per run goes to
+``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over seeds of
+the final test mIoU and of the mean over the 10 iterations — the iterations jump by
 ±0.05, so the mean over them is the steadier figure).
 """
 
@@ -207,93 +206,6 @@ def _install_weight_average() -> None:
     net_module.calibrate = soup_calibrate
 
 
-def _install_ood_gate(factor: float, quantile: float = 0.99, per_class: bool = False) -> None:
-    """Probe: pixels whose U-Net features lie far from every class's human-labeled pixels
-    (Mahalanobis distance, class means and a shared covariance, as in Lee et al. 2018) get
-    their logits shrunk towards uniform by tau/d, so they are not accepted; the argmax, and
-    so the mIoU, do not change."""
-    import torch
-    import torch.nn.functional as F
-
-    from napari_hitl.core.learning.net import NetClassifier
-
-    fit, forward = NetClassifier.fit, NetClassifier._forward
-
-    def feats(net, x):
-        h = net.halo
-        xt = torch.from_numpy(x)[None]
-        xt = (
-            F.pad(xt, (h, h, h, h), mode="reflect")
-            if min(x.shape[1:]) > h
-            else F.pad(xt, (h, h, h, h), mode="replicate")
-        )
-        with torch.inference_mode():
-            f = net.features(xt.contiguous(memory_format=torch.channels_last))
-        return f[0, :, h:-h, h:-h].float().numpy()
-
-    def distances(f, mu, prec):  # f: D, N -> N (squared, to the nearest class)
-        out = None
-        for c in range(mu.shape[0]):
-            d = f - mu[c][:, None]
-            p = prec[c] if prec.ndim == 3 else prec
-            m = np.einsum("dn,de,en->n", d, p, d)
-            out = m if out is None else np.minimum(out, m)
-        return out
-
-    def ood_fit(self, images, config, cancel=None):
-        self._ood = None
-        report = yield from fit(self, images, config, cancel)
-        net = self._inference_net()
-        fs, ys = [], []
-        for im in images:
-            human = np.asarray(im.extra.get("human", im.weight >= 1.0)) & (im.target >= 0)
-            if not human.any():
-                continue
-            f = feats(net, im.x)
-            fs.append(f[:, human])
-            ys.append(im.target[human])
-        f, y = np.concatenate(fs, 1), np.concatenate(ys)
-        g = np.random.default_rng(0)
-        if y.size > 20000:
-            keep = g.choice(y.size, 20000, replace=False)
-            f, y = f[:, keep], y[keep]
-        classes = np.unique(y)
-        mu = np.stack([f[:, y == c].mean(1) for c in classes])
-        centred = f - mu[np.searchsorted(classes, y)].T
-        cov = centred @ centred.T / max(y.size - 1, 1)
-        cov += np.eye(cov.shape[0]) * (1e-3 * np.trace(cov) / cov.shape[0] + 1e-6)
-        prec = np.linalg.inv(cov)
-        if per_class:  # each class its own covariance, shrunk halfway to the shared one
-            precs = []
-            for i, c in enumerate(classes):
-                fc = f[:, y == c] - mu[i][:, None]
-                own = fc @ fc.T / max(fc.shape[1] - 1, 1)
-                precs.append(np.linalg.inv(0.5 * own + 0.5 * cov))
-            prec = np.stack(precs)
-        tau = float(np.quantile(distances(f, mu, prec), quantile)) * factor
-        self._ood = (mu.astype(np.float32), prec.astype(np.float32), tau)
-        return report
-
-    def ood_forward(self, window):
-        ood = getattr(self, "_ood", None)
-        if ood is None:
-            return forward(self, window)
-        mu, prec, tau = ood
-        net = self._inference_net()
-        x = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last)
-        h = net.halo
-        with torch.inference_mode():
-            f = net.features(x)[..., h:-h, h:-h]
-            raw = net.out(f)[0].float().numpy()
-        f = f[0].float().numpy()
-        _k, hh, ww = raw.shape
-        d = distances(f.reshape(f.shape[0], -1), mu, prec).reshape(hh, ww)
-        scale = np.minimum(1.0, tau / np.maximum(d, 1e-9)).astype(np.float32)
-        return (raw + self.class_log_prior[:, None, None]) * scale[None]
-
-    NetClassifier.fit, NetClassifier._forward = ood_fit, ood_forward
-
-
 def _per_image_normalized(samples: list) -> list:
     """Probe: every band of every image stretched by its own 1st–99.8th percentiles (the
     microscopy habit, e.g. CSBDeep's ``normalize``), before the loop's store-wide statistics."""
@@ -328,11 +240,9 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     ssl = variant.startswith("ssl-")
     if variant.startswith("snap-"):
         _install_snapshot_ensemble()
-    m = re.match(r"ood(c?)([0-9.]+)-", variant)
-    if m:  # oodc<F>-: per-class covariances
-        _install_ood_gate(float(m.group(2)), per_class=bool(m.group(1)))
+    gate = re.match(r"oodc([0-9.]+)-", variant)
     variant_opts = re.sub(
-        r"^oodc?[0-9.]+-",
+        r"^oodc[0-9.]+-",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
@@ -375,6 +285,8 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         cfg.train.precise_bn = True
     if "tta" in variant_opts:
         cfg.train.tta = True
+    if gate:
+        cfg.train.novelty_gate = float(gate.group(1))
     for objective in ("brier", "nll"):
         if variant_opts.endswith("-" + objective):
             cfg.train.calibration = objective

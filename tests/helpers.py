@@ -79,3 +79,33 @@ def write_labeled_tiff(folder: Path, rng: np.random.Generator) -> tuple[Path, Pa
     mask[20:30, 20:30] = 2
     tifffile.imwrite(folder / "mask.tif", mask)
     return image, folder / "mask.tif"
+
+
+def scribbled_scenes(drop_class: int | None = None):
+    """Two 192² sample scenes: the first with 3 % scribbles as a training image (without the
+    strokes of ``drop_class``), the second for testing.
+
+    Returns ``norm, image, test_x, test_truth, class_names`` (classes 1–5).
+    """
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+    from napari_hitl.core.io.bands import robust_stats
+    from napari_hitl.core.learning.data import make_labeled_image, normalization_from_stats
+    from napari_hitl.core.sample.scene import make_sample_scene
+    from napari_hitl.core.store import PROVENANCE_HUMAN
+
+    train, test = make_sample_scene((192, 192), 3), make_sample_scene((192, 192), 4)
+    norm = normalization_from_stats(
+        list(train.band_names), [[robust_stats(b) for b in train.bands]]
+    )
+    scrib = sparse_scribbles(train.ground_truth, 0.03, seed=0)
+    if drop_class is not None:
+        scrib[scrib == drop_class] = 0
+    image = make_labeled_image(
+        "train",
+        norm.apply(train.bands),
+        scrib,
+        np.where(scrib > 0, PROVENANCE_HUMAN, 0),
+        [1, 2, 3, 4, 5],
+        0.5,
+    )
+    return norm, image, norm.apply(test.bands), test.ground_truth, list(train.class_names)

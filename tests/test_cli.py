@@ -10,6 +10,7 @@ import numpy as np
 import tifffile
 
 from napari_hitl.cli import build_parser, main
+from napari_hitl.core.learning.config import TrainConfig
 from napari_hitl.core.store import ProjectStore
 
 
@@ -282,9 +283,12 @@ def test_training_aid_options_reach_the_train_config():
 
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(
-            [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll"]
-        )
+            [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll",
+             "--novelty-gate", "3"]
+        )  # fmt: skip
         cfg = train_config(args)
         assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
+        assert cfg.novelty_gate == 3.0
     cfg = train_config(build_parser().parse_args(["train", "s.zarr"]))
     assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)
+    assert cfg.novelty_gate == TrainConfig().novelty_gate  # unset: the config's default

@@ -187,3 +187,23 @@ def test_the_ensemble_model_trains_and_infers_from_the_widget(viewer_with_projec
     assert result_layer_names("sample")["confidence"] in viewer.layers
     loop.threshold_slider.setValue(60)
     assert loop.add_predictions() > 0
+
+
+def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
+    """Ticked, Train fits the novelty gate and saves it with the model; not offered for rf."""
+    viewer, loop, store = viewer_with_project
+    assert not loop.novelty_check.isChecked()  # off by default
+    assert loop.train_config().novelty_gate == 0.0
+    loop.novelty_check.setChecked(True)
+    config = loop.train_config()
+    assert config.novelty_gate > 0
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    config.steps = 25
+    assert loop.train(config)
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    saved = ProjectStore.open(store.path).model_config("latest")
+    assert saved["novelty"]["tau"] > 0 and len(saved["novelty"]["means"]) == 5
+    loop.model_combo.setCurrentText("rf")
+    assert not loop.novelty_check.isEnabled() and loop.train_config().novelty_gate == 0.0

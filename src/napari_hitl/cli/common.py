@@ -123,6 +123,15 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         help="weight of the relaxed Potts loss: neighbours with similar bands agree (default 0)",
     )
     p.add_argument(
+        "--novelty-gate",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="unet: lower the confidence of pixels whose features lie further than FACTOR x the "
+        "99th percentile of the human pixels' own distance from every class (0 = off; see "
+        "docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--calibration",
         choices=("brier", "nll"),
         default=None,
@@ -164,6 +173,7 @@ def train_config(args: argparse.Namespace):
         "warm_shrink",
         "propagate_weight",
         "potts_weight",
+        "novelty_gate",
     ):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))

@@ -13,6 +13,10 @@ DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boun
 # iterations of the demo's simulated loop: enough for it to label 80 % of its pool (14 → 80 %)
 DEMO_LOOP_ITERATIONS = 14
 
+# the novelty gate (napari_hitl.core.learning.novelty): the factor the widget's check box and
+# the docs use, the one measured in docs/benchmarks.md ("The novelty gate in the library")
+NOVELTY_GATE_FACTOR = 2.0
+
 DEFAULT_MODEL = "unet"
 MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
 MODEL_HELP = {

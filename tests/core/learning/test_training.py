@@ -4,43 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.helpers import scribbled_scenes
 
 from napari_hitl.core.errors import Cancelled
-from napari_hitl.core.evaluation.scribbles import sparse_scribbles
-from napari_hitl.core.io.bands import robust_stats
 from napari_hitl.core.learning.data import (
     IncompatibleBandsError,
     TrainingDataError,
     class_index,
     make_labeled_image,
-    normalization_from_stats,
 )
 from napari_hitl.core.learning.net import NetClassifier, TrainConfig, fit_temperature
 from napari_hitl.core.learning.prediction import predict_normalized
 from napari_hitl.core.learning.registry import make_classifier
 from napari_hitl.core.progress import CancelToken, run_to_end
-from napari_hitl.core.sample.scene import make_sample_scene
-from napari_hitl.core.store import PROVENANCE_HUMAN
 
 CLASSES = [1, 2, 3, 4, 5]
 
 
 @pytest.fixture(scope="module")
 def scenes():
-    train, test = make_sample_scene((192, 192), 3), make_sample_scene((192, 192), 4)
-    norm = normalization_from_stats(
-        list(train.band_names), [[robust_stats(b) for b in train.bands]]
-    )
-    scrib = sparse_scribbles(train.ground_truth, 0.03, seed=0)
-    image = make_labeled_image(
-        "train",
-        norm.apply(train.bands),
-        scrib,
-        np.where(scrib > 0, PROVENANCE_HUMAN, 0),
-        CLASSES,
-        0.5,
-    )
-    return norm, image, norm.apply(test.bands), test.ground_truth, list(train.class_names)
+    return scribbled_scenes()
 
 
 @pytest.mark.parametrize(("kind", "steps", "floor"), [("unet", 80, 0.75), ("rf", 0, 0.75)])

@@ -26,6 +26,7 @@ from napari_hitl.core.choices import (
     DEFAULT_THRESHOLD,
     MODEL_HELP,
     MODEL_NAMES,
+    NOVELTY_GATE_FACTOR,
 )
 
 
@@ -51,6 +52,13 @@ class LoopPanel(DockWidget):
             self.model_combo.setItemData(self.model_combo.count() - 1, MODEL_HELP[name],
                                          Qt.ItemDataRole.ToolTipRole)  # fmt: skip
         self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.novelty_check = QCheckBox("Hold back pixels unlike any stroke")
+        self.novelty_check.setToolTip(
+            "U-Net: after Train, pixels whose features lie far from every class's painted "
+            f"pixels ({NOVELTY_GATE_FACTOR:g}x their own 99th-percentile distance) keep their "
+            "predicted class but lose confidence, so Add predictions leaves them to you. Fewer "
+            "pixels are added, more of them right (see docs/learning.md)"
+        )
         self.train_button = button(
             "Train", "Train on the labels of every image of the project (warm start)"
         )
@@ -124,6 +132,7 @@ class LoopPanel(DockWidget):
         form.addRow("New image", hrow(self.image_combo, self.adopt_button, stretch={0: 1}))
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Model", self.model_combo)
+        form.addRow("", self.novelty_check)
         form.addRow("Model bands", self.bands_list)
         form.addRow("Predict", self.stack_combo)
         form.addRow("Uncertainty", self.uncertainty_combo)

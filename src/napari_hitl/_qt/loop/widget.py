@@ -33,6 +33,7 @@ from napari_hitl._qt.loop.live import LiveController
 from napari_hitl._qt.loop.panel import LoopPanel
 from napari_hitl._qt.loop.points import PointsTool
 from napari_hitl._qt.loop.texts import areas_text, history_text
+from napari_hitl.core.choices import NOVELTY_GATE_FACTOR
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.learning.data import TrainingDataError
 from napari_hitl.core.learning.net import TrainConfig
@@ -90,6 +91,9 @@ class LoopWidget(LoopPanel):
         self.region_button.clicked.connect(self.draw_region)
         self.adopt_button.clicked.connect(self.start_labeling)
         self.live_check.toggled.connect(self._live_toggled)
+        self.model_combo.currentTextChanged.connect(
+            lambda m: self.novelty_check.setEnabled("unet" in m)  # a U-Net feature map's gate
+        )
         self.update_button.clicked.connect(lambda: self.live.start(once=True))
         self.live.state_changed.connect(self._live_state)
         self.uncertainty_combo.currentTextChanged.connect(lambda _t: self._restyle_uncertainty())
@@ -265,7 +269,9 @@ class LoopWidget(LoopPanel):
 
     def train_config(self) -> TrainConfig:
         """The training settings chosen in the widget."""
-        return TrainConfig(model=self.model_combo.currentText(), bands=self.model_bands())
+        model = self.model_combo.currentText()
+        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and "unet" in model else 0.0
+        return TrainConfig(model=model, bands=self.model_bands(), novelty_gate=gate)
 
     def _set_busy(self, busy: bool) -> None:
         name = self.jobs.name

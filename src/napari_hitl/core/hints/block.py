@@ -41,6 +41,7 @@ from torch import nn
 
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.learning.networks import PatchCNN, SmallUNet
+from napari_hitl.core.learning.novelty import NoveltyGate
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.tiling import ceil_to, pad_for_tiles, tiled_apply
 
@@ -139,6 +140,11 @@ class _LayerGeometry:
     margin: int
 
 
+def _through(block: GuidingBlock | None, origin: torch.Tensor):
+    """The guiding step of a tail: feature maps through ``block`` (or unchanged)."""
+    return lambda a: a if block is None else block(a, origin)
+
+
 class NetSplit:
     """A trained network cut at ``layer`` into a head (run once) and a tail (run per step).
 
@@ -215,28 +221,36 @@ class NetSplit:
         For the U-Net the logits have the size of ``e0`` (pixel ``j`` at ``origin + j``); for
         the patch CNN pixel ``j`` lies at ``origin + j + halo`` (its convolutions are valid).
         """
-        net = self.net
-
-        def guide(a: torch.Tensor) -> torch.Tensor:
-            return a if block is None else block(a, origin)
-
         if self.kind == "unet":
-            e0 = state["e0"]
-            if self.layer == "enc0":
-                e0 = guide(e0)
-                e1 = net.enc1(F.max_pool2d(e0, 2))
-            else:
-                e1 = state["e1"]
-            if self.layer == "enc1":
-                e1 = guide(e1)
-                e2 = net.enc2(F.max_pool2d(e1, 2))
-            elif self.layer == "enc2":
-                e2 = guide(state["e2"])
-            else:
-                e2 = net.enc2(F.max_pool2d(e1, 2))
-            d1 = net.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:]), e1], 1))
-            return net.out(net.fuse0(torch.cat([F.interpolate(d1, size=e0.shape[-2:]), e0], 1)))
-        h = guide(state["h"])
+            return self.net.out(self.unet_features(state, block, origin))  # type: ignore[operator]
+        return self._patch_tail(state, block, origin)
+
+    def unet_features(
+        self, state: State, block: GuidingBlock | None, origin: torch.Tensor
+    ) -> torch.Tensor:
+        """The U-Net's last feature map (before its 1×1 classifier) from a head ``state``."""
+        net, guide = self.net, _through(block, origin)
+        e0 = state["e0"]
+        if self.layer == "enc0":
+            e0 = guide(e0)
+            e1 = net.enc1(F.max_pool2d(e0, 2))
+        else:
+            e1 = state["e1"]
+        if self.layer == "enc1":
+            e1 = guide(e1)
+            e2 = net.enc2(F.max_pool2d(e1, 2))
+        elif self.layer == "enc2":
+            e2 = guide(state["e2"])
+        else:
+            e2 = net.enc2(F.max_pool2d(e1, 2))
+        d1 = net.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:]), e1], 1))
+        return net.fuse0(torch.cat([F.interpolate(d1, size=e0.shape[-2:]), e0], 1))
+
+    def _patch_tail(
+        self, state: State, block: GuidingBlock | None, origin: torch.Tensor
+    ) -> torch.Tensor:
+        net = self.net
+        h = _through(block, origin)(state["h"])
         if self.layer == "conv_act":
             h = F.max_pool2d(h, 5, stride=1)
             h = net.fc1_act(F.conv2d(h, net.fc1.weight, net.fc1.bias, dilation=5))
@@ -270,13 +284,18 @@ class NetSplit:
         block: GuidingBlock | None,
         tile: int | None = 1024,
         cancel: CancelToken | None = None,
+        *,
+        prior: np.ndarray | None = None,
+        gate: NoveltyGate | None = None,
     ) -> Generator[Progress, None, np.ndarray]:
         """Guided logits ``K, H, W`` of a normalized ``C, H, W`` image, tile by tile.
 
         Tiled by :func:`napari_hitl.core.tiling.tiled_apply` (the classifier's padding and grid),
-        so with a zero block the result equals the classifier's own logits to float precision.
+        so with a zero block, the model's class log ``prior`` and its novelty ``gate`` (U-Net)
+        the result equals the classifier's own logits to float precision.
         """
         halo = self.halo
+        log_prior = None if prior is None else torch.from_numpy(np.asarray(prior, np.float32))
 
         def guided(window: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
             y0, y1, x0, x1 = box
@@ -284,10 +303,20 @@ class NetSplit:
             if self.kind == "unet":
                 win = win.contiguous(memory_format=torch.channels_last)
             origin = torch.tensor([[y0 - halo, x0 - halo]])
+            scale = None
             with torch.no_grad():
-                logits = self.tail(self.head(win), block, origin)[0]
-            if self.kind == "unet":
-                logits = logits[:, halo : halo + y1 - y0, halo : halo + x1 - x0]
+                if self.kind == "unet":
+                    feats = self.unet_features(self.head(win), block, origin)
+                    feats = feats[..., halo : halo + y1 - y0, halo : halo + x1 - x0]
+                    logits = self.net.out(feats)[0]  # type: ignore[operator]
+                    if gate is not None:
+                        scale = gate.scale(feats[0])
+                else:
+                    logits = self.tail(self.head(win), block, origin)[0]
+                if log_prior is not None:
+                    logits = logits + log_prior[:, None, None]
+                if scale is not None:  # as NetClassifier does: after the prior
+                    logits = logits * scale[None]
             return logits.float().numpy()
 
         k = int(self.net.out.out_channels)  # type: ignore[union-attr]

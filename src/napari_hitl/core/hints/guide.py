@@ -361,8 +361,14 @@ class ImageGuide:
     ) -> Generator[Progress, None, Prediction]:
         """The (guided, or with ``guided=False`` the plain) prediction of the whole image."""
         block: GuidingBlock | None = self.block if guided else None
-        logits = yield from self.split.logits_job(self.x, block, tile, cancel)
-        logits += np.asarray(self.clf.class_log_prior, np.float32)[:, None, None]
+        logits = yield from self.split.logits_job(
+            self.x,
+            block,
+            tile,
+            cancel,
+            prior=self.clf.class_log_prior,
+            gate=getattr(self.clf, "novelty", None),
+        )
         return prediction_from_logits(
             logits, self.clf.class_values, self.clf.temperature, self.valid
         )

@@ -89,6 +89,12 @@ class TrainConfig(Jsonable):
         Test-time augmentation: a network's logits are the mean over the image and its three
         flips (horizontal, vertical, both), each flipped back — 4× the inference cost. Kept
         with the model, so every later prediction of it does the same.
+    novelty_gate
+        The U-Net's novelty gate (:mod:`napari_hitl.core.learning.novelty`): after training,
+        pixels whose last-layer features lie further from every class's human pixels than this
+        factor times the 99th percentile of the human pixels' own distances get their logits
+        scaled towards uniform (the predicted class stays, its confidence falls), so the loop
+        does not accept them. 0 = off. Kept with the model.
     bands
         Names of the bands the model uses, in this order (``None``: every band of the images).
         Each image is read by band name, so images may hold other bands as well; a stored model
@@ -114,6 +120,7 @@ class TrainConfig(Jsonable):
     potts_weight: float = 0.0
     propagate_weight: float = 0.0
     tta: bool = False
+    novelty_gate: float = 0.0
 
 
 @dataclass

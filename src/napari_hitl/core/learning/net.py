@@ -40,6 +40,7 @@ from napari_hitl.core.learning.data import (
     check_trainable,
 )
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
+from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.learning.weights import (
@@ -371,6 +372,7 @@ class NetClassifier(TiledLogits):
         self.class_log_prior = np.zeros(len(self.class_values), np.float32)
         self.trained = False
         self.tta = False  # test-time augmentation (TrainConfig.tta), saved with the model
+        self.novelty: NoveltyGate | None = None  # TrainConfig.novelty_gate, saved with the model
         self._eval_net: nn.Module | None = None
 
     @property
@@ -396,6 +398,7 @@ class NetClassifier(TiledLogits):
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         self.tta = bool(config.tta)  # before calibration: the temperature fits what we predict
+        self.novelty = None  # the temperature is fitted on the ungated logits (as measured)
         split = prepare_training(images, self.class_names, config, rng)
         counts, human, train_images, held = split.counts, split.human, split.train, split.held
         if config.propagate_weight > 0:
@@ -481,6 +484,10 @@ class NetClassifier(TiledLogits):
             warm_start=warm,
         )
         calibrate(self, images, held, report, calibration_objective(config, self.kind))
+        if config.novelty_gate > 0 and isinstance(net, SmallUNet):
+            self.novelty = fit_network_gate(
+                self._inference_net(), images, human, config.novelty_gate, rng, self.default_tile
+            )
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -498,16 +505,27 @@ class NetClassifier(TiledLogits):
         x = torch.from_numpy(window)[None]
         flips: tuple[tuple[int, ...], ...] = TTA_FLIPS if self.tta else ((),)
         total = None
+        gate = self.novelty if isinstance(net, SmallUNet) else None
+        scale = None
         with torch.inference_mode():
             for dims in flips:
                 xf = torch.flip(x, dims) if dims else x
                 if isinstance(net, SmallUNet):
                     xf = xf.contiguous(memory_format=torch.channels_last)
-                out = net(xf)
+                if gate is not None and not dims:  # the gate reads the unflipped features
+                    h = net.halo
+                    feats = net.features(xf)[..., h : xf.shape[-2] - h, h : xf.shape[-1] - h]
+                    out = net.out(feats)
+                    scale = gate.scale(feats[0])
+                else:
+                    out = net(xf)
                 out = torch.flip(out, dims) if dims else out
                 total = out if total is None else total + out
         logits = (total[0] / len(flips)).float().numpy()  # type: ignore[index]
-        return logits + self.class_log_prior[:, None, None]
+        logits = logits + self.class_log_prior[:, None, None]
+        if scale is not None:  # towards uniform where the features are unlike any stroke
+            logits *= scale.numpy()[None]
+        return logits
 
     def window_logits(self, window: np.ndarray) -> np.ndarray:
         """Logits ``K, h, w`` of the centre of a normalized window padded by :attr:`halo`
@@ -522,7 +540,13 @@ class NetClassifier(TiledLogits):
         return buf.getvalue(), self._config()
 
     def _config(self) -> dict[str, Any]:
-        return {**self.common_config(), "spec": self.spec.to_json(), "tta": self.tta}
+        gate = self.novelty.to_json() if self.novelty is not None else None
+        return {
+            **self.common_config(),
+            "spec": self.spec.to_json(),
+            "tta": self.tta,
+            "novelty": gate,
+        }
 
     @classmethod
     def from_state(cls, blob: bytes, config: dict[str, Any]) -> NetClassifier:
@@ -550,6 +574,9 @@ class NetClassifier(TiledLogits):
                 weights = torch.load(io.BytesIO(blob), weights_only=True)
             clf.net.load_state_dict(weights)
             clf.restore_calibration(config)
+            if config.get("novelty") is not None:
+                width = clf.net.out.in_channels if isinstance(clf.net, SmallUNet) else None
+                clf.novelty = NoveltyGate.from_json(config["novelty"], width)
         except pickle.UnpicklingError as exc:
             raise StoreError(
                 "holds objects other than plain weights; they were refused, not run"
