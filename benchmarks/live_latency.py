@@ -8,6 +8,7 @@ arrives. The baseline in the same run is one ordinary iteration (Train, then Inf
 whole image), which is what a person waits for without live mode.
 
     .venv/bin/python benchmarks/live_latency.py [--size 1024] [--view 512] [--strokes 12]
+        [--novelty-gate 0]
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> int:
     parser.add_argument("--strokes", type=int, default=12)
     parser.add_argument("--round-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--novelty-gate", type=float, default=0.0, help="TrainConfig.novelty_gate (0 = off)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -52,9 +56,9 @@ def main() -> int:
     store.write_labels("sample", labels)
 
     # baseline: one ordinary iteration, as without live mode (warm: a model exists already)
-    run_to_end(train_project(store, TrainConfig()))
+    run_to_end(train_project(store, TrainConfig(novelty_gate=args.novelty_gate)))
     t0 = time.perf_counter()
-    run_to_end(train_project(store, TrainConfig()))
+    run_to_end(train_project(store, TrainConfig(novelty_gate=args.novelty_gate)))
     run_to_end(predict_project_image(store, "sample"))
     baseline = time.perf_counter() - t0
 
@@ -70,7 +74,8 @@ def main() -> int:
     token = CancelToken()
 
     def worker() -> None:
-        job = live_training(store, "sample", inbox, TrainConfig(), settings, cancel=token)
+        config = TrainConfig(novelty_gate=args.novelty_gate)
+        job = live_training(store, "sample", inbox, config, settings, cancel=token)
         try:
             for item in job:
                 if isinstance(item, LiveUpdate):

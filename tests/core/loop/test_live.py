@@ -138,3 +138,26 @@ def test_box_prediction_equals_the_whole_image(project):
     full = run_to_end(predict_normalized(clf, x, valid))
     part = run_to_end(predict_box(clf, x, valid, (13, 57, 21, 70)))
     np.testing.assert_allclose(part.probabilities, full.probabilities[:, 13:57, 21:70], atol=1e-4)
+
+
+def test_the_novelty_gate_is_fitted_when_the_session_saves_not_every_round(project, monkeypatch):
+    """Rounds skip the gate's fit (it doubled the stroke-to-view time); the saved model has it."""
+    from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning.registry import classifier_from_state
+
+    store, gt = project
+    labels = sparse_scribbles(gt, 0.03, seed=0)
+    inbox = LiveInbox()
+    inbox.post_labels(labels, _human(labels))
+    fits = []
+    real = net_module.fit_network_gate
+    monkeypatch.setattr(
+        net_module, "fit_network_gate", lambda *a, **k: fits.append(1) or real(*a, **k)
+    )
+    config = TrainConfig(steps=30, novelty_gate=2.0)
+    job = live_training(store, "sample", inbox, config, LiveSettings(round_steps=3), max_rounds=3)
+    updates, state = _updates(job)
+    assert len(updates) == 3 and len(fits) == 1  # three rounds, one fit: the final save
+    clf = classifier_from_state(store.model_bytes("latest"), store.model_config("latest"))
+    assert clf.novelty is not None and clf.novelty.tau > 0
+    assert state.model_hash == load_state(store).model_hash
