@@ -214,3 +214,27 @@ def test_guidance_refuses_what_it_cannot_do(model):
     fresh = NetClassifier("unet", clf.normalization, [1, 2], ["bg", "obj"])
     with pytest.raises(ExplainError, match="train"):
         run_to_end(guide_job(fresh, [GuideTarget(x, 1, region, positive=[(5, 5)])]))
+
+
+def test_guidance_refits_the_novelty_gate_to_the_moved_features():
+    """Steering changes the weights, so a gated model's statistics are fitted again (with its
+    factor) on the guided network; the caller's gate stays as it was."""
+    from napari_hitl.core.learning.novelty import fit_network_gate
+
+    x, truth = _scene()
+    clf = NetClassifier("unet", Normalization(BANDS, [0] * 4, [1] * 4), [1, 2], ["bg", "obj"])
+    labeled = _labeled(x, truth)
+    run_to_end(clf.fit([labeled], TrainConfig(steps=40, novelty_gate=3.0)))
+    before = clf.novelty
+    assert before is not None and before.factor == 3.0
+    target = GuideTarget(x, 1, np.ones((H, W), bool), positive=[(76, 74)])
+    guided, _ = run_to_end(guide_job(clf, [target], [labeled], SteerConfig(steps=8)))
+    assert clf.novelty is before
+    after = guided.novelty
+    assert after is not None and after.factor == 3.0
+    assert np.abs(after.means - before.means).max() > 1e-3  # fitted to the new features
+    human = [labeled.extra["human"]]
+    again = fit_network_gate(
+        guided._inference_net(), [labeled], human, 3.0, np.random.default_rng(0), 1024
+    )
+    np.testing.assert_allclose(after.means, again.means, rtol=1e-4, atol=1e-5)

@@ -379,10 +379,8 @@ def guide_job(
     draw = None
     k = len(clf.class_values)
     usable = [im for im in train_images if (im.target >= 0).any()]
+    human = [np.asarray(im.extra.get("human", im.target >= 0)) & (im.target >= 0) for im in usable]
     if usable and config.w_c > 0:
-        human = [
-            np.asarray(im.extra.get("human", im.target >= 0)) & (im.target >= 0) for im in usable
-        ]
         draw = PatchBatches(usable, k, rng, human, net, config.batch_size, config.patch, True)
     before = _measure(net, prepared, layer)  # also fixes each map's reference mass
     lr = config.lr if config.lr is not None else GUIDE_LR.get(clf.kind, 1e-3)
@@ -428,6 +426,7 @@ def guide_job(
     for prm in net.parameters():
         prm.grad = None
     guided._eval_net = None
+    guided.refit_novelty(usable, human, rng)  # the features moved: the gate follows them
     after = _measure(net, prepared, layer)
     report = SteerReport(
         config.steps,

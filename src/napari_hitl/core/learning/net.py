@@ -491,6 +491,15 @@ class NetClassifier(TiledLogits):
         report.seconds = time.perf_counter() - t0
         return report
 
+    def refit_novelty(
+        self, images: Sequence[LabeledImage], human: Sequence[np.ndarray], rng: np.random.Generator
+    ) -> None:
+        """Fit the novelty gate again, with its factor, after the weights changed (attention
+        steering fine-tunes them); without human pixels the gate is dropped."""
+        if self.novelty is not None:
+            net, f = self._inference_net(), self.novelty.factor
+            self.novelty = fit_network_gate(net, images, human, f, rng, self.default_tile)
+
     # ----------------------------------------------------------------- inference
     def _inference_net(self) -> nn.Module:
         if self._eval_net is None:

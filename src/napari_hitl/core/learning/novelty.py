@@ -42,11 +42,14 @@ class NoveltyGate:
         distance is ``|A_c (f - mu_c)|^2``.
     tau
         Squared distance beyond which the logits are scaled by ``tau / d``.
+    factor
+        The ``factor`` it was fitted with (a model whose weights change refits with it).
     """
 
     means: np.ndarray
     whiten: np.ndarray
     tau: float
+    factor: float
     _stacked: tuple[torch.Tensor, torch.Tensor] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -88,7 +91,7 @@ class NoveltyGate:
             precision = np.linalg.inv(SHRINK * own + (1 - SHRINK) * shared)
             precision = 0.5 * (precision + precision.T)
             whiten.append(np.linalg.cholesky(precision).T)  # P = L L^T, A = L^T
-        gate = cls(means.astype(np.float32), np.stack(whiten).astype(np.float32), 1.0)
+        gate = cls(means.astype(np.float32), np.stack(whiten).astype(np.float32), 1.0, factor)
         own_d = gate.distances(torch.from_numpy(f.astype(np.float32))).numpy()
         gate.tau = float(np.quantile(own_d, QUANTILE)) * float(factor)
         return gate
@@ -124,7 +127,12 @@ class NoveltyGate:
 
     def to_json(self) -> dict[str, Any]:
         """Plain lists and a number (saved with the model's configuration)."""
-        return {"means": self.means.tolist(), "whiten": self.whiten.tolist(), "tau": self.tau}
+        return {
+            "means": self.means.tolist(),
+            "whiten": self.whiten.tolist(),
+            "tau": self.tau,
+            "factor": self.factor,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], n_features: int | None = None) -> NoveltyGate:
@@ -140,6 +148,7 @@ class NoveltyGate:
             means = np.asarray(data["means"], np.float32)
             whiten = np.asarray(data["whiten"], np.float32)
             tau = float(data["tau"])
+            factor = float(data["factor"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a damaged novelty gate ({exc})") from exc
         k, d = means.shape if means.ndim == 2 else (0, 0)
@@ -149,9 +158,9 @@ class NoveltyGate:
             )
         if not (np.isfinite(means).all() and np.isfinite(whiten).all() and np.isfinite(tau)):
             raise ValueError("a novelty gate with values that are not finite")
-        if tau <= 0:
-            raise ValueError(f"a novelty gate threshold must be positive, got {tau}")
-        return cls(means, whiten, tau)
+        if tau <= 0 or not factor > 0:
+            raise ValueError(f"a novelty gate threshold must be positive, got {tau} ({factor}x)")
+        return cls(means, whiten, tau, factor)
 
 
 def human_features(
