@@ -57,6 +57,7 @@ def test_gate_survives_json_and_refuses_damaged_statistics():
         {**good, "whiten": good["whiten"][:1]},
         {**good, "means": "abc"},
         {**good, "factor": 0.0},
+        {**good, "factor": float("inf")},
     ]
     for data in bad:
         with pytest.raises(ValueError, match="novelty gate"):

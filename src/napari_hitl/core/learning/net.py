@@ -522,8 +522,7 @@ class NetClassifier(TiledLogits):
                 if isinstance(net, SmallUNet):
                     xf = xf.contiguous(memory_format=torch.channels_last)
                 if gate is not None and not dims:  # the gate reads the unflipped features
-                    h = net.halo
-                    feats = net.features(xf)[..., h : xf.shape[-2] - h, h : xf.shape[-1] - h]
+                    feats = net.cropped_features(xf)
                     out = net.out(feats)
                     scale = gate.scale(feats[0])
                 else:

@@ -122,6 +122,12 @@ class SmallUNet(nn.Module):
         d1 = self.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))
         return self.fuse0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="nearest"), e0], 1))
 
+    def cropped_features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` of the pixels at least ``halo`` from the border of ``x`` (what the
+        logits of :meth:`forward` are computed from)."""
+        h = self.halo
+        return self.features(x)[..., h : x.shape[-2] - h, h : x.shape[-1] - h]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for the pixels at least ``halo`` from the border of ``x``."""
         logits = self.out(self.features(x))

@@ -11,12 +11,12 @@ novelty is its squared Mahalanobis distance ``d`` to the nearest class (Lee et a
 times the 99th percentile of ``d`` over the human pixels themselves. Where ``d > tau`` the logits
 are multiplied by ``tau / d``: the prediction (the argmax) stays, its confidence falls towards
 uniform, so a threshold keeps such pixels for a person. Measured on five benchmark sets in
-``docs/benchmarks.md`` ("The per-class novelty gate").
+``docs/benchmarks.md`` ("The novelty gate in the library").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,7 +156,8 @@ class NoveltyGate:
             raise ValueError(
                 f"a novelty gate of shape {means.shape} / {whiten.shape} does not fit the network"
             )
-        if not (np.isfinite(means).all() and np.isfinite(whiten).all() and np.isfinite(tau)):
+        finite = np.isfinite(means).all() and np.isfinite(whiten).all()
+        if not (finite and np.isfinite(tau) and np.isfinite(factor)):
             raise ValueError("a novelty gate with values that are not finite")
         if tau <= 0 or not factor > 0:
             raise ValueError(f"a novelty gate threshold must be positive, got {tau} ({factor}x)")
@@ -164,7 +165,7 @@ class NoveltyGate:
 
 
 def human_features(
-    feature_fn: Any,
+    feature_fn: Callable[[np.ndarray], np.ndarray],
     images: Sequence[Any],
     human: Sequence[np.ndarray],
     halo: int,
@@ -212,12 +213,11 @@ def fit_network_gate(
     """The gate of a trained U-Net (in eval mode, e.g. with BatchNorm folded): fitted on its
     last feature map at every human pixel of ``images`` (the held-out strokes too); ``None``
     when no human pixel has a class."""
-    h = int(net.halo)
 
     def feature_fn(window: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return net.features(x)[0, :, h:-h, h:-h].float().numpy()
+            return net.cropped_features(x)[0].float().numpy()
 
-    f, y = human_features(feature_fn, images, human, h, int(net.align), tile)
+    f, y = human_features(feature_fn, images, human, int(net.halo), int(net.align), tile)
     return NoveltyGate.fit(f, y, factor, rng) if y.size else None
