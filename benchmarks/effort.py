@@ -3,15 +3,17 @@
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
     .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow]
-        [--models unet,rf,patch-cnn,unet:gate2] [--seeds SET=0,1,2;...] [--iterations 10]
+        [--models unet,rf,patch-cnn,unet:gate2,rf:m0] [--seeds SET=0,1,2;...] [--iterations 10]
         [--threads 2] [--force] [--summarize-only]
 
 Every set × model × seed is one ``simulate --interaction correct`` run (in this process) with the
 set's options of ``run_simulations.py`` (images used, seed images, scribble fraction) and the
 corrective user's default budget (0.5 % of the pool's pixels per iteration). Its report goes to
 ``OUT/<set>/<model>-s<seed>/report.json`` (with ``effort.png``); a run whose report exists is
-skipped unless ``--force``. ``unet:gate<F>`` is the U-Net with ``TrainConfig.novelty_gate = F``
-(``unet:gate0``: without the gate), written as ``unet-gate<F>``.
+skipped unless ``--force``. A model may carry options after colons: ``:gate<F>`` (U-Net only,
+``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
+margin in pixels instead of the default 1), e.g. ``unet:gate2``, ``rf:m0``; the folder name writes
+the colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -44,7 +46,8 @@ MODELS = ("unet", "rf", "patch-cnn")
 # 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
 DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
 TARGETS = (0.95, 0.90, 0.85)
-GATED = re.compile(r"unet:gate([0-9.]+)")  # the U-Net with a given novelty gate factor
+# a model with options: the U-Net's novelty gate factor, the accepting margin
+MODEL_SPEC = re.compile(r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?")
 
 
 def _options(set_name: str) -> dict[str, Any]:
@@ -80,9 +83,10 @@ def run(args: argparse.Namespace) -> None:
                 dest = args.out / set_name / f"{model.replace(':', '-')}-s{seed}"
                 if (dest / "report.json").exists() and not args.force:
                     continue
-                gate = GATED.fullmatch(model)
+                spec = MODEL_SPEC.fullmatch(model)
+                assert spec is not None  # checked by main()
                 cfg = SimulationConfig(
-                    model="unet" if gate else model,
+                    model=spec["name"],
                     iterations=args.iterations,
                     interaction="correct",
                     seed=seed,
@@ -91,8 +95,10 @@ def run(args: argparse.Namespace) -> None:
                     max_images=opts["max_images"],
                 )
                 cfg.train.threads = args.threads
-                if gate:
-                    cfg.train.novelty_gate = float(gate.group(1))
+                if spec["gate"]:
+                    cfg.train.novelty_gate = float(spec["gate"])
+                if spec["margin"]:
+                    cfg.margin = int(spec["margin"])
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -234,7 +240,11 @@ def main() -> None:
     args.sets = [s for s in args.sets.split(",") if s]
     args.models = [m for m in args.models.split(",") if m]
     bad = [s for s in args.sets if s not in SETS] + [
-        m for m in args.models if m not in MODELS and not GATED.fullmatch(m)
+        m
+        for m in args.models
+        if not (spec := MODEL_SPEC.fullmatch(m))
+        or spec["name"] not in MODELS
+        or (spec["gate"] and spec["name"] != "unet")
     ]
     if bad:
         raise SystemExit(f"unknown sets/models {bad}")

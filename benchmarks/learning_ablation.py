@@ -14,7 +14,8 @@ per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
 (flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
-confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), a suffix
+confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``mg<M>`` (the accepting
+margin in pixels instead of 1, e.g. ``p16b16s160w160mg0-brier``, ``rfmg0``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
@@ -28,7 +29,11 @@ the mean of the new and the previous iteration's, see :func:`_install_weight_ave
 ``imnorm-`` (a probe: each image's bands stretched by their own percentiles before the loop) and a
 prefix ``ssl-`` (a probe of self-supervised pretraining: the U-Net first learns to fill in masked
 blocks of the pool's own unlabeled pixels, see :func:`_ssl_pretrained_build`; e.g.
-``ssl-p16b16s160w160-brier``). One JSON line per run goes to
+``ssl-p16b16s160w160-brier``) and a prefix ``rev-`` (a probe: before each push, machine labels the
+new model contradicts are dropped, and pushed again with the new class where it is accepted; see
+:func:`_install_machine_label_revision`) and ``ctx4-`` / ``ctx4m<M>-`` (a probe: a U-Net with a
+fourth scale, receptive field ~41 px; ``m<M>``: training crops with M px of context instead of
+8; see :func:`_install_fourth_scale`). One JSON line per run goes to
 ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over seeds of
 the final test mIoU and of the mean over the 10 iterations — the iterations jump by
 ±0.05, so the mean over them is the steadier figure).
@@ -206,6 +211,78 @@ def _install_weight_average() -> None:
     net_module.calibrate = soup_calibrate
 
 
+def _install_machine_label_revision() -> None:
+    """Probe: before each push, machine labels the new model contradicts are revised.
+
+    A machine-labeled pool pixel whose new prediction is another class loses its label; where
+    that prediction passes the acceptance test it is pushed again with the new class (as this
+    iteration's machine label). Human labels are never touched. Errors pushed early would
+    otherwise stay in the training set for good."""
+    from napari_hitl.core.evaluation import simulate as sim
+    from napari_hitl.core.store import PROVENANCE_UNLABELED, machine_provenance
+
+    plain_accept, plain_push = sim.accept_mask, sim.push
+    last: dict[str, np.ndarray] = {}
+
+    def accept_and_remember(confidence, *args, **kwargs):
+        last["mask"] = plain_accept(confidence, *args, **kwargs)
+        return last["mask"]
+
+    def revising_push(labels, provenance, predicted, accept, iteration):
+        machine = provenance >= machine_provenance(1)
+        wrong = machine & (predicted != labels)
+        if wrong.any():
+            labels = np.where(wrong, 0, labels)
+            provenance = np.where(wrong, PROVENANCE_UNLABELED, provenance)
+            accept = accept | (wrong & last.pop("mask", np.zeros_like(wrong)))
+        return plain_push(labels, provenance, predicted, accept, iteration)
+
+    sim.accept_mask, sim.push = accept_and_remember, revising_push
+
+
+def _install_fourth_scale(margin: int | None) -> None:
+    """Probe: the U-Net with a fourth scale (1/8, 64 channels) — a receptive field of ~41 px
+    instead of 18 (halo 40, tiles aligned to 8); ``margin``: the training crops' context."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning import networks
+    from napari_hitl.core.learning import weights as weights_module
+
+    class FourScaleUNet(networks.SmallUNet):
+        halo = 40
+        align = 8
+
+        def __init__(self, in_channels: int, n_classes: int) -> None:
+            super().__init__(in_channels, n_classes)
+            self.enc3 = networks._block(64, 64)
+            self.fuse2 = nn.Sequential(nn.Conv2d(128, 64, 1), nn.BatchNorm2d(64), nn.ReLU(True))
+
+        def features(self, x):
+            e0 = self.enc0(x)
+            e1 = self.enc1(F.max_pool2d(e0, 2))
+            e2 = self.enc2(F.max_pool2d(e1, 2))
+            e3 = self.enc3(F.max_pool2d(e2, 2))
+            up = lambda a, b: F.interpolate(a, size=b.shape[-2:], mode="nearest")  # noqa: E731
+            d2 = self.fuse2(torch.cat([up(e3, e2), e2], 1))
+            d1 = self.fuse1(torch.cat([up(d2, e1), e1], 1))
+            return self.fuse0(torch.cat([up(d1, e0), e0], 1))
+
+    plain = networks.build_model
+
+    def build(spec):
+        if spec.kind == "unet":
+            return FourScaleUNet(spec.in_channels, spec.n_classes)
+        return plain(spec)
+
+    net_module.build_model = build
+    weights_module.build_model = build
+    if margin is not None:
+        net_module.TRAIN_MARGIN = margin
+
+
 def _per_image_normalized(samples: list) -> list:
     """Probe: every band of every image stretched by its own 1st–99.8th percentiles (the
     microscopy habit, e.g. CSBDeep's ``normalize``), before the loop's store-wide statistics."""
@@ -240,20 +317,27 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     ssl = variant.startswith("ssl-")
     if variant.startswith("snap-"):
         _install_snapshot_ensemble()
+    if variant.startswith("rev-"):
+        _install_machine_label_revision()
+    ctx = re.match(r"ctx4(?:m(\d+))?-", variant)
+    if ctx:
+        _install_fourth_scale(int(ctx.group(1)) if ctx.group(1) else None)
     gate = re.match(r"oodc([0-9.]+)-", variant)
     variant_opts = re.sub(
-        r"^oodc[0-9.]+-",
+        r"^(oodc[0-9.]+|ctx4(m\d+)?)-",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
         .removeprefix("ssl-")
-        .removeprefix("snap-"),
+        .removeprefix("snap-")
+        .removeprefix("rev-"),
     )
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
         ensemble.DEFAULT_WEIGHTING = "fit"
     model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
+    model = re.sub(r"mg\d+", "", model)
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn") or "+" in model else "unet",
         iterations=10,
@@ -271,6 +355,9 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         m = re.search(key + r"([0-9.]+)", variant_opts)
         if m:
             setattr(cfg.train, field, float(m.group(1)))
+    m = re.search(r"mg(\d+)", variant_opts)
+    if m:  # the accepting margin in pixels (default 1)
+        cfg.margin = int(m.group(1))
     m = re.search(r"th(0\.[0-9]+)", variant_opts)
     if m:  # the acceptance threshold (default 0.95)
         cfg.threshold = float(m.group(1))
