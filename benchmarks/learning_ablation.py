@@ -34,7 +34,8 @@ new model contradicts are dropped, and pushed again with the new class where it 
 :func:`_install_machine_label_revision`) and ``ctx4-`` / ``ctx4m<M>-`` (a probe: a U-Net with a
 fourth scale, receptive field 33 px; ``m<M>``: training crops with M px of context instead of
 8; see :func:`_install_fourth_scale`) and ``imhold-`` (a probe: the temperature is fitted on the
-strokes of whole images left out of training, see :func:`_install_image_holdout`). One JSON line
+strokes of whole images left out of training, see :func:`_install_image_holdout`) and
+``wlr<F>-`` (a probe: warm starts at F × the learning rate instead of 0.5×). One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
 jump by ±0.05, so the mean over them is the steadier figure).
@@ -332,6 +333,23 @@ def _install_image_holdout() -> None:
     net_module.split_holdout = image_holdout
 
 
+def _install_warm_lr(factor: float) -> None:
+    """Probe: a warm start trains at ``factor`` × the U-Net's learning rate instead of 0.5×."""
+    import torch
+
+    from napari_hitl.core.learning.config import MODEL_DEFAULTS
+
+    fresh = MODEL_DEFAULTS["unet"]["lr"]
+
+    class WarmAdamW(torch.optim.AdamW):
+        def __init__(self, params, lr=1e-3, **kwargs):
+            if abs(lr - 0.5 * fresh) < 1e-12:  # the library's warm learning rate
+                lr = factor * fresh
+            super().__init__(params, lr=lr, **kwargs)
+
+    torch.optim.AdamW = WarmAdamW
+
+
 def _per_image_normalized(samples: list) -> list:
     """Probe: every band of every image stretched by its own 1st–99.8th percentiles (the
     microscopy habit, e.g. CSBDeep's ``normalize``), before the loop's store-wide statistics."""
@@ -370,12 +388,15 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         _install_machine_label_revision()
     if variant.startswith("imhold-"):
         _install_image_holdout()
+    wlr = re.match(r"wlr([0-9.]+)-", variant)
+    if wlr:
+        _install_warm_lr(float(wlr.group(1)))
     ctx = re.match(r"ctx4(?:m(\d+))?-", variant)
     if ctx:
         _install_fourth_scale(int(ctx.group(1)) if ctx.group(1) else None)
     gate = re.match(r"oodc([0-9.]+)-", variant)
     variant_opts = re.sub(
-        r"^(oodc[0-9.]+|ctx4(m\d+)?)-",
+        r"^(oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+)-",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
