@@ -388,15 +388,15 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         _install_machine_label_revision()
     if variant.startswith("imhold-"):
         _install_image_holdout()
-    wlr = re.match(r"wlr([0-9.]+)-", variant)
+    wlr = re.search(r"(?:^|-)wlr([0-9.]+)-", variant)
     if wlr:
         _install_warm_lr(float(wlr.group(1)))
     ctx = re.match(r"ctx4(?:m(\d+))?-", variant)
     if ctx:
         _install_fourth_scale(int(ctx.group(1)) if ctx.group(1) else None)
-    gate = re.match(r"oodc([0-9.]+)-", variant)
+    gate = re.search(r"(?:^|-)oodc([0-9.]+)-", variant)
     variant_opts = re.sub(
-        r"^(oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+)-",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
