@@ -16,6 +16,7 @@ uniform, so a threshold keeps such pixels for a person. Measured on five benchma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,20 @@ MAX_PIXELS = 20_000  # human pixels the statistics are fitted on (a random subse
 QUANTILE = 0.99  # of the human pixels' own distances, times the factor, is tau
 SHRINK = 0.5  # share of each class's own covariance (the rest: the covariance of all classes)
 CHUNK = 8_192  # pixels per matrix product (measured fastest of 1k-64k: the products stay in cache)
+
+
+def check_factor(factor: float) -> None:
+    """Refuse a gate factor that is not a finite number ≥ 0 (0 = no gate).
+
+    Raises
+    ------
+    ValueError
+        ``factor`` is negative, NaN or infinite (a gate fitted with it could not be saved).
+    """
+    if not (math.isfinite(factor) and factor >= 0):
+        raise ValueError(
+            f"the novelty gate factor must be a finite number >= 0 (0 = off), got {factor}"
+        )
 
 
 @dataclass
@@ -67,10 +82,11 @@ class NoveltyGate:
         Raises
         ------
         ValueError
-            No pixels, or ``factor`` not positive.
+            No pixels, or ``factor`` not a positive finite number.
         """
-        if factor <= 0:
-            raise ValueError(f"the novelty factor must be positive, got {factor}")
+        check_factor(factor)
+        if factor == 0:
+            raise ValueError("the novelty factor must be positive, got 0")
         f = np.asarray(features, np.float64)
         y = np.asarray(targets)
         if f.ndim != 2 or y.shape != (f.shape[1],) or y.size == 0:
