@@ -412,7 +412,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
     model = re.sub(r"mg\d+", "", model)
     cfg = SimulationConfig(
-        model=model if model in ("rf", "patch-cnn") or "+" in model else "unet",
+        model=model if model in ("rf", "patch-cnn", "auto") or "+" in model else "unet",
         iterations=10,
         seed=seed,
         seed_images=int(opts["--seed-images"]),
@@ -468,6 +468,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         "labeled": round(its[-1]["labeled_fraction"], 3),
         "label_acc": round(its[-1]["label_accuracy"], 3),
         "labeled_curve": [round(r["labeled_fraction"], 4) for r in its],
+        "model_choice": report["config"].get("model_choice"),
         "accepted": summary["accepted_pixels"],
         # pixel-weighted share of accepted pixels that are right, over all iterations
         "accepted_accuracy": round(summary["accepted_accuracy"], 4),

@@ -189,6 +189,25 @@ def test_the_ensemble_model_trains_and_infers_from_the_widget(viewer_with_projec
     assert loop.add_predictions() > 0
 
 
+def test_auto_chooses_a_model_in_the_widget_and_says_which(viewer_with_project, qtbot):
+    """One image: the candidates are compared on its two halves; the status names the winner."""
+    viewer, loop, store = viewer_with_project
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    loop.model_combo.setCurrentText("auto")
+    assert loop.novelty_check.isEnabled()  # auto may pick the U-Net
+    config = loop.train_config()
+    assert config.model == "auto"
+    config.steps = 15
+    assert loop.train(config)
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=180_000)
+    text = loop.status.text()
+    assert "auto chose" in text and "the other half of the image" in text
+    chosen = ProjectStore.open(store.path).model_config("latest")["kind"]
+    assert f"Trained {chosen}, iteration 1" in text
+
+
 def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     """Ticked, Train fits the novelty gate and saves it with the model; not offered for rf."""
     viewer, loop, store = viewer_with_project

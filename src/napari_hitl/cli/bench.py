@@ -80,6 +80,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print_json({"summary": report["summary"], "effort": report["effort"],
                     "report": str(rpath), "curves": str(cpath)})  # fmt: skip
         return 0
+    if report["config"].get("model_choice"):
+        print(report["config"]["model_choice"]["summary"])
     for row in report["iterations"]:
         print(
             f"iteration {row['iteration']:2d}: test mIoU {row['test_miou']:.3f}, "
@@ -118,7 +120,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``bench`` and ``simulate``."""
-    from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
+    from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_CHOICES, MODEL_HELP
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
     p = sub.add_parser(
@@ -150,7 +152,7 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="folder for report.json and curves.png")
     p.add_argument(
-        "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
+        "--model", default=DEFAULT_MODEL, choices=MODEL_CHOICES, help=f"default {DEFAULT_MODEL}"
     )
     p.add_argument(
         "--iterations", type=int, default=10, help="train/predict/push rounds (default 10)"

@@ -67,9 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "holdout_pixels": report.holdout_pixels,
                 "holdout_accuracy": report.holdout_accuracy,
                 "class_pixels": list(report.class_pixels),
+                "model_choice": report.model_choice,
             }
         )
         return 0
+    if report.model_choice:
+        print(report.model_choice["summary"])
     print(
         f"trained {state.classifier.kind} (iteration {state.iteration}, "
         f"{'warm start' if report.warm_start else 'fresh'}): {report.steps} steps in "
@@ -174,7 +177,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def add_loop_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``train``, ``predict``, ``push`` and ``undo``."""
-    from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_HELP, MODEL_NAMES
+    from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_CHOICES, MODEL_HELP
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
     p = sub.add_parser(
@@ -184,7 +187,7 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("store", help=STORE_HELP)
     p.add_argument(
-        "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}"
+        "--model", default=DEFAULT_MODEL, choices=MODEL_CHOICES, help=f"default {DEFAULT_MODEL}"
     )
     p.add_argument(
         "--images", nargs="+", default=None, help="train on these images only: " + IMAGES_HELP

@@ -19,6 +19,11 @@ NOVELTY_GATE_FACTOR = 2.0
 
 DEFAULT_MODEL = "unet"
 MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
+# ``auto`` is no model of its own: the first Train of a fresh model picks one of MODEL_NAMES
+# (napari_hitl.core.learning.auto), which the project then keeps
+AUTO_MODEL = "auto"
+AUTO_CANDIDATES = ("unet", "patch-cnn", "rf")
+MODEL_CHOICES = (*MODEL_NAMES, AUTO_MODEL)
 MODEL_HELP = {
     "unet": "small U-Net (default): 3 scales, 24/48/64 channels, any band count; fast and accurate",
     "patch-cnn": "the paper's 25×25 patch CNN (20 filters 11×11, sigmoid, pool 5, FC 100-100), "
@@ -26,6 +31,9 @@ MODEL_HELP = {
     "rf": "ilastik-style baseline: multiscale filter features per band + a random forest",
     "unet+rf": "the U-Net and the forest trained on the same strokes, their calibrated "
     "probabilities mixed by the weight that fits the held-out strokes (costs both)",
+    "auto": "the first Train compares unet, patch-cnn and rf on strokes of images (or image "
+    "halves) each one did not train on and keeps the best (unet unless beaten by 0.02 "
+    "balanced accuracy); costs six network trainings and three forests, once",
 }
 
 # active learning (napari_hitl.core.active.strategies)

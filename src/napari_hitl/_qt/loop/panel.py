@@ -24,8 +24,8 @@ from napari_hitl.core.choices import (
     DEFAULT_MARGIN,
     DEFAULT_MODEL,
     DEFAULT_THRESHOLD,
+    MODEL_CHOICES,
     MODEL_HELP,
-    MODEL_NAMES,
     NOVELTY_GATE_FACTOR,
 )
 
@@ -47,7 +47,7 @@ class LoopPanel(DockWidget):
             "~/napari-hitl/) and add a labels layer to paint in; reopening it resumes",
         )
         self.model_combo = QComboBox()
-        for name in MODEL_NAMES:
+        for name in MODEL_CHOICES:
             self.model_combo.addItem(name)
             self.model_combo.setItemData(self.model_combo.count() - 1, MODEL_HELP[name],
                                          Qt.ItemDataRole.ToolTipRole)  # fmt: skip

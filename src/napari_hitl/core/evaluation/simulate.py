@@ -27,7 +27,7 @@ from napari_hitl.core.active.strategies import (
     score_tiles,
     split_routes,
 )
-from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
 from napari_hitl.core.evaluation.curves import plot_curves
@@ -36,6 +36,7 @@ from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.jsonable import Jsonable
+from napari_hitl.core.learning.auto import ModelChoice, resolve_model
 from napari_hitl.core.learning.data import (
     TrainingDataError,
     make_labeled_image,
@@ -217,7 +218,9 @@ def simulate(
     gt_pool = np.concatenate([s.truth.ravel() for s in pool])
     has_gt = gt_pool > 0
     names = [f"class {v}" for v in values]
-    clf = make_classifier(config.model, norm, values, names)
+    # ``auto`` picks its model on the seed strokes at the first Train
+    clf = None if config.model == AUTO_MODEL else make_classifier(config.model, norm, values, names)
+    model_choice: ModelChoice | None = None
     train_cfg = TrainConfig(**{**asdict(config.train), "model": config.model, "seed": config.seed})
     iterations: list[dict[str, Any]] = []
     total = config.iterations * (1 + len(pool) + len(test))
@@ -237,6 +240,11 @@ def simulate(
             if lab.any()
         ]
         t0 = time.perf_counter()
+        if clf is None:
+            clf, model_choice = yield from _relay(
+                resolve_model(config.model, images, train_cfg, norm, values, names, cancel),
+                done, total, f"iteration {it}: ",
+            )  # fmt: skip
         train_report = yield from _relay(
             clf.fit(images, train_cfg, cancel), done, total, f"iteration {it}: "
         )
@@ -372,6 +380,7 @@ def simulate(
             "pool": [s.name for s in pool],
             "test": [s.name for s in test],
             "seed_image_names": [pool[j].name for j in seeds],
+            "model_choice": model_choice.to_json() if model_choice is not None else None,
         },
         "iterations": iterations,
         "difficulty": difficulty,

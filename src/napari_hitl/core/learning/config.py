@@ -137,6 +137,7 @@ class TrainReport:
     holdout_nll_after: float | None = None
     warm_start: bool = False
     holdout_accuracy: float | None = None
+    model_choice: dict[str, Any] | None = None  # what ``auto`` compared (ModelChoice.to_json)
 
 
 TrainJob = Generator[Progress, None, TrainReport]

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from napari_hitl.core.choices import MODEL_NAMES
+from napari_hitl.core.choices import AUTO_CANDIDATES, AUTO_MODEL, MODEL_NAMES
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.learning.base import Classifier
 from napari_hitl.core.learning.data import Normalization
@@ -56,6 +56,11 @@ def make_classifier(
         return ForestClassifier(normalization, class_values, class_names)
     if kind in MODEL_NAMES:
         return NetClassifier(kind, normalization, class_values, class_names)
+    if kind == AUTO_MODEL:
+        raise ValueError(
+            "'auto' is no model of its own: train or simulate with --model auto, and the first "
+            "Train picks one of " + ", ".join(AUTO_CANDIDATES)
+        )
     raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 

@@ -247,10 +247,10 @@ def live_training(
         holdout_fraction=0.0,
         precise_bn=False,
         novelty_gate=0.0,  # fitted once, when the session ends (see the module's docstring)
-        lr=float(config.lr or MODEL_DEFAULTS.get(config.model, {}).get("lr", 1e-3))
+        lr=float(config.lr or MODEL_DEFAULTS.get(clf.kind, {}).get("lr", 1e-3))
         * settings.lr_factor,
     )
-    first_steps = int(config.steps or MODEL_DEFAULTS.get(config.model, {}).get("steps", 40))
+    first_steps = int(config.steps or MODEL_DEFAULTS.get(clf.kind, {}).get("steps", 40))
 
     data: list[LabeledImage] = []
     seen, idle, rounds, trained_rounds = -1, 0, 0, 0

@@ -7,6 +7,8 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
+from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MODEL
+from napari_hitl.core.learning.auto import resolve_model
 from napari_hitl.core.learning.data import (
     LabeledImage,
     Normalization,
@@ -78,7 +80,10 @@ def classifier_for_training(
 
     The stored model is continued unless ``fresh``, or it is another model kind, or the classes
     changed since it was trained, or it uses other bands than ``config.bands`` (every band of
-    the images when ``None``). A new classifier is normalized on those bands only.
+    the images when ``None``). A new classifier is normalized on those bands only. With
+    ``config.model == "auto"`` any stored model is continued; a new one is the default model,
+    untrained — :func:`train_project` then replaces it by the one ``auto`` chooses (live mode
+    keeps it).
 
     Raises
     ------
@@ -95,7 +100,7 @@ def classifier_for_training(
     norm = project_normalization(store, names, bands=config.bands)
     previous = None if fresh else load_state(store)
     if previous is not None and (
-        previous.classifier.kind != config.model
+        config.model not in (previous.classifier.kind, AUTO_MODEL)
         or previous.classifier.class_values != [c.value for c in classes]
         or previous.classifier.normalization.band_names != norm.band_names
     ):
@@ -103,7 +108,8 @@ def classifier_for_training(
     if previous is not None:
         return previous.classifier, previous.iteration + 1
     values, class_names = [c.value for c in classes], [c.name for c in classes]
-    return make_classifier(config.model, norm, values, class_names), 1
+    kind = DEFAULT_MODEL if config.model == AUTO_MODEL else config.model
+    return make_classifier(kind, norm, values, class_names), 1
 
 
 def train_project(
@@ -115,7 +121,9 @@ def train_project(
 ) -> Generator[Progress, None, tuple[TrainReport, LoopState]]:
     """Train on every labeled image (warm start from ``latest`` unless ``fresh``); save ``latest``.
 
-    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses. After
+    Stacks train on their labeled slices; ``config.bands`` picks the bands the model uses. With
+    ``config.model == "auto"`` and no model to continue, the candidates are compared on the
+    strokes first (:mod:`napari_hitl.core.learning.auto`; the report's ``model_choice``). After
     saving, the Train is recorded in the store's history (effort so far, held-out accuracy; see
     :mod:`napari_hitl.core.loop.history`).
 
@@ -138,7 +146,13 @@ def train_project(
             f"bands: {', '.join(clf.normalization.band_names)}); leave out the band that is "
             "empty there (napari-hitl train --bands, or Model bands in the widget) or fix the image"
         )
+    choice = None
+    if config.model == AUTO_MODEL and not clf.trained:
+        clf, choice = yield from resolve_model(
+            AUTO_MODEL, data, config, clf.normalization, clf.class_values, clf.class_names, cancel
+        )
     report = yield from clf.fit(data, config, cancel)
+    report.model_choice = choice.to_json() if choice is not None else None
     state = save_latest(store, clf, iteration, config.to_json())
     store.append_history(train_record(store, report, iteration, clf.kind))
     return report, state
