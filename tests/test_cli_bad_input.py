@@ -193,6 +193,27 @@ def test_train_counts_must_be_positive(store, capsys, option, value):
     assert (store / "zarr.json").read_bytes() == before  # no model written
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--machine-weight", "nan", "machine weight (--machine-weight) must be a finite number"),
+        ("--machine-weight", "-0.5", "machine weight (--machine-weight) must be a finite number"),
+        ("--propagate-weight", "inf", "propagation weight (--propagate-weight) must be a finite"),
+        ("--potts-weight", "-1", "Potts weight (--potts-weight) must be a finite number >= 0"),
+        ("--warm-shrink", "1.5", "warm shrink (--warm-shrink) must be in [0, 1], got 1.5"),
+        ("--novelty-gate", "-2", "novelty gate factor (--novelty-gate, 0 = off) must be"),
+    ],
+)
+@pytest.mark.parametrize("model", ["unet", "rf"])
+def test_train_weights_out_of_range_are_refused_before_training(
+    store, capsys, option, value, expected, model
+):
+    before = sorted(p.name for p in store.rglob("*"))
+    rc, _out, err = run(["train", str(store), "--model", model, option, value], capsys)
+    assert rc == 2 and expected in one_line(err)
+    assert sorted(p.name for p in store.rglob("*")) == before  # no model, no history written
+
+
 def test_simulate_steps_must_be_positive(tmp_path, capsys):
     rc, _out, err = run(
         ["simulate", "--images", ".", "--masks", ".", "--out", str(tmp_path), "--steps", "-5"],

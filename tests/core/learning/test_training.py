@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from tests.helpers import scribbled_scenes
@@ -26,7 +28,7 @@ def scenes():
     return scribbled_scenes()
 
 
-@pytest.mark.parametrize(("kind", "steps", "floor"), [("unet", 80, 0.75), ("rf", 0, 0.75)])
+@pytest.mark.parametrize(("kind", "steps", "floor"), [("unet", 80, 0.75), ("rf", None, 0.75)])
 def test_model_reaches_accuracy_on_a_held_out_scene(scenes, kind, steps, floor):
     norm, image, x_test, truth, names = scenes
     clf = make_classifier(kind, norm, CLASSES, names)
@@ -188,3 +190,24 @@ def test_test_time_augmentation_is_flip_equivariant_and_kept_with_the_model(scen
     again = classifier_from_state(*clf.state())
     assert again.tta
     np.testing.assert_allclose(again.logits(x), clf.logits(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": 0}, "training steps (--steps) must be a whole number >= 1, got 0"),
+        ({"lr": float("nan")}, "learning rate must be a finite number > 0"),
+        ({"machine_weight": -1.0}, "machine weight (--machine-weight) must be a finite number"),
+        ({"warm_shrink": float("nan")}, "warm shrink (--warm-shrink) must be in [0, 1]"),
+        ({"holdout_fraction": 1.0}, "held-out share of strokes must be in [0, 1), got 1.0"),
+        ({"calibration": "mse"}, "calibration (--calibration) is 'brier' or 'nll', not 'mse'"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["unet", "rf"])
+def test_settings_no_training_can_use_are_refused_before_it_starts(scenes, kind, change, message):
+    norm, image, _x, _truth, names = scenes
+    clf = make_classifier(kind, norm, CLASSES, names)
+    job = clf.fit([image], TrainConfig(model=kind, seed=0, **change))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        next(job)
+    assert not clf.trained

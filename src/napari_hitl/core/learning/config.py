@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,54 @@ class TrainConfig(Jsonable):
     propagate_weight: float = 0.0
     tta: bool = False
     novelty_gate: float = 0.0
+
+    def check(self) -> None:
+        """Refuse settings no training can use, before anything is trained or saved.
+
+        Raises
+        ------
+        ValueError
+            One line naming the setting (and its command-line option) and the value: a step
+            count, crop size or thread count below 1, a learning rate that is not > 0, a weight
+            that is negative or not finite, a shrink outside [0, 1], a held-out share outside
+            [0, 1), an unknown calibration objective.
+        """
+        for what, value in (
+            ("training steps (--steps)", self.steps),
+            ("warm steps (--warm-steps)", self.warm_steps),
+            ("threads (--threads)", self.threads),
+        ):
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"the {what} must be a whole number >= 1, got {value}")
+        for what, value in (("crops per step", self.batch_size), ("crop edge", self.patch)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"the {what} must be a whole number >= 1, got {value}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
+        for what, value in (
+            ("machine weight (--machine-weight)", self.machine_weight),
+            ("propagation weight (--propagate-weight)", self.propagate_weight),
+            ("Potts weight (--potts-weight)", self.potts_weight),
+            ("novelty gate factor (--novelty-gate, 0 = off)", self.novelty_gate),
+        ):
+            check_weight(what, value)
+        if not (math.isfinite(self.warm_shrink) and 0 <= self.warm_shrink <= 1):
+            raise ValueError(
+                f"the warm shrink (--warm-shrink) must be in [0, 1], got {self.warm_shrink}"
+            )
+        if not (math.isfinite(self.holdout_fraction) and 0 <= self.holdout_fraction < 1):
+            raise ValueError(
+                f"the held-out share of strokes must be in [0, 1), got {self.holdout_fraction}"
+            )
+        if self.calibration not in (None, "brier", "nll"):
+            got = self.calibration
+            raise ValueError(f"the calibration (--calibration) is 'brier' or 'nll', not {got!r}")
+
+
+def check_weight(what: str, value: float) -> None:
+    """Refuse a loss weight or factor that is not a finite number >= 0 (one-line ValueError)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"the {what} must be a finite number >= 0, got {value}")
 
 
 @dataclass

@@ -90,6 +90,7 @@ class ForestClassifier(TiledLogits):
         from sklearn.ensemble import RandomForestClassifier
 
         t0 = time.perf_counter()
+        config.check()
         rng = np.random.default_rng(config.seed)
         split = prepare_training(images, self.class_names, config, rng)
         counts, human, train_images, held = split.counts, split.human, split.train, split.held

@@ -40,7 +40,7 @@ from napari_hitl.core.learning.data import (
     check_trainable,
 )
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
-from napari_hitl.core.learning.novelty import NoveltyGate, check_factor, fit_network_gate
+from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.learning.weights import (
@@ -393,11 +393,11 @@ class NetClassifier(TiledLogits):
         import time
 
         t0 = time.perf_counter()
+        config.check()  # before training, not after it
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        check_factor(config.novelty_gate)  # before training, not after it
         self.tta = bool(config.tta)  # before calibration: the temperature fits what we predict
         self.novelty = None  # the temperature is fitted on the ungated logits (as measured)
         split = prepare_training(images, self.class_names, config, rng)

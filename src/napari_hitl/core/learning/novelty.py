@@ -16,13 +16,14 @@ uniform, so a threshold keeps such pixels for a person. Measured on five benchma
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from napari_hitl.core.learning.config import check_weight
 
 MAX_PIXELS = 20_000  # human pixels the statistics are fitted on (a random subset beyond it)
 QUANTILE = 0.99  # of the human pixels' own distances, times the factor, is tau
@@ -38,10 +39,7 @@ def check_factor(factor: float) -> None:
     ValueError
         ``factor`` is negative, NaN or infinite (a gate fitted with it could not be saved).
     """
-    if not (math.isfinite(factor) and factor >= 0):
-        raise ValueError(
-            f"the novelty gate factor must be a finite number >= 0 (0 = off), got {factor}"
-        )
+    check_weight("novelty gate factor (--novelty-gate, 0 = off)", factor)
 
 
 @dataclass
