@@ -3,7 +3,7 @@ U-Net and each aid switched on alone, beside the default and ``rf`` in the same 
 
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
-    .venv/bin/python -u benchmarks/learning_ablation.py SET VARIANT [SEED] [THREADS]
+    .venv/bin/python -u benchmarks/learning_ablation.py SET VARIANT [SEED] [THREADS] [ITERATIONS]
     .venv/bin/python benchmarks/learning_ablation.py --summarize
 
 Variants: ``none`` (the default U-Net), ``rf`` (the forest), ``prop<W>`` (strokes spread to pure
@@ -35,7 +35,11 @@ new model contradicts are dropped, and pushed again with the new class where it 
 fourth scale, receptive field 33 px; ``m<M>``: training crops with M px of context instead of
 8; see :func:`_install_fourth_scale`) and ``imhold-`` (a probe: the temperature is fitted on the
 strokes of whole images left out of training, see :func:`_install_image_holdout`) and
-``wlr<F>-`` (a probe: warm starts at F × the learning rate instead of 0.5×). One JSON line
+``wlr<F>-`` (a probe: warm starts at F × the learning rate instead of 0.5×) and ``prior<F>-``
+(a probe: the U-Net's class log prior times F), ``emprior-`` (a probe: the class mixture
+re-estimated on each predicted image by EM) and ``crf<W>-`` (a probe: a 5 × 5 local CRF on the
+predictions at weight W; see :func:`_install_local_crf`). ITERATIONS (default 10) shortens a
+run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
 jump by ±0.05, so the mean over them is the steadier figure).
@@ -350,6 +354,70 @@ def _install_warm_lr(factor: float) -> None:
     torch.optim.AdamW = WarmAdamW
 
 
+def _install_prior_scale(factor: float) -> None:
+    """Probe: the U-Net's class log prior (from the human strokes' class frequencies) times
+    ``factor`` (0 = none, 1 = the default). The forest keeps its own."""
+    from napari_hitl.core.learning import net as net_module
+
+    original = net_module.class_log_prior
+
+    def scaled(counts, smoothing=1.0):
+        return (factor * original(counts, smoothing)).astype(np.float32)
+
+    net_module.class_log_prior = scaled
+
+
+def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
+    """Probe: every prediction of the simulated loop (pool and test) is made from changed
+    logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
+    10 steps from the strokes' frequencies); ``"crf"`` runs five mean-field steps of a Potts CRF
+    in a 5 × 5 window whose affinities are the band differences, at ``weight``."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hitl.core.evaluation import simulate as sim_module
+    from napari_hitl.core.learning.prediction import prediction_from_logits, softmax
+
+    def em(z, prior, t):
+        base = z - prior[:, None, None]
+        pi = np.exp(prior) / np.exp(prior).sum()
+        for _ in range(10):
+            p = softmax(base + np.log(pi)[:, None, None], t)
+            pi = np.clip(p.reshape(p.shape[0], -1).mean(1), 1e-4, 1)
+            pi /= pi.sum()
+        return base + np.log(pi)[:, None, None], t
+
+    def crf(z, x, t, radius=2):
+        k, (h, w) = 2 * radius + 1, z.shape[1:]
+        with torch.no_grad():
+            u = torch.from_numpy(np.ascontiguousarray(z, np.float32)) / float(t)
+            xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+            pad = F.pad(xt[None], (radius,) * 4, mode="reflect")
+            d = ((F.unfold(pad, k).view(xt.shape[0], k * k, h, w) - xt[:, None]) ** 2).mean(0)
+            pos = d[d > 0]
+            s2 = float(pos.median()) if pos.numel() else 1.0
+            kern = torch.exp(-d / (2 * s2 + 1e-12))
+            kern[k * k // 2] = 0
+            kern /= kern.sum(0, keepdim=True) + 1e-12
+            q, out = torch.softmax(u, 0), u
+            for _ in range(5):
+                qp = F.unfold(F.pad(q[None], (radius,) * 4, mode="reflect"), k)
+                out = u + weight * (qp.view(z.shape[0], k * k, h, w) * kern[None]).sum(1)
+                q = torch.softmax(out, 0)
+        return out.numpy(), 1.0
+
+    def predict(classifier, x, valid=None, tile="auto", cancel=None):
+        if tile == "auto":
+            tile = int(getattr(classifier, "default_tile", 512))
+        z = yield from classifier.logits_job(x, tile, cancel)
+        t = classifier.temperature
+        prior = np.asarray(classifier.class_log_prior, np.float64)
+        z, t = em(z, prior, t) if kind == "em" else crf(z, x, t)
+        return prediction_from_logits(z, classifier.class_values, t, valid)
+
+    sim_module.predict_normalized = predict
+
+
 def _per_image_normalized(samples: list) -> list:
     """Probe: every band of every image stretched by its own 1st–99.8th percentiles (the
     microscopy habit, e.g. CSBDeep's ``normalize``), before the loop's store-wide statistics."""
@@ -364,7 +432,7 @@ def _per_image_normalized(samples: list) -> list:
     return out
 
 
-def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
+def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 10) -> dict:
     """One simulate run of ``variant``; appends its line to the results."""
     import torch
 
@@ -395,8 +463,16 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     if ctx:
         _install_fourth_scale(int(ctx.group(1)) if ctx.group(1) else None)
     gate = re.search(r"(?:^|-)oodc([0-9.]+)-", variant)
+    prior = re.search(r"(?:^|-)prior([0-9.]+)-", variant)
+    if prior:
+        _install_prior_scale(float(prior.group(1)))
+    crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
+    if crf:
+        _install_prediction_filter("crf", float(crf.group(1)))
+    if re.search(r"(?:^|-)emprior-", variant):
+        _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
@@ -413,7 +489,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
     model = re.sub(r"mg\d+", "", model)
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn", "auto") or "+" in model else "unet",
-        iterations=10,
+        iterations=iterations,
         seed=seed,
         seed_images=int(opts["--seed-images"]),
         scribble_fraction=float(opts["--scribble-fraction"]),
@@ -464,6 +540,7 @@ def run(set_name: str, variant: str, seed: int, threads: int) -> dict:
         "set": set_name,
         "variant": variant,
         "seed": seed,
+        "iterations": iterations,
         "miou": [round(r["test_miou"], 4) for r in its],
         "labeled": round(its[-1]["labeled_fraction"], 3),
         "label_acc": round(its[-1]["label_accuracy"], 3),
@@ -508,5 +585,6 @@ if __name__ == "__main__":
     else:
         args = sys.argv[1:]
         res = run(args[0], args[1], int(args[2]) if len(args) > 2 else 0,
-                  int(args[3]) if len(args) > 3 else 2)  # fmt: skip
+                  int(args[3]) if len(args) > 3 else 2,
+                  int(args[4]) if len(args) > 4 else 10)  # fmt: skip
         print(json.dumps(res), flush=True)
