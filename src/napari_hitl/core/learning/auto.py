@@ -1,8 +1,8 @@
 """``auto``: the model a project's own strokes show to be best, chosen when a model starts.
 
-No model wins everywhere: the U-Net (the default) leads on the multispectral sets, the paper's
-patch CNN on the nuclei (docs/benchmarks.md), and data unlike the benchmark sets may suit the
-ilastik-style forest best. With
+No model wins everywhere: on the benchmark sets the U-Net (the default) leads or ties
+(docs/benchmarks.md), but data unlike them may suit the paper's patch CNN or the ilastik-style
+forest better. With
 ``--model auto`` each candidate of :data:`AUTO_CANDIDATES` is trained on part of the human
 strokes and scored on the rest, and the winner is the project's model until a fresh start.
 
