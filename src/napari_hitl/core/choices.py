@@ -32,8 +32,9 @@ MODEL_HELP = {
     "unet+rf": "the U-Net and the forest trained on the same strokes, their calibrated "
     "probabilities mixed by the weight that fits the held-out strokes (costs both)",
     "auto": "the first Train compares unet, patch-cnn and rf on strokes of images (or image "
-    "halves) each one did not train on and keeps the best (unet unless beaten by 0.02 "
-    "balanced accuracy); costs six network trainings and three forests, once",
+    "halves) each one did not train on and keeps the best (unet unless another is 0.02 "
+    "better in balanced accuracy and better on every fold); costs six network trainings and "
+    "three forests, once",
 }
 
 # active learning (napari_hitl.core.active.strategies)

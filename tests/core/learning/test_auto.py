@@ -20,7 +20,7 @@ from napari_hitl.core.sample.store import build_sample_store
 class _Stub:
     """A classifier whose skill is known: ``"truth"`` reads the class from band 0 (always right),
     ``"memory"`` is right only on the pixels it trained on (class 0 elsewhere), ``"constant"``
-    always says class 0."""
+    always says class 0, ``"im0,im3"`` is right on those images and says class 0 elsewhere."""
 
     def __init__(self, kind: str, skill: str) -> None:
         self.kind, self.skill = kind, skill
@@ -37,7 +37,7 @@ class _Stub:
 
     def logits(self, x, tile=None):
         name = f"im{int(x[1, 0, 0])}"
-        if self.skill == "truth":
+        if self.skill == "truth" or name in self.skill.split(","):
             cls = x[0].astype(int)
         elif self.skill == "memory":
             cls = np.maximum(self.seen.get(name, np.full(x.shape[1:], -1)), 0)
@@ -89,8 +89,21 @@ def test_one_image_is_split_into_halves():
 def test_the_default_keeps_its_place_unless_clearly_beaten():
     choice = _choose(_images(3), {"unet": "truth", "rf": "truth"})
     assert choice.kind == "unet" and choice.scores["rf"] == choice.scores["unet"] == 1.0
+    assert choice.note == ""  # a tie is no case for another model
     choice = _choose(_images(3), {"rf": "truth", "unet": "constant"})
     assert choice.kind == "rf"
+
+
+def test_a_model_better_overall_but_not_on_every_fold_does_not_replace_the_default():
+    images = _images(6)
+    _, folds = stroke_folds(images)
+    lucky = ",".join(im.name for _, score in folds[:2] for im in score)  # right on 2 folds of 3
+    choice = _choose(images, {"unet": "constant", "rf": lucky})
+    assert choice.scores["rf"] > choice.scores["unet"] + 0.1  # far better pooled...
+    assert choice.kind == "unet"  # ...but level on the third fold: not a consistent win
+    assert "rf was not better on 1 of 3 folds, so unet stays" in choice.summary()
+    lucky_everywhere = ",".join(im.name for _, score in folds for im in score[:1])
+    assert _choose(images, {"unet": "constant", "rf": lucky_everywhere}).kind == "rf"
 
 
 def test_strokes_that_cannot_be_compared_keep_the_default():
