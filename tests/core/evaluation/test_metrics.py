@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_hitl.core.evaluation.metrics import confusion, scores
+from napari_hitl.core.evaluation.metrics import balanced_accuracy, confusion, scores
 
 
 def test_scores_of_a_known_confusion():
@@ -26,3 +26,11 @@ def test_values_beyond_the_classes_are_refused(bad):
     arrays[bad][0] = -1
     with pytest.raises(ValueError, match="outside the classes"):
         confusion(arrays["pred"], arrays["truth"], 4)
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    truth = np.array([1, 1, 1, 1, 2, 0, 0])  # class 3 absent, 0 = no truth
+    pred = np.array([1, 1, 1, 2, 1, 3, 3])
+    cm = confusion(pred, truth, 3)
+    assert balanced_accuracy(cm) == pytest.approx((3 / 4 + 0 / 1) / 2)
+    assert np.isnan(balanced_accuracy(confusion(pred, np.zeros(7, int), 3)))

@@ -46,3 +46,13 @@ def scores(cm: np.ndarray) -> dict[str, float]:
         "miou": float((inter[present] / np.maximum(union[present], 1)).mean()),
         "pixel_accuracy": float(inter.sum() / total),
     }
+
+
+def balanced_accuracy(cm: np.ndarray) -> float:
+    """Mean over the classes present in the truth of the share of their pixels predicted right
+    (mean per-class recall), of a :func:`confusion`; NaN without any truth."""
+    rows = cm[1:]
+    present = rows.sum(1) > 0
+    if not present.any():
+        return float("nan")
+    return float((np.diag(cm)[1:][present] / rows.sum(1)[present]).mean())

@@ -36,7 +36,7 @@ from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.jsonable import Jsonable
-from napari_hitl.core.learning.auto import ModelChoice, resolve_model
+from napari_hitl.core.learning.auto import ModelChoice, auto_classifier
 from napari_hitl.core.learning.data import (
     TrainingDataError,
     make_labeled_image,
@@ -242,7 +242,7 @@ def simulate(
         t0 = time.perf_counter()
         if clf is None:
             clf, model_choice = yield from _relay(
-                resolve_model(config.model, images, train_cfg, norm, values, names, cancel),
+                auto_classifier(images, train_cfg, norm, values, names, cancel),
                 done, total, f"iteration {it}: ",
             )  # fmt: skip
         train_report = yield from _relay(

@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.core.choices import AUTO_CANDIDATES, AUTO_MODEL, DEFAULT_MODEL
+from napari_hitl.core.choices import AUTO_CANDIDATES, DEFAULT_MODEL
+from napari_hitl.core.evaluation.metrics import balanced_accuracy, confusion
 from napari_hitl.core.learning.base import Classifier
 from napari_hitl.core.learning.config import TrainConfig
-from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.data import LabeledImage, Normalization, human_mask
 from napari_hitl.core.learning.registry import make_classifier
 from napari_hitl.core.progress import CancelToken, Progress, relay
 
@@ -98,14 +99,14 @@ class ModelChoice:
 
 
 def _human(im: LabeledImage) -> np.ndarray:
-    return np.asarray(im.extra.get("human", im.weight >= 1.0), bool) & (im.target >= 0)
+    return human_mask(im) & (im.target >= 0)
 
 
 def _masked(im: LabeledImage, keep: np.ndarray) -> LabeledImage:
     """``im`` with its labels outside ``keep`` removed."""
     target = np.where(keep, im.target, -1)
     weight = np.where(keep, im.weight, 0.0).astype(np.float32)
-    extra = {**im.extra, "human": np.asarray(im.extra.get("human", im.weight >= 1.0)) & keep}
+    extra = {**im.extra, "human": human_mask(im) & keep}
     return LabeledImage(im.name, im.x, target, weight, extra)
 
 
@@ -197,8 +198,7 @@ def choose_model(
     cfg = replace(config, holdout_fraction=0.0, novelty_gate=0.0, tta=False)
     default = DEFAULT_MODEL if DEFAULT_MODEL in candidates else candidates[0]
     k = len(make(candidates[0]).class_values)
-    right = {kind: np.zeros(k) for kind in candidates}
-    total = np.zeros(k)
+    pooled = {kind: np.zeros((k + 1, k + 1), np.int64) for kind in candidates}
     fold_scores: list[dict[str, float]] = []
     jobs = len(folds) * len(candidates)
     for f, (train, score) in enumerate(folds):
@@ -207,25 +207,19 @@ def choose_model(
         held = [(im, m) for im, m in held if m.any()]
         if trained.sum() < 2 or not held:
             continue  # fewer than two classes to train on, or nothing of theirs to score
-        fold_total = np.zeros(k)
-        for im, m in held:
-            fold_total += np.bincount(im.target[m], minlength=k)[:k]
-        total += fold_total
         fold_scores.append({})
         for c, kind in enumerate(candidates):
             clf: Classifier = make(kind)
             label = f"auto: fold {f + 1}/{len(folds)}, {kind}"
             yield from relay(clf.fit(train, cfg, cancel), f * len(candidates) + c, jobs, label)
-            fold_right = np.zeros(k)
-            for im, m in held:
-                t = im.target[m]
-                hit = t[clf.logits(im.x).argmax(0)[m] == t]
-                fold_right += np.bincount(hit, minlength=k)[:k]
-            right[kind] += fold_right
-            fold_scores[-1][kind] = _balanced(fold_right, fold_total)
+            cm = sum(  # class indices + 1: value 0 is "no truth" to confusion()
+                confusion(clf.logits(im.x).argmax(0)[m] + 1, im.target[m] + 1, k) for im, m in held
+            )
+            pooled[kind] += cm
+            fold_scores[-1][kind] = balanced_accuracy(cm)
     if not fold_scores:
         return ModelChoice(default)
-    scores = {kind: _balanced(right[kind], total) for kind in candidates}
+    scores = {kind: balanced_accuracy(pooled[kind]) for kind in candidates}
     best = max(candidates, key=lambda kind: scores[kind])
     lost = sum(fs[best] <= fs[default] for fs in fold_scores)
     note = ""
@@ -235,14 +229,7 @@ def choose_model(
         note = f"{best} was not better on {lost} of {len(fold_scores)} folds, so {default} stays"
     if note:
         best = default
-    used = len(fold_scores)
-    return ModelChoice(best, scores, method, used, note)
-
-
-def _balanced(right: np.ndarray, total: np.ndarray) -> float:
-    """Mean over the classes with held-out pixels of the share predicted right."""
-    seen = total > 0
-    return float(np.mean(right[seen] / total[seen]))
+    return ModelChoice(best, scores, method, len(fold_scores), note)
 
 
 def _trained_classes(train: Sequence[LabeledImage], k: int) -> np.ndarray:
@@ -253,27 +240,22 @@ def _trained_classes(train: Sequence[LabeledImage], k: int) -> np.ndarray:
     return seen
 
 
-def resolve_model(
-    kind: str,
+def auto_classifier(
     images: Sequence[LabeledImage],
     config: TrainConfig,
     normalization: Normalization,
     class_values: Sequence[int],
     class_names: Sequence[str],
     cancel: CancelToken | None = None,
-) -> Generator[Progress, None, tuple[Classifier, ModelChoice | None]]:
-    """A fresh classifier of ``kind``; for ``auto``, of the model :func:`choose_model` picks.
+) -> Generator[Progress, None, tuple[Classifier, ModelChoice]]:
+    """A fresh, untrained classifier of the model :func:`choose_model` picks, and the choice.
 
-    Returns
-    -------
-    classifier, choice
-        ``choice`` is ``None`` unless ``kind`` is ``auto``.
+    A progress generator (the candidates' trainings); its return value is
+    ``(classifier, choice)``.
     """
 
     def make(name: str) -> Classifier:
         return make_classifier(name, normalization, class_values, class_names)
 
-    if kind != AUTO_MODEL:
-        return make(kind), None
     choice = yield from choose_model(images, config, make, cancel=cancel)
     return make(choice.kind), choice

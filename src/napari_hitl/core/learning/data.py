@@ -130,6 +130,12 @@ class LabeledImage:
     extra: dict = field(default_factory=dict)
 
 
+def human_mask(image: LabeledImage) -> np.ndarray:
+    """Where ``image``'s labels are the person's: its ``extra["human"]`` mask, or (an image made
+    without one) where a label weighs 1 — machine labels weigh less."""
+    return np.asarray(image.extra.get("human", image.weight >= 1.0), bool)
+
+
 def class_index(labels: np.ndarray, class_values: Sequence[int]) -> np.ndarray:
     """Map label values to indices 0..K-1 (-1 for 0 = unlabeled).
 

@@ -38,6 +38,7 @@ from napari_hitl.core.learning.data import (
     LabeledImage,
     Normalization,
     check_trainable,
+    human_mask,
 )
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
@@ -161,7 +162,7 @@ def prepare_training(
 ) -> TrainingSplit:
     """Check the labels can train, and hold out human strokes for calibration."""
     counts = check_trainable(images, class_names)
-    human = [im.extra.get("human", im.weight >= 1.0) for im in images]
+    human = [human_mask(im) for im in images]
     train, held = split_holdout(images, config.holdout_fraction, rng, human)
     check_trainable(train, class_names)
     return TrainingSplit(counts, human, train, held)

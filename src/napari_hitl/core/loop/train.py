@@ -8,7 +8,7 @@ from collections.abc import Generator, Sequence
 import numpy as np
 
 from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MODEL
-from napari_hitl.core.learning.auto import resolve_model
+from napari_hitl.core.learning.auto import auto_classifier
 from napari_hitl.core.learning.data import (
     LabeledImage,
     Normalization,
@@ -148,8 +148,8 @@ def train_project(
         )
     choice = None
     if config.model == AUTO_MODEL and not clf.trained:
-        clf, choice = yield from resolve_model(
-            AUTO_MODEL, data, config, clf.normalization, clf.class_values, clf.class_names, cancel
+        clf, choice = yield from auto_classifier(
+            data, config, clf.normalization, clf.class_values, clf.class_names, cancel
         )
     report = yield from clf.fit(data, config, cancel)
     report.model_choice = choice.to_json() if choice is not None else None
