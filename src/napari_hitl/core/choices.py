@@ -24,6 +24,14 @@ MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
 AUTO_MODEL = "auto"
 AUTO_CANDIDATES = ("unet", "patch-cnn", "rf")
 MODEL_CHOICES = (*MODEL_NAMES, AUTO_MODEL)
+
+
+def may_gate(model: str) -> bool:
+    """Whether a Train of ``model`` can fit the novelty gate (a U-Net's feature map): ``unet``,
+    an ensemble holding it, or ``auto``, which may pick it."""
+    return "unet" in model or model == AUTO_MODEL
+
+
 MODEL_HELP = {
     "unet": "small U-Net (default): 3 scales, 24/48/64 channels, any band count; fast and accurate",
     "patch-cnn": "the paper's 25×25 patch CNN (20 filters 11×11, sigmoid, pool 5, FC 100-100), "

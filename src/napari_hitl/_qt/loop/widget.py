@@ -33,7 +33,7 @@ from napari_hitl._qt.loop.live import LiveController
 from napari_hitl._qt.loop.panel import LoopPanel
 from napari_hitl._qt.loop.points import PointsTool
 from napari_hitl._qt.loop.texts import areas_text, history_text
-from napari_hitl.core.choices import AUTO_MODEL, NOVELTY_GATE_FACTOR
+from napari_hitl.core.choices import NOVELTY_GATE_FACTOR, may_gate
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.learning.data import TrainingDataError
 from napari_hitl.core.learning.net import TrainConfig
@@ -92,7 +92,7 @@ class LoopWidget(LoopPanel):
         self.adopt_button.clicked.connect(self.start_labeling)
         self.live_check.toggled.connect(self._live_toggled)
         self.model_combo.currentTextChanged.connect(
-            lambda m: self.novelty_check.setEnabled("unet" in m or m == AUTO_MODEL)  # U-Net gate
+            lambda m: self.novelty_check.setEnabled(may_gate(m))
         )
         self.update_button.clicked.connect(lambda: self.live.start(once=True))
         self.live.state_changed.connect(self._live_state)
@@ -270,8 +270,7 @@ class LoopWidget(LoopPanel):
     def train_config(self) -> TrainConfig:
         """The training settings chosen in the widget."""
         model = self.model_combo.currentText()
-        net = "unet" in model or model == AUTO_MODEL  # the gate is fitted if auto picks unet
-        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and net else 0.0
+        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and may_gate(model) else 0.0
         return TrainConfig(model=model, bands=self.model_bands(), novelty_gate=gate)
 
     def _set_busy(self, busy: bool) -> None:
