@@ -14,10 +14,13 @@ per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
 (flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
-confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``mg<M>`` (the accepting
+confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``tb<S>`` (train for S
+seconds instead of the step counts, ``TrainConfig.time_budget``, e.g.
+``p16b16s160w160tb4-brier``), ``mg<M>`` (the accepting
 margin in pixels instead of 1, e.g. ``p16b16s160w160mg0-brier``, ``rfmg0``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
-(a probe of the filter-bank front end before it is built into the network: the 84 features of
+(a probe of the filter-bank front end before it is built into the network; ``bank:1,2`` or
+``bank:1,2:gradient,hessian`` choose its scales and kinds: the 84 features of
 :class:`~napari_hitl.core.learning.filter_bank.FilterBank` — σ 1–8, on the first 3 principal
 components for more than 3 bands — computed on each whole image with reflect borders and
 appended to its bands), a prefix ``snap-`` (a probe of a two-snapshot ensemble: every warm U-Net
@@ -63,7 +66,9 @@ CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
 RESULTS = HERE / "results" / "learning" / "results.jsonl"
 
 
-def _bank_features(samples: list) -> list:
+def _bank_features(samples: list, spec: str = "") -> list:
+    """The ``bank`` probe's features appended to the bands; ``spec`` is what follows ``bank``:
+    ``""`` (σ 1–8, every kind) or ``":1,2"`` / ``":1,2:gradient,hessian"`` (sigmas, kinds)."""
     import torch
 
     from napari_hitl.core.evaluation.simulate import Sample
@@ -76,7 +81,13 @@ def _bank_features(samples: list) -> list:
     out = []
     for s in samples:
         z = (s.bands.astype(np.float32) - mu[:, None, None]) / sd[:, None, None]
-        bank = FilterBank(z.shape[0], projection=proj, padding="reflect")
+        parts = spec.split(":")[1:]
+        options = {}
+        if parts and parts[0]:
+            options["sigmas"] = [float(v) for v in parts[0].split(",")]
+        if len(parts) > 1:
+            options["features"] = parts[1].split(",")
+        bank = FilterBank(z.shape[0], projection=proj, padding="reflect", **options)
         with torch.no_grad():
             f = bank(torch.from_numpy(z)[None])[0].numpy()
         out.append(Sample(s.name, np.concatenate([s.bands.astype(np.float32), f]), s.truth))
@@ -443,8 +454,8 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     opts = SET_OPTIONS[set_name]
     mi = int(opts["--max-images"]) if "--max-images" in opts else None
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
-    if variant == "bank":
-        samples = _bank_features(samples)
+    if variant == "bank" or variant.startswith("bank:"):
+        samples = _bank_features(samples, variant.removeprefix("bank"))
     if variant.startswith("soup-"):
         _install_weight_average()
     if variant.startswith("imnorm-"):
@@ -507,6 +518,9 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     m = re.search(r"mg(\d+)", variant_opts)
     if m:  # the accepting margin in pixels (default 1)
         cfg.margin = int(m.group(1))
+    m = re.search(r"tb([0-9.]+)", variant_opts)
+    if m:  # a training budget in seconds instead of the step counts (TrainConfig.time_budget)
+        cfg.train.time_budget = float(m.group(1))
     m = re.search(r"th(0\.[0-9]+)", variant_opts)
     if m:  # the acceptance threshold (default 0.95)
         cfg.threshold = float(m.group(1))
@@ -549,6 +563,8 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
         "accepted": summary["accepted_pixels"],
         # pixel-weighted share of accepted pixels that are right, over all iterations
         "accepted_accuracy": round(summary["accepted_accuracy"], 4),
+        "train_seconds": [r["train_seconds"] for r in its],
+        "train_steps": [r["train_steps"] for r in its],
         "wall": round(time.perf_counter() - t0, 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -211,6 +211,9 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
     train = run_json(["train", path, "--steps", "20", "--threads", "1"])
     assert train["model"] == "unet" and train["iteration"] == 1 and train["steps"] == 20
     assert train["temperature"] >= 1.0 and sum(train["class_pixels"]) > 0
+    # a budget in seconds instead of steps: it trains that long, the report says how many ran
+    timed = run_json(["train", path, "--time-budget", "1.5", "--threads", "1"])
+    assert timed["iteration"] == 2 and timed["steps"] >= 10 and timed["seconds"] >= 1.5
     pred = run_json(["predict", path, "--image", "sample", "--region", "0,48,0,48"])
     assert pred["images"][0]["region"] == [0, 48, 0, 48]
     pred = run_json(["predict", path, "--image", "sample", "--threshold", "0.5"])
@@ -284,11 +287,12 @@ def test_training_aid_options_reach_the_train_config():
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(
             [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll",
-             "--novelty-gate", "3"]
+             "--novelty-gate", "3", "--time-budget", "12.5"]
         )  # fmt: skip
         cfg = train_config(args)
         assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
-        assert cfg.novelty_gate == 3.0
+        assert cfg.novelty_gate == 3.0 and cfg.time_budget == 12.5
     cfg = train_config(build_parser().parse_args(["train", "s.zarr"]))
     assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)
+    assert cfg.time_budget is None  # unset: the model's step counts
     assert cfg.novelty_gate == TrainConfig().novelty_gate  # unset: the config's default

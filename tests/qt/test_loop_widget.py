@@ -213,6 +213,11 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     viewer, loop, store = viewer_with_project
     assert not loop.novelty_check.isChecked()  # off by default
     assert loop.train_config().novelty_gate == 0.0
+    assert loop.train_config().time_budget is None  # "the model's steps"
+    assert loop.budget_spin.text() == "the model's steps"
+    loop.budget_spin.setValue(4.5)
+    assert loop.train_config().time_budget == 4.5
+    loop.budget_spin.setValue(0)
     loop.novelty_check.setChecked(True)
     config = loop.train_config()
     assert config.novelty_gate > 0

@@ -96,6 +96,14 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
 
 def add_warm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="train a network for this many seconds instead of its steps (every Train; the "
+        "step count then depends on the machine's speed; the forest ignores it)",
+    )
+    p.add_argument(
         "--machine-weight",
         type=float,
         default=None,
@@ -169,6 +177,7 @@ def train_config(args: argparse.Namespace):
     for key in (
         "steps",
         "warm_steps",
+        "time_budget",
         "machine_weight",
         "warm_shrink",
         "propagate_weight",

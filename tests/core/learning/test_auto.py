@@ -80,6 +80,19 @@ def test_the_model_right_on_unseen_images_wins_over_one_that_memorises_its_strok
     assert "auto chose rf" in choice.summary() and "held-out images" in choice.summary()
 
 
+def test_the_folds_train_step_counts_even_under_a_time_budget():
+    """A budget would cost every candidate and every fold its seconds: the folds ignore it."""
+    budgets = []
+
+    class Spy(_Stub):
+        def fit(self, images, config, cancel=None):
+            budgets.append(config.time_budget)
+            return (yield from super().fit(images, config, cancel))
+
+    run_to_end(choose_model(_images(3), TrainConfig(time_budget=30.0), lambda k: Spy(k, "truth")))
+    assert len(budgets) == 3 * 3 and set(budgets) == {None}  # three candidates, three folds
+
+
 def test_one_image_is_split_into_halves():
     choice = _choose(_images(1), {"unet": "memory", "patch-cnn": "truth"})
     assert choice.method == "halves" and choice.folds == 2

@@ -197,6 +197,8 @@ def test_test_time_augmentation_is_flip_equivariant_and_kept_with_the_model(scen
     [
         ({"steps": 0}, "training steps (--steps) must be a whole number >= 1, got 0"),
         ({"lr": float("nan")}, "learning rate must be a finite number > 0"),
+        ({"time_budget": 0.0}, "time budget (--time-budget) must be a number of seconds > 0"),
+        ({"time_budget": float("inf")}, "time budget (--time-budget) must be a number of"),
         ({"machine_weight": -1.0}, "machine weight (--machine-weight) must be a finite number"),
         ({"warm_shrink": float("nan")}, "warm shrink (--warm-shrink) must be in [0, 1]"),
         ({"holdout_fraction": 1.0}, "held-out share of strokes must be in [0, 1), got 1.0"),

@@ -161,3 +161,19 @@ def test_the_novelty_gate_is_fitted_when_the_session_saves_not_every_round(proje
     clf = classifier_from_state(store.model_bytes("latest"), store.model_config("latest"))
     assert clf.novelty is not None and clf.novelty.tau > 0
     assert state.model_hash == load_state(store).model_hash
+
+
+def test_rounds_are_counted_in_steps_under_a_time_budget(project):
+    """A budget times Train, not the live rounds: only the first round of a fresh model uses it
+    (a 2 s budget per round would hold each refresh of the view for 2 s)."""
+    store, gt = project
+    labels = sparse_scribbles(gt, 0.03, seed=0)
+    inbox = LiveInbox()
+    inbox.post_labels(labels, _human(labels))
+    config = TrainConfig(time_budget=2.0, threads=1)
+    job = live_training(store, "sample", inbox, config, LiveSettings(round_steps=3), max_rounds=3)
+    updates, state = _updates(job)
+    assert [u.trained for u in updates] == [True, True, True]
+    assert updates[0].seconds >= 2.0  # the fresh model trains for the budget, as Train would
+    assert max(u.seconds for u in updates[1:]) < 1.0  # 3 steps and a 96² view, not 2 s each
+    assert state is not None and state.iteration == 1

@@ -271,7 +271,10 @@ class LoopWidget(LoopPanel):
         """The training settings chosen in the widget."""
         model = self.model_combo.currentText()
         gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and may_gate(model) else 0.0
-        return TrainConfig(model=model, bands=self.model_bands(), novelty_gate=gate)
+        budget = self.budget_spin.value() or None  # 0: the model's step counts
+        return TrainConfig(
+            model=model, bands=self.model_bands(), novelty_gate=gate, time_budget=budget
+        )
 
     def _set_busy(self, busy: bool) -> None:
         name = self.jobs.name

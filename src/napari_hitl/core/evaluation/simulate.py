@@ -351,6 +351,7 @@ def simulate(
             if judged_total
             else float("nan"),
             "train_seconds": round(train_s, 3),
+            "train_steps": train_report.steps,
             "infer_seconds": round(infer_s, 3),
             "temperature": train_report.temperature,
             "test_calibration": calibration,

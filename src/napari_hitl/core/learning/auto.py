@@ -180,7 +180,8 @@ def choose_model(
     config
         The training settings (its model name is ignored; no strokes are held out for
         calibration and no novelty gate is fitted inside the folds — they do not move the
-        argmax the score reads).
+        argmax the score reads; the folds train the models' step counts even under a
+        ``time_budget``, which would otherwise cost every candidate and fold the budget).
     make
         ``make(kind)`` → a fresh, untrained classifier of that model.
     candidates
@@ -195,7 +196,7 @@ def choose_model(
         A progress generator; its return value is the choice.
     """
     method, folds = stroke_folds(images, config.seed)
-    cfg = replace(config, holdout_fraction=0.0, novelty_gate=0.0, tta=False)
+    cfg = replace(config, holdout_fraction=0.0, novelty_gate=0.0, tta=False, time_budget=None)
     default = DEFAULT_MODEL if DEFAULT_MODEL in candidates else candidates[0]
     k = len(make(candidates[0]).class_values)
     pooled = {kind: np.zeros((k + 1, k + 1), np.int64) for kind in candidates}

@@ -46,6 +46,13 @@ class TrainConfig(Jsonable):
     steps
         Optimizer steps for a fresh model; ``warm_steps`` when continuing from the last one
         (``None``: the model's default in :data:`MODEL_DEFAULTS`).
+    time_budget
+        Train a network for this many seconds instead of ``steps`` / ``warm_steps`` (fresh and
+        warm alike; at least 10 steps), its learning-rate cycle laid over the seconds
+        (:class:`~napari_hitl.core.learning.schedule.TrainingClock`). ``None`` (default): the
+        step counts, which reproduce exactly under a seed; a budget's step count depends on
+        the machine's speed and load (the report says how many ran). The forest fits once and
+        ignores it.
     batch_size, patch
         U-Net crops per step and the edge of their supervised window (each crop adds an 8 px
         margin of context, ``TRAIN_MARGIN``). Many small crops around the strokes train
@@ -105,6 +112,7 @@ class TrainConfig(Jsonable):
     model: str = "unet"
     steps: int | None = None
     warm_steps: int | None = None
+    time_budget: float | None = None
     batch_size: int = 16
     patch: int = 16
     lr: float | None = None
@@ -130,7 +138,8 @@ class TrainConfig(Jsonable):
         ------
         ValueError
             One line naming the setting (and its command-line option) and the value: a step
-            count, crop size or thread count below 1, a learning rate that is not > 0, a weight
+            count, crop size or thread count below 1, a time budget that is not > 0 seconds, a
+            learning rate that is not > 0, a weight
             that is negative or not finite, a shrink outside [0, 1], a held-out share outside
             [0, 1), an unknown calibration objective.
         """
@@ -144,6 +153,14 @@ class TrainConfig(Jsonable):
         for what, value in (("crops per step", self.batch_size), ("crop edge", self.patch)):
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"the {what} must be a whole number >= 1, got {value}")
+        budget = self.time_budget
+        if budget is not None and not (
+            isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
+        ):
+            raise ValueError(
+                f"the training time budget (--time-budget) must be a number of seconds > 0, "
+                f"got {budget}"
+            )
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
         for what, value in (

@@ -44,12 +44,13 @@ from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, b
 from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
 from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
+from napari_hitl.core.learning.schedule import TrainingClock
 from napari_hitl.core.learning.weights import (
     fold_batchnorm,
     recompute_batchnorm,
     shrink_towards_init,
 )
-from napari_hitl.core.progress import CancelToken, Progress
+from napari_hitl.core.progress import CancelToken
 
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
 TEMPERATURE_RANGE = (1.0, 20.0)
@@ -438,9 +439,6 @@ class NetClassifier(TiledLogits):
             opt = torch.optim.AdamW(
                 net.parameters(), lr=lr * (0.5 if warm else 1.0), weight_decay=1e-4
             )
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(steps, 1), pct_start=0.15
-        )
         train_human = [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)]
         is_patch = isinstance(net, PatchCNN)
         if not is_patch:
@@ -451,7 +449,8 @@ class NetClassifier(TiledLogits):
         )
 
         loss_value = float("nan")
-        for step in range(steps):
+        clock = TrainingClock(opt, steps, config.time_budget)  # after the optimizer's lr is set
+        while clock.running():
             if cancel is not None:
                 cancel.raise_if_cancelled()
             x, t, w = draw()
@@ -463,13 +462,9 @@ class NetClassifier(TiledLogits):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            clock.tick()
             loss_value = float(loss.detach())
-            yield Progress(
-                step + 1,
-                steps,
-                f"training {self.kind}: step {step + 1}/{steps}, loss {loss_value:.3f}",
-            )
+            yield clock.progress(f"training {self.kind}", f"loss {loss_value:.3f}")
         if not is_patch:
             if config.precise_bn:
                 recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
@@ -477,7 +472,7 @@ class NetClassifier(TiledLogits):
         self.trained = True
         self._eval_net = None
         report = TrainReport(
-            steps=steps,
+            steps=clock.done,
             seconds=0.0,
             final_loss=loss_value,
             class_pixels=counts.tolist(),

@@ -18,8 +18,10 @@ measures it; figures in ``docs/benchmarks.md``). When no new labels arrive for
 session costs no CPU.
 
 Live rounds are plain warm steps (no shrink towards the initial weights, no held-out strokes):
-they are many and short, and the temperature of the last calibration is kept. The final save
-runs one round with held-out strokes, so the saved model is calibrated like any trained one.
+they are many and short (counted in steps even under ``TrainConfig.time_budget``, which only
+the first round of a fresh model uses), and the temperature of the last calibration is kept.
+The final save runs one round with held-out strokes, so the saved model is calibrated like any
+trained one.
 The novelty gate (``TrainConfig.novelty_gate``) is fitted in that final round only: fitting it
 costs a forward pass over every stroked tile, which doubled the time from stroke to refreshed
 view (median 1.73 → 3.69 s); the rounds' previews show the ungated confidence.
@@ -243,6 +245,7 @@ def live_training(
     round_config = replace(
         config,
         warm_steps=settings.round_steps,
+        time_budget=None,  # rounds are short and counted in steps
         warm_shrink=1.0,
         holdout_fraction=0.0,
         precise_bn=False,
@@ -280,8 +283,8 @@ def live_training(
         if train_now:
             temperature = clf.temperature
             cfg = replace(round_config, seed=config.seed + rounds, steps=first_steps)
-            if not clf.trained:  # the first round trains a fresh model at the full rate
-                cfg = replace(cfg, lr=config.lr)
+            if not clf.trained:  # the first round trains a fresh model as Train would
+                cfg = replace(cfg, lr=config.lr, time_budget=config.time_budget)
             try:
                 run_to_end(clf.fit(data, cfg, cancel))
             except TrainingDataError as exc:
