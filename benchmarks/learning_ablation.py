@@ -16,7 +16,9 @@ recorded runs used the former 64² crops — with today's 16² crops it equals t
 (flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
 confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``tb<S>`` (train for S
 seconds instead of the step counts, ``TrainConfig.time_budget``, e.g.
-``p16b16s160w160tb4-brier``), ``mg<M>`` (the accepting
+``p16b16s160w160tb4-brier``), ``fb<S1>_<S2>...`` (the U-Net's filter-bank front end at scales
+S1, S2, ..., ``TrainConfig.filter_bank``, e.g. ``p16b16s160w160fb1_2-brier``), ``mg<M>`` (the
+accepting
 margin in pixels instead of 1, e.g. ``p16b16s160w160mg0-brier``, ``rfmg0``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network; ``bank:1,2`` or
@@ -518,6 +520,9 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     m = re.search(r"mg(\d+)", variant_opts)
     if m:  # the accepting margin in pixels (default 1)
         cfg.margin = int(m.group(1))
+    m = re.search(r"fb([0-9._]+)", variant_opts)
+    if m:  # the U-Net's filter-bank front end at these scales (TrainConfig.filter_bank)
+        cfg.train.filter_bank = [float(v) for v in m.group(1).strip("_").split("_")]
     m = re.search(r"tb([0-9.]+)", variant_opts)
     if m:  # a training budget in seconds instead of the step counts (TrainConfig.time_budget)
         cfg.train.time_budget = float(m.group(1))

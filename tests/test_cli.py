@@ -211,9 +211,6 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
     train = run_json(["train", path, "--steps", "20", "--threads", "1"])
     assert train["model"] == "unet" and train["iteration"] == 1 and train["steps"] == 20
     assert train["temperature"] >= 1.0 and sum(train["class_pixels"]) > 0
-    # a budget in seconds instead of steps: it trains that long, the report says how many ran
-    timed = run_json(["train", path, "--time-budget", "1.5", "--threads", "1"])
-    assert timed["iteration"] == 2 and timed["steps"] >= 10 and timed["seconds"] >= 1.5
     pred = run_json(["predict", path, "--image", "sample", "--region", "0,48,0,48"])
     assert pred["images"][0]["region"] == [0, 48, 0, 48]
     pred = run_json(["predict", path, "--image", "sample", "--threshold", "0.5"])
@@ -227,6 +224,32 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
     assert added == int(((after > 0) & (before == 0)).sum()) > 0
     undo = run_json(["undo", path, "--image", "sample"])
     assert undo == {"image": "sample", "reverted_pixels": added}
+
+
+def test_train_for_seconds_or_with_the_filter_bank(tmp_path, capsys):
+    """--time-budget trains that long (the report says how many steps ran); --filter-bank is
+    another network, so the stored model is not continued, and the bank is kept with it."""
+    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+
+    path = str(tmp_path / "s.zarr")
+    assert main(["sample", path, "--size", "96"]) == 0
+    store = ProjectStore.open(path, "a")
+    store.write_labels(
+        "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
+    )
+    capsys.readouterr()
+
+    def run_json(argv):
+        assert main([*argv, "--threads", "1", "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    timed = run_json(["train", path, "--time-budget", "1.5"])
+    assert timed["iteration"] == 1 and timed["steps"] >= 10 and timed["seconds"] >= 1.5
+    banked = run_json(["train", path, "--filter-bank", "1,2", "--steps", "10"])
+    assert banked["iteration"] == 2 and not banked["warm_start"] and banked["steps"] == 10
+    assert ProjectStore.open(path).model_config("latest")["spec"]["bank"] == [1.0, 2.0]
+    again = run_json(["train", path, "--filter-bank", "1,2", "--warm-steps", "5"])
+    assert again["warm_start"] and again["steps"] == 5
 
 
 def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
@@ -287,12 +310,15 @@ def test_training_aid_options_reach_the_train_config():
     for cmd in (["train", "s.zarr"], ["simulate", "--images", "i", "--masks", "m", "--out", "o"]):
         args = build_parser().parse_args(
             [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll",
-             "--novelty-gate", "3", "--time-budget", "12.5"]
+             "--novelty-gate", "3", "--time-budget", "12.5", "--filter-bank", "1, 2"]
         )  # fmt: skip
         cfg = train_config(args)
         assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
         assert cfg.novelty_gate == 3.0 and cfg.time_budget == 12.5
+        assert cfg.filter_bank == [1.0, 2.0]
+    args = build_parser().parse_args(["train", "s.zarr", "--filter-bank", "on"])
+    assert train_config(args).filter_bank == [1.0, 2.0, 4.0, 8.0]
     cfg = train_config(build_parser().parse_args(["train", "s.zarr"]))
     assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)
-    assert cfg.time_budget is None  # unset: the model's step counts
+    assert cfg.time_budget is None and cfg.filter_bank is None  # unset: steps, no bank
     assert cfg.novelty_gate == TrainConfig().novelty_gate  # unset: the config's default

@@ -204,6 +204,9 @@ def test_train_counts_must_be_positive(store, capsys, option, value):
         ("--novelty-gate", "-2", "novelty gate factor (--novelty-gate, 0 = off) must be"),
         ("--time-budget", "0", "time budget (--time-budget) must be a number of seconds > 0"),
         ("--time-budget", "nan", "time budget (--time-budget) must be a number of seconds > 0"),
+        ("--filter-bank", "0,1", "filter-bank scales (--filter-bank) must be numbers in (0, 16]"),
+        ("--filter-bank", ",", "filter-bank scales (--filter-bank) must be numbers in (0, 16]"),
+        ("--filter-bank", "x", "argument --filter-bank: 'x' is not 'on' or scales in pixels"),
     ],
 )
 @pytest.mark.parametrize("model", ["unet", "rf"])

@@ -218,6 +218,10 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     loop.budget_spin.setValue(4.5)
     assert loop.train_config().time_budget == 4.5
     loop.budget_spin.setValue(0)
+    assert loop.train_config().filter_bank is None and loop.bank_check.isEnabled()
+    loop.bank_check.setChecked(True)
+    assert loop.train_config().filter_bank == [1.0, 2.0, 4.0, 8.0]
+    loop.bank_check.setChecked(False)
     loop.novelty_check.setChecked(True)
     config = loop.train_config()
     assert config.novelty_gate > 0
@@ -231,3 +235,5 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     assert saved["novelty"]["tau"] > 0 and len(saved["novelty"]["means"]) == 5
     loop.model_combo.setCurrentText("rf")
     assert not loop.novelty_check.isEnabled() and loop.train_config().novelty_gate == 0.0
+    loop.bank_check.setChecked(True)  # ticked before: the forest has no filter-bank front end
+    assert not loop.bank_check.isEnabled() and loop.train_config().filter_bank is None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from napari_hitl.cli.progress import ProgressPrinter
-from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FILTER_BANK_SIGMAS
 from napari_hitl.core.errors import HitlError
 
 T = TypeVar("T")
@@ -94,7 +94,30 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
     return r0, r1, c0, c1
 
 
+def bank_scales(text: str) -> list[float]:
+    """argparse type of ``--filter-bank``: ``"on"`` (the default scales) or scales in pixels,
+    comma-separated, e.g. ``1,2,4`` (each is range-checked with the other settings)."""
+    if text.strip().lower() == "on":
+        return list(FILTER_BANK_SIGMAS)
+    try:
+        return [float(v) for v in split_list(text) or []] or [float("nan")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 'on' or scales in pixels, comma-separated, e.g. 1,2,4"
+        ) from None
+
+
 def add_warm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--filter-bank",
+        type=bank_scales,
+        default=None,
+        metavar="on|SIGMAS",
+        help="unet: feed the network a fixed multiscale filter bank (ilastik-style features) "
+        "beside the bands, 'on' for scales "
+        + ",".join(f"{v:g}" for v in FILTER_BANK_SIGMAS)
+        + " or e.g. 1,2 (helped the nuclei, hurt the flood maps: docs/benchmarks.md)",
+    )
     p.add_argument(
         "--time-budget",
         type=float,
@@ -178,6 +201,7 @@ def train_config(args: argparse.Namespace):
         "steps",
         "warm_steps",
         "time_budget",
+        "filter_bank",
         "machine_weight",
         "warm_shrink",
         "propagate_weight",

@@ -17,6 +17,11 @@ DEMO_LOOP_ITERATIONS = 14
 # the docs use, the one measured in docs/benchmarks.md ("The novelty gate in the library")
 NOVELTY_GATE_FACTOR = 2.0
 
+# the U-Net's filter-bank front end (TrainConfig.filter_bank): the scales the widget's check box
+# and --filter-bank without scales use (ilastik's, as the forest's; docs/benchmarks.md,
+# "The filter bank in the U-Net")
+FILTER_BANK_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+
 DEFAULT_MODEL = "unet"
 MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
 # ``auto`` is no model of its own: the first Train of a fresh model picks one of MODEL_NAMES
@@ -26,9 +31,10 @@ AUTO_CANDIDATES = ("unet", "patch-cnn", "rf")
 MODEL_CHOICES = (*MODEL_NAMES, AUTO_MODEL)
 
 
-def may_gate(model: str) -> bool:
-    """Whether a Train of ``model`` can fit the novelty gate (a U-Net's feature map): ``unet``,
-    an ensemble holding it, or ``auto``, which may pick it."""
+def may_train_unet(model: str) -> bool:
+    """Whether a Train of ``model`` may train a U-Net, and so use its options (the novelty gate
+    on its feature map, the filter-bank front end): ``unet``, an ensemble holding it, or
+    ``auto``, which may pick it."""
     return "unet" in model or model == AUTO_MODEL
 
 

@@ -25,6 +25,7 @@ from napari_hitl.core.choices import (
     DEFAULT_MARGIN,
     DEFAULT_MODEL,
     DEFAULT_THRESHOLD,
+    FILTER_BANK_SIGMAS,
     MODEL_CHOICES,
     MODEL_HELP,
     NOVELTY_GATE_FACTOR,
@@ -59,6 +60,13 @@ class LoopPanel(DockWidget):
             f"pixels ({NOVELTY_GATE_FACTOR:g}x their own 99th-percentile distance) keep their "
             "predicted class but lose confidence, so Add predictions leaves them to you. Fewer "
             "pixels are added, more of them right (see docs/learning.md)"
+        )
+        self.bank_check = QCheckBox("Texture features (filter bank)")
+        self.bank_check.setToolTip(
+            "U-Net: feed the network ilastik-style features (smoothing, edges, blobs, ridges at "
+            "scales " + ", ".join(f"{v:g}" for v in FILTER_BANK_SIGMAS) + " px) beside the "
+            "bands. Measured: better on nuclei, worse on flood maps (docs/benchmarks.md); "
+            "about 2x the training time. Changing it starts a new model at the next Train"
         )
         self.budget_spin = QDoubleSpinBox()
         self.budget_spin.setRange(0.0, 600.0)
@@ -145,6 +153,7 @@ class LoopPanel(DockWidget):
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Model", self.model_combo)
         form.addRow("", self.novelty_check)
+        form.addRow("", self.bank_check)
         form.addRow("Train for", self.budget_spin)
         form.addRow("Model bands", self.bands_list)
         form.addRow("Predict", self.stack_combo)

@@ -33,7 +33,7 @@ from napari_hitl._qt.loop.live import LiveController
 from napari_hitl._qt.loop.panel import LoopPanel
 from napari_hitl._qt.loop.points import PointsTool
 from napari_hitl._qt.loop.texts import areas_text, history_text
-from napari_hitl.core.choices import NOVELTY_GATE_FACTOR, may_gate
+from napari_hitl.core.choices import FILTER_BANK_SIGMAS, NOVELTY_GATE_FACTOR, may_train_unet
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.learning.data import TrainingDataError
 from napari_hitl.core.learning.net import TrainConfig
@@ -91,9 +91,7 @@ class LoopWidget(LoopPanel):
         self.region_button.clicked.connect(self.draw_region)
         self.adopt_button.clicked.connect(self.start_labeling)
         self.live_check.toggled.connect(self._live_toggled)
-        self.model_combo.currentTextChanged.connect(
-            lambda m: self.novelty_check.setEnabled(may_gate(m))
-        )
+        self.model_combo.currentTextChanged.connect(self._model_changed)
         self.update_button.clicked.connect(lambda: self.live.start(once=True))
         self.live.state_changed.connect(self._live_state)
         self.uncertainty_combo.currentTextChanged.connect(lambda _t: self._restyle_uncertainty())
@@ -270,11 +268,21 @@ class LoopWidget(LoopPanel):
     def train_config(self) -> TrainConfig:
         """The training settings chosen in the widget."""
         model = self.model_combo.currentText()
-        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and may_gate(model) else 0.0
+        unet = may_train_unet(model)
+        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and unet else 0.0
+        bank = list(FILTER_BANK_SIGMAS) if self.bank_check.isChecked() and unet else None
         budget = self.budget_spin.value() or None  # 0: the model's step counts
         return TrainConfig(
-            model=model, bands=self.model_bands(), novelty_gate=gate, time_budget=budget
+            model=model,
+            bands=self.model_bands(),
+            novelty_gate=gate,
+            time_budget=budget,
+            filter_bank=bank,
         )
+
+    def _model_changed(self, model: str) -> None:
+        for box in (self.novelty_check, self.bank_check):  # the U-Net's options
+            box.setEnabled(may_train_unet(model))
 
     def _set_busy(self, busy: bool) -> None:
         name = self.jobs.name

@@ -26,6 +26,8 @@ MODEL_DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
+MAX_BANK_SIGMA = 16.0  # the largest filter-bank scale (its halo is 4σ + a few pixels)
+
 # What the temperature minimises on the held-out strokes, per model (TrainConfig.calibration).
 # The U-Net's few confidently wrong held-out pixels made the NLL soften every pixel (the
 # README's sample loop: T 2.2, 2 % of the pool accepted where T 1 accepts 56 % at 96.8 %
@@ -103,6 +105,13 @@ class TrainConfig(Jsonable):
         factor times the 99th percentile of the human pixels' own distances get their logits
         scaled towards uniform (the predicted class stays, its confidence falls), so the loop
         does not accept them. 0 = off. Kept with the model.
+    filter_bank
+        Scales σ of a fixed filter bank whose ilastik-style features (Gaussian, gradient,
+        Laplacian, Hessian and structure-tensor eigenvalues, on the first 3 principal
+        components of the bands) enter the U-Net beside the bands
+        (:class:`~napari_hitl.core.learning.networks.SmallUNet`; ``None``: none). Kept with
+        the model; a stored model with another setting is not continued. Other models ignore
+        it.
     bands
         Names of the bands the model uses, in this order (``None``: every band of the images).
         Each image is read by band name, so images may hold other bands as well; a stored model
@@ -130,6 +139,7 @@ class TrainConfig(Jsonable):
     propagate_weight: float = 0.0
     tta: bool = False
     novelty_gate: float = 0.0
+    filter_bank: list[float] | None = None
 
     def check(self) -> None:
         """Refuse settings no training can use, before anything is trained or saved.
@@ -177,6 +187,15 @@ class TrainConfig(Jsonable):
         if not (math.isfinite(self.holdout_fraction) and 0 <= self.holdout_fraction < 1):
             raise ValueError(
                 f"the held-out share of strokes must be in [0, 1), got {self.holdout_fraction}"
+            )
+        bank = self.filter_bank
+        if bank is not None and not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= MAX_BANK_SIGMA
+            for v in bank
+        ):
+            raise ValueError(
+                f"the filter-bank scales (--filter-bank) must be numbers in (0, "
+                f"{MAX_BANK_SIGMA:g}] px, got {bank}"
             )
         if self.calibration not in (None, "brier", "nll"):
             got = self.calibration

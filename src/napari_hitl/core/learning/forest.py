@@ -13,15 +13,18 @@ import numpy as np
 
 from napari_hitl.core.errors import StoreError, short_reason
 from napari_hitl.core.learning.base import TiledLogits
-from napari_hitl.core.learning.data import LabeledImage, Normalization
+from napari_hitl.core.learning.data import (
+    LabeledImage,
+    Normalization,
+    class_log_prior,
+    human_class_counts,
+)
 from napari_hitl.core.learning.net import (
     TrainConfig,
     TrainJob,
     TrainReport,
     calibrate,
     calibration_objective,
-    class_log_prior,
-    human_class_counts,
     prepare_training,
 )
 from napari_hitl.core.progress import CancelToken, Progress

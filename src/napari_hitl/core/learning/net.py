@@ -16,7 +16,7 @@ import math
 import pickle  # only for pickle.UnpicklingError: nothing here unpickles
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ from napari_hitl.core.learning.data import (
     LabeledImage,
     Normalization,
     check_trainable,
+    class_log_prior,
+    human_class_counts,
     human_mask,
 )
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
@@ -46,6 +48,7 @@ from napari_hitl.core.learning.propagation import propagate_images
 from napari_hitl.core.learning.regularizers import local_potts_loss
 from napari_hitl.core.learning.schedule import TrainingClock
 from napari_hitl.core.learning.weights import (
+    fit_bank_projection,
     fold_batchnorm,
     recompute_batchnorm,
     shrink_towards_init,
@@ -200,31 +203,6 @@ def calibrate(
     report.holdout_nll_before, report.holdout_nll_after = before, after
 
 
-def class_log_prior(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
-    """log of the labeled class frequencies (add-one smoothed), centred to mean 0.
-
-    Adding it to the logits of a class-balanced model turns its uniform-prior posterior into the
-    posterior under the project's class frequencies (Bayes' rule). Without it a model trained on
-    equal numbers of each class over-predicts rare classes — on real data sets with a dominant
-    class it accepted mostly wrong pixels.
-    """
-    p = (np.asarray(counts, np.float64) + smoothing) / (np.sum(counts) + smoothing * len(counts))
-    logp = np.log(p)
-    return (logp - logp.mean()).astype(np.float32)
-
-
-def human_class_counts(
-    images: Sequence[LabeledImage], human: Sequence[np.ndarray], k: int
-) -> np.ndarray:
-    """Pixels per class among the human labels (the prior must not learn from the model's own
-    accepted predictions: that feedback loop drifts towards the easy majority class)."""
-    counts = np.zeros(k)
-    for im, h in zip(images, human, strict=True):
-        t = im.target[(im.target >= 0) & h]
-        counts += np.bincount(t, minlength=k)[:k]
-    return counts
-
-
 def balanced_loss(
     logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
 ) -> torch.Tensor:
@@ -295,7 +273,9 @@ class PatchBatches:
         self.rng = rng
         self.augment = augment
         self.is_patch = isinstance(net, PatchCNN)
-        self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
+        # the U-Net's crops: the margin, and what its filter bank (if any) takes off first
+        margin = TRAIN_MARGIN + int(getattr(net, "input_margin", 0))
+        self.halo = int(net.halo) if self.is_patch else margin  # type: ignore[arg-type]
         self.out_size = 1 if self.is_patch else patch
         self.batch = batch
         self.sampler = BalancedSampler(images, n_classes, rng, human)
@@ -348,7 +328,7 @@ class PatchBatches:
         """The logits on a batch, cropped to its supervised pixels, with ``t`` and ``w``."""
         if self.is_patch:
             return net.forward_patches(x), t[:, 0, 0], w[:, 0, 0]  # type: ignore[operator]
-        h = self.halo
+        h = TRAIN_MARGIN  # the features are already short of the filter bank's margin
         return net.out(net.features(x))[..., h:-h, h:-h], t, w  # type: ignore[operator]
 
 
@@ -410,10 +390,14 @@ class NetClassifier(TiledLogits):
                 [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)],
                 config.propagate_weight,
             )
-        warm = self.trained
+        bank = [float(v) for v in config.filter_bank or []] if self.kind == "unet" else []
+        bank = bank or None
+        warm = self.trained and self.spec.bank == bank  # another front end: a fresh network
         if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
             torch.manual_seed(config.seed)
+            self.spec = replace(self.spec, bank=bank)
             self.net = build_model(self.spec)
+            fit_bank_projection(self.net, train_images, config.seed)
         elif config.warm_shrink < 1.0:
             shrink_towards_init(self.net, self.spec, config.warm_shrink, config.seed)
         defaults = MODEL_DEFAULTS[self.kind]
@@ -574,6 +558,10 @@ class NetClassifier(TiledLogits):
                 config["class_values"],
                 config["class_names"],
             )
+            bank = (config.get("spec") or {}).get("bank")
+            if bank:  # the U-Net had a filter-bank front end: rebuild it before the weights
+                clf.spec = replace(clf.spec, bank=[float(v) for v in bank])
+                clf.net = build_model(clf.spec)
             with warnings.catch_warnings():  # torch's notes on odd archives: not for the user
                 warnings.simplefilter("ignore", UserWarning)
                 weights = torch.load(io.BytesIO(blob), weights_only=True)

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from napari_hitl.core.choices import MODEL_NAMES
 from napari_hitl.core.jsonable import Jsonable
+from napari_hitl.core.learning.filter_bank import FilterBank
 
 
 @dataclass
 class ModelSpec(Jsonable):
-    """What is needed to rebuild a model: its kind and sizes."""
+    """What is needed to rebuild a model: its kind and sizes, and the scales of the U-Net's
+    filter-bank front end (``None``: none; ``TrainConfig.filter_bank``)."""
 
     kind: str
     in_channels: int
     n_classes: int
+    bank: list[float] | None = None
+
+
+BANK_COMPONENTS = 3
+"""The filter bank runs on the first principal components of the bands when there are more."""
+
+UNET_HALO = 24
+"""Context the U-Net proper needs around a pixel (its receptive field reaches 18 px)."""
 
 
 class PatchCNN(nn.Module):
@@ -93,13 +104,35 @@ class SmallUNet(nn.Module):
     most work happens at low resolution. Its receptive field reaches 18 px from a pixel, so a
     ``halo`` of 24 px makes tiled and whole-image predictions agree to float precision (tested);
     tiles start on multiples of ``align`` so that the pooling grid never shifts.
+
+    With ``bank_sigmas`` a fixed filter bank
+    (:class:`~napari_hitl.core.learning.filter_bank.FilterBank`, ``"valid"`` borders, on the
+    first :data:`BANK_COMPONENTS` principal components of the bands when there are more; the
+    projection is a buffer that ``fit`` sets) computes ilastik-style features that enter the
+    U-Net beside the bands. The input then loses ``input_margin`` pixels on each side first
+    (the bank's halo rounded up to ``align``, so the pooling grid keeps its place) and
+    ``halo`` grows by as much.
     """
 
-    halo = 24
+    halo = UNET_HALO
     align = 4
+    input_margin = 0
 
-    def __init__(self, in_channels: int, n_classes: int) -> None:
+    def __init__(
+        self, in_channels: int, n_classes: int, bank_sigmas: list[float] | None = None
+    ) -> None:
         super().__init__()
+        self.bank: FilterBank | None = None
+        if bank_sigmas:
+            projection = (
+                np.zeros((BANK_COMPONENTS, in_channels), np.float32)
+                if in_channels > BANK_COMPONENTS
+                else None
+            )
+            self.bank = FilterBank(in_channels, bank_sigmas, projection=projection)
+            self.input_margin = -(-self.bank.halo // self.align) * self.align
+            self.halo = UNET_HALO + self.input_margin
+            in_channels += self.bank.out_channels
         self.enc0 = _block(in_channels, 24)
         self.enc1 = _block(24, 48)
         self.enc2 = _block(48, 64)
@@ -114,9 +147,21 @@ class SmallUNet(nn.Module):
         )
         self.out = nn.Conv2d(24, n_classes, 1)
 
+    def unet_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What enters the U-Net proper: ``x``, or with a filter bank the bands and their
+        features, ``input_margin`` pixels smaller on each side."""
+        if self.bank is None:
+            return x
+        m, extra = self.input_margin, self.input_margin - self.bank.halo
+        feats = self.bank(x)
+        if extra:
+            feats = feats[..., extra:-extra, extra:-extra]
+        return torch.cat([x[..., m:-m, m:-m], feats.to(x.dtype)], 1)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map before the classifier (full resolution, 24 channels)."""
-        e0 = self.enc0(x)
+        """The last feature map before the classifier (24 channels, the size of ``x`` less
+        ``input_margin`` on each side)."""
+        e0 = self.enc0(self.unet_input(x))
         e1 = self.enc1(F.max_pool2d(e0, 2))
         e2 = self.enc2(F.max_pool2d(e1, 2))
         d1 = self.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))
@@ -125,20 +170,20 @@ class SmallUNet(nn.Module):
     def cropped_features(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`features` of the pixels at least ``halo`` from the border of ``x`` (what the
         logits of :meth:`forward` are computed from)."""
-        h = self.halo
-        return self.features(x)[..., h : x.shape[-2] - h, h : x.shape[-1] - h]
+        f, h = self.features(x), UNET_HALO
+        return f[..., h : f.shape[-2] - h, h : f.shape[-1] - h]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for the pixels at least ``halo`` from the border of ``x``."""
         logits = self.out(self.features(x))
-        h = self.halo
+        h = UNET_HALO
         return logits[..., h : logits.shape[-2] - h, h : logits.shape[-1] - h]
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """A fresh network for ``spec`` (``unet`` or ``patch-cnn``)."""
     if spec.kind == "unet":
-        return SmallUNet(spec.in_channels, spec.n_classes)
+        return SmallUNet(spec.in_channels, spec.n_classes, spec.bank)
     if spec.kind == "patch-cnn":
         return PatchCNN(spec.in_channels, spec.n_classes)
     raise ValueError(f"unknown network {spec.kind!r}; choose one of {', '.join(MODEL_NAMES)}")

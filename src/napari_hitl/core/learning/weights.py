@@ -1,13 +1,17 @@
-"""What happens to a network's weights around training: shrink-and-perturb warm starts,
-re-estimated BatchNorm statistics, and BatchNorm folded into convolutions for inference."""
+"""What happens to a network's weights around training: shrink-and-perturb warm starts, the
+filter bank's projection, re-estimated BatchNorm statistics, and BatchNorm folded into
+convolutions for inference."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from napari_hitl.core.learning.filter_bank import fit_projection
 from napari_hitl.core.learning.networks import ModelSpec, SmallUNet, build_model
 
 
@@ -27,6 +31,33 @@ def shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) 
     with torch.no_grad():
         for p_old, p_new in zip(net.parameters(), fresh.parameters(), strict=True):
             p_old.mul_(lam).add_(p_new, alpha=1.0 - lam)
+
+
+BANK_SAMPLES = 20_000  # pixels the filter bank's principal components are fitted on
+
+
+def fit_bank_projection(net: nn.Module, images: Sequence[Any], seed: int) -> None:
+    """Point a fresh U-Net's filter bank at the first principal components of the bands.
+
+    Fitted on up to :data:`BANK_SAMPLES` normalized pixels drawn evenly from ``images`` (the
+    training images, ``LabeledImage``), once per fresh network; warm starts keep it, so the
+    features a network learnt on do not move. Nothing to do without a bank or when the bands
+    are no more than its components.
+    """
+    bank = getattr(net, "bank", None)
+    if bank is None or bank.projection is None:
+        return
+    rng = np.random.default_rng(seed)
+    per = max(BANK_SAMPLES // max(len(images), 1), 1)
+    rows = []
+    for im in images:
+        flat = im.x.reshape(im.x.shape[0], -1)
+        take = rng.choice(flat.shape[1], min(per, flat.shape[1]), replace=False)
+        rows.append(flat[:, take].T)
+    samples = np.nan_to_num(np.concatenate(rows), nan=0.0, posinf=0.0, neginf=0.0)
+    projection = fit_projection(samples, int(bank.projection.shape[0]))
+    with torch.no_grad():
+        bank.projection.copy_(torch.from_numpy(projection))
 
 
 def recompute_batchnorm(net: nn.Module, draw: Any, batches: int) -> None:
