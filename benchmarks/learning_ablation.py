@@ -380,6 +380,32 @@ def _install_prior_scale(factor: float) -> None:
     net_module.class_log_prior = scaled
 
 
+def _install_bank_scaling() -> None:
+    """Probe: the filter bank's principal components rescaled to the bands' own spread (each
+    component's standard deviation on the samples = the bands' mean one) instead of unit-length
+    axes, whose first component adds up all the bands."""
+    import torch
+
+    from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning import weights
+
+    original = weights.fit_bank_projection
+
+    def scaled(net, images, seed):
+        original(net, images, seed)
+        bank = getattr(net, "bank", None)
+        if bank is None or bank.projection is None:
+            return
+        flat = np.concatenate([im.x.reshape(im.x.shape[0], -1)[:, ::53] for im in images], 1)
+        proj = bank.projection.numpy().astype(np.float64)
+        spread = (proj @ flat).std(1) + 1e-8
+        target = flat.std(1).mean()
+        with torch.no_grad():
+            bank.projection.copy_(torch.from_numpy(proj * (target / spread)[:, None]).float())
+
+    net_module.fit_bank_projection = scaled
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -479,13 +505,15 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     prior = re.search(r"(?:^|-)prior([0-9.]+)-", variant)
     if prior:
         _install_prior_scale(float(prior.group(1)))
+    if re.search(r"(?:^|-)bscale-", variant):
+        _install_bank_scaling()
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

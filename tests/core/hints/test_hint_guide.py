@@ -95,6 +95,17 @@ def test_zero_guide_is_the_identity(model):
     np.testing.assert_allclose(guided.probabilities, plain.probabilities, atol=1e-5)
 
 
+def test_zero_guide_is_the_identity_through_the_filter_bank():
+    x, truth = _scene()
+    clf = NetClassifier("unet", Normalization(BANDS, [0] * 3, [1] * 3), [1, 2, 3], CLASSES)
+    config = TrainConfig(steps=20, filter_bank=[1.0, 2.0])
+    run_to_end(clf.fit([_labeled(x, truth)], config))
+    assert clf.net.input_margin > 0
+    plain = run_to_end(predict_normalized(clf, x))
+    guided = run_to_end(ImageGuide(clf, x).predict_job(tile=None))
+    np.testing.assert_allclose(guided.probabilities, plain.probabilities, atol=1e-5)
+
+
 def test_block_formula_by_hand():
     block = GuidingBlock(2, (8, 8), (8, 8))
     with torch.no_grad():
@@ -111,13 +122,14 @@ def test_block_formula_by_hand():
     assert float(out[0, 0, 0, 0]) == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("kind", ["unet", "patch-cnn"])
-def test_guided_tiles_and_hint_windows_match_one_pass(kind):
-    """α, β live on image coordinates: tiles and small windows see what the whole image sees."""
+@pytest.mark.parametrize(("kind", "bank"), [("unet", None), ("patch-cnn", None), ("unet", [1, 2])])
+def test_guided_tiles_and_hint_windows_match_one_pass(kind, bank):
+    """α, β live on image coordinates: tiles and small windows see what the whole image sees
+    (also through a U-Net's filter-bank front end, which takes its margin off every window)."""
     from napari_hitl.core.learning.networks import ModelSpec, build_model
 
     torch.manual_seed(0)
-    net = build_model(ModelSpec(kind, 3, 3)).eval()
+    net = build_model(ModelSpec(kind, 3, 3, bank)).eval()
     x = np.random.default_rng(0).random((3, 70, 61), dtype=np.float32)
     pixels = np.array([[0, 0], [69, 60], [35, 30], [2, 59], [68, 1], [36, 31]])
     for layer in GUIDE_LAYERS[kind]:

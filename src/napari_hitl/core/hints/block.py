@@ -177,6 +177,9 @@ class NetSplit:
         self.net, self.kind, self.layer = net, kind, layer
         self.geometry = _LayerGeometry(*table[layer])
         self.halo = int(net.halo)  # type: ignore[arg-type]
+        # a U-Net with a filter bank takes input_margin off its windows before the U-Net proper:
+        # the head's state starts that much further in, with the U-Net's own halo around it
+        self.inner_halo = self.halo - int(getattr(net, "input_margin", 0))
         self.align = int(net.align)  # type: ignore[arg-type]
         self.channels = self._channels()
 
@@ -199,7 +202,7 @@ class NetSplit:
         net = self.net
         with torch.no_grad():
             if self.kind == "unet":
-                e0 = net.enc0(x)
+                e0 = net.enc0(net.unet_input(x))
                 if self.layer == "enc0":
                     return {"e0": e0}
                 e1 = net.enc1(F.max_pool2d(e0, 2))
@@ -294,7 +297,7 @@ class NetSplit:
         so with a zero block, the model's class log ``prior`` and its novelty ``gate`` (U-Net)
         the result equals the classifier's own logits to float precision.
         """
-        halo = self.halo
+        halo, inner = self.halo, self.inner_halo
         log_prior = None if prior is None else torch.from_numpy(np.asarray(prior, np.float32))
 
         def guided(window: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -302,12 +305,12 @@ class NetSplit:
             win = torch.from_numpy(window)[None]
             if self.kind == "unet":
                 win = win.contiguous(memory_format=torch.channels_last)
-            origin = torch.tensor([[y0 - halo, x0 - halo]])
+            origin = torch.tensor([[y0 - inner, x0 - inner]])
             scale = None
             with torch.no_grad():
                 if self.kind == "unet":
                     feats = self.unet_features(self.head(win), block, origin)
-                    feats = feats[..., halo : halo + y1 - y0, halo : halo + x1 - x0]
+                    feats = feats[..., inner : inner + y1 - y0, inner : inner + x1 - x0]
                     logits = self.net.out(feats)[0]  # type: ignore[operator]
                     if gate is not None:
                         scale = gate.scale(feats[0])
@@ -377,7 +380,8 @@ def hint_windows(
     blocks, inverse = np.unique(pixels // b, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     g = split.geometry
-    crop = halo - g.margin if split.kind == "unet" else 0
+    inner = split.inner_halo  # the head's state starts halo - inner into each window
+    crop = inner - g.margin if split.kind == "unet" else 0
     states: list[State] = []
     for s in range(0, len(blocks), batch):
         part = blocks[s : s + batch] * b
@@ -387,8 +391,8 @@ def hint_windows(
             t = t.contiguous(memory_format=torch.channels_last)
         states.append(split.crop_state(split.head(t), crop))
     state = {key: torch.cat([st[key] for st in states]) for key in states[0]}
-    origin = torch.from_numpy(blocks * b - halo + crop)
-    local = pixels - (blocks[inverse] * b - halo + crop + split.out_shift)
+    origin = torch.from_numpy(blocks * b - inner + crop)
+    local = pixels - (blocks[inverse] * b - inner + crop + split.out_shift)
     index = (
         torch.from_numpy(inverse),
         torch.from_numpy(local[:, 0]),
