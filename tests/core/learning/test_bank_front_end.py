@@ -66,7 +66,7 @@ def test_a_u_net_with_the_bank_learns_and_is_kept_with_its_projection(scenes, tr
     clf, _report = trained
     acc = float((run_to_end(predict_normalized(clf, x_test)).labels == truth).mean())
     print(f"filter bank 1,2: held-out pixel accuracy {acc:.3f}")
-    assert acc > 0.75  # the floor of the plain U-Net's test (measured 0.875; plain 0.839)
+    assert acc > 0.75  # the floor of the plain U-Net's test (measured 0.841; plain 0.839)
     projection = clf.net.bank.projection.numpy()
     # principal axes of the training pixels: orthonormal rows, not the zeros it was built with
     np.testing.assert_allclose(projection @ projection.T, np.eye(BANK_COMPONENTS), atol=1e-4)

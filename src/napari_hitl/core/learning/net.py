@@ -273,26 +273,42 @@ class PatchBatches:
         self.rng = rng
         self.augment = augment
         self.is_patch = isinstance(net, PatchCNN)
-        # the U-Net's crops: the margin, and what its filter bank (if any) takes off first
-        margin = TRAIN_MARGIN + int(getattr(net, "input_margin", 0))
-        self.halo = int(net.halo) if self.is_patch else margin  # type: ignore[arg-type]
+        self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
         self.out_size = 1 if self.is_patch else patch
         self.batch = batch
+        self.bands = images[0].x.shape[0] if images else 0
+        # A U-Net's filter bank runs once per image here, not on every crop (its halo would
+        # triple each crop's edge); its features are rotation-invariant, so they turn with the
+        # crop. The crops then hold bands and features: what enters the U-Net proper.
+        self.bank = None if self.is_patch else getattr(net, "bank", None)
         self.sampler = BalancedSampler(images, n_classes, rng, human)
         r = self.out_size // 2 + self.halo
         self.r = r
         self.padded = [
             (
-                np.pad(
-                    im.x,
-                    ((0, 0), (r, r), (r, r)),
-                    mode="reflect" if min(im.x.shape[1:]) > r else "symmetric",
-                ),
+                self._padded_input(im.x, r),
                 np.pad(im.target, r, constant_values=-1),
                 np.pad(im.weight, r),
             )
             for im in images
         ]
+
+    def _padded_input(self, x: np.ndarray, r: int) -> np.ndarray:
+        def pad(by: int) -> np.ndarray:
+            mode = "reflect" if min(x.shape[1:]) > by else "symmetric"
+            return np.pad(x, ((0, 0), (by, by), (by, by)), mode=mode)
+
+        if self.bank is None:
+            return pad(r)
+        with torch.no_grad():  # valid borders: the features of the image padded by r
+            feats = self.bank(torch.from_numpy(pad(r + self.bank.halo))[None])[0]
+        return np.concatenate([pad(r), feats.numpy().astype(np.float32)])
+
+    def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's last feature map on a batch from :meth:`__call__`."""
+        if self.bank is not None:  # the crops hold the bank's features already
+            return net.unet_features(x)  # type: ignore[operator]
+        return net.features(x)  # type: ignore[operator]
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One batch: inputs ``N, C, h, w``, targets and weights ``N, out, out``."""
@@ -309,11 +325,11 @@ class PatchBatches:
                 xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
                 if rng.random() < 0.5:
                     xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
-            if self.augment and not self.is_patch:
-                c = xi.shape[0]
+            if self.augment and not self.is_patch:  # per band, not on the bank's features
+                c = self.bands
                 gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
                 offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-                xi = xi * gain + offset
+                xi = np.concatenate([xi[:c] * gain + offset, xi[c:]])
             xs.append(np.ascontiguousarray(xi, dtype=np.float32))
             ts.append(np.ascontiguousarray(ti))
             ws.append(np.ascontiguousarray(wi))
@@ -328,8 +344,8 @@ class PatchBatches:
         """The logits on a batch, cropped to its supervised pixels, with ``t`` and ``w``."""
         if self.is_patch:
             return net.forward_patches(x), t[:, 0, 0], w[:, 0, 0]  # type: ignore[operator]
-        h = TRAIN_MARGIN  # the features are already short of the filter bank's margin
-        return net.out(net.features(x))[..., h:-h, h:-h], t, w  # type: ignore[operator]
+        h = self.halo
+        return net.out(self.features(net, x))[..., h:-h, h:-h], t, w  # type: ignore[operator]
 
 
 class NetClassifier(TiledLogits):
@@ -441,8 +457,8 @@ class NetClassifier(TiledLogits):
             logits, t, w = draw.logits_and_targets(net, x, t, w)
             loss = balanced_loss(logits, t, w, k)
             if config.potts_weight > 0 and not is_patch:  # on the supervised window's pixels
-                m = draw.halo
-                loss = loss + config.potts_weight * local_potts_loss(logits, x[..., m:-m, m:-m])
+                m, c = draw.halo, draw.bands
+                loss = loss + config.potts_weight * local_potts_loss(logits, x[:, :c, m:-m, m:-m])
             opt.zero_grad()
             loss.backward()
             opt.step()

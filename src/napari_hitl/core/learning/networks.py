@@ -161,7 +161,12 @@ class SmallUNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map before the classifier (24 channels, the size of ``x`` less
         ``input_margin`` on each side)."""
-        e0 = self.enc0(self.unet_input(x))
+        return self.unet_features(self.unet_input(x))
+
+    def unet_features(self, u: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` from what enters the U-Net proper (:meth:`unet_input`: training
+        computes the filter bank once per image and passes bands and features here)."""
+        e0 = self.enc0(u)
         e1 = self.enc1(F.max_pool2d(e0, 2))
         e2 = self.enc2(F.max_pool2d(e1, 2))
         d1 = self.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))

@@ -79,7 +79,7 @@ def recompute_batchnorm(net: nn.Module, draw: Any, batches: int) -> None:
     net.train()
     with torch.no_grad():
         for _ in range(batches):
-            net.features(draw()[0])  # type: ignore[operator]
+            draw.features(net, draw()[0])
     for m, momentum in zip(bns, saved, strict=True):
         m.momentum = momentum
 
