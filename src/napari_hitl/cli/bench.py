@@ -128,7 +128,11 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
         help="speed of each model here: training s/iteration, inference "
         "Mpx/s, ratios to rf, FLOPs against the measured matmul rate",
     )
-    p.add_argument("--models", default="unet,patch-cnn,rf", help="comma-separated")
+    p.add_argument(
+        "--models",
+        default="unet,patch-cnn,rf",
+        help="comma-separated; unet:bank is the U-Net with its filter bank (--filter-bank on)",
+    )
     p.add_argument("--size", type=int, default=1024, help="inference image edge (15 bands)")
     p.add_argument("--iter-size", type=int, default=512, help="training/iteration image edge")
     p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
