@@ -191,9 +191,8 @@ def test_help_and_version_load_no_torch():
     assert int(n) >= 20 and loaded == "[]"
 
 
-def test_loop_commands_print_one_json_object(tmp_path, capsys):
-    """train, predict (in memory and block by block), push and undo with --json: stdout is
-    one JSON object each, and its figures agree with the store."""
+def _scribbled_sample(tmp_path) -> str:
+    """A 96² sample project with 5 % of its pixels scribbled; returns its path."""
     from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 
     path = str(tmp_path / "s.zarr")
@@ -202,12 +201,25 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
     store.write_labels(
         "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
     )
+    return path
+
+
+def _json_runner(capsys, *extra: str):
+    """``run(argv)``: the command with ``--json`` (and ``extra``), exit 0, its JSON object."""
     capsys.readouterr()
 
-    def run_json(argv):
-        assert main([*argv, "--json"]) == 0
+    def run(argv):
+        assert main([*argv, *extra, "--json"]) == 0
         return json.loads(capsys.readouterr().out)
 
+    return run
+
+
+def test_loop_commands_print_one_json_object(tmp_path, capsys):
+    """train, predict (in memory and block by block), push and undo with --json: stdout is
+    one JSON object each, and its figures agree with the store."""
+    path = _scribbled_sample(tmp_path)
+    run_json = _json_runner(capsys)
     train = run_json(["train", path, "--steps", "20", "--threads", "1"])
     assert train["model"] == "unet" and train["iteration"] == 1 and train["steps"] == 20
     assert train["temperature"] >= 1.0 and sum(train["class_pixels"]) > 0
@@ -229,20 +241,8 @@ def test_loop_commands_print_one_json_object(tmp_path, capsys):
 def test_train_for_seconds_or_with_the_filter_bank(tmp_path, capsys):
     """--time-budget trains that long (the report says how many steps ran); --filter-bank is
     another network, so the stored model is not continued, and the bank is kept with it."""
-    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
-
-    path = str(tmp_path / "s.zarr")
-    assert main(["sample", path, "--size", "96"]) == 0
-    store = ProjectStore.open(path, "a")
-    store.write_labels(
-        "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
-    )
-    capsys.readouterr()
-
-    def run_json(argv):
-        assert main([*argv, "--threads", "1", "--json"]) == 0
-        return json.loads(capsys.readouterr().out)
-
+    path = _scribbled_sample(tmp_path)
+    run_json = _json_runner(capsys, "--threads", "1")
     timed = run_json(["train", path, "--time-budget", "1.5"])
     assert timed["iteration"] == 1 and timed["steps"] >= 10 and timed["seconds"] >= 1.5
     banked = run_json(["train", path, "--filter-bank", "1,2", "--steps", "10"])
@@ -254,21 +254,9 @@ def test_train_for_seconds_or_with_the_filter_bank(tmp_path, capsys):
 
 def test_active_learning_commands_print_one_json_object(tmp_path, capsys):
     """rank, ask and suspects with --json: one JSON object each, matching the model."""
-    from napari_hitl.core.evaluation.scribbles import sparse_scribbles
-
-    path = str(tmp_path / "s.zarr")
-    assert main(["sample", path, "--size", "96"]) == 0
-    store = ProjectStore.open(path, "a")
-    store.write_labels(
-        "sample", sparse_scribbles(store.read_derived("sample", "ground_truth"), 0.05)
-    )
+    path = _scribbled_sample(tmp_path)
     assert main(["train", path, "--steps", "20", "--threads", "1"]) == 0
-    capsys.readouterr()
-
-    def run_json(argv):
-        assert main([*argv, "--json"]) == 0
-        return json.loads(capsys.readouterr().out)
-
+    run_json = _json_runner(capsys)
     rank = run_json(["rank", path, "--tile", "48"])
     assert rank["strategy"] == "hise" and len(rank["items"]) == 4
     assert [r["rank"] for r in rank["items"]] == [1, 2, 3, 4]
