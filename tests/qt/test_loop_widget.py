@@ -237,3 +237,23 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     assert not loop.novelty_check.isEnabled() and loop.train_config().novelty_gate == 0.0
     loop.bank_check.setChecked(True)  # ticked before: the forest has no filter-bank front end
     assert not loop.bank_check.isEnabled() and loop.train_config().filter_bank is None
+
+
+def test_texture_features_follow_the_projects_model(viewer_with_project, qtbot):
+    """Ticked, Train gives the U-Net its filter bank; the box then shows what the stored model
+    has, so a reopened project's Train continues it rather than starting afresh."""
+    viewer, loop, store = viewer_with_project
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    loop.bank_check.setChecked(True)
+    config = loop.train_config()
+    assert config.filter_bank == [1.0, 2.0, 4.0, 8.0]
+    config.steps = 10
+    assert loop.train(config)
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    saved = ProjectStore.open(store.path).model_config("latest")
+    assert saved["spec"]["bank"] == config.filter_bank
+    loop.bank_check.setChecked(False)
+    loop._image_changed()  # what choosing the labels layer (or reopening the project) runs
+    assert loop.bank_check.isChecked()

@@ -7,6 +7,7 @@ project store behind the chosen labels layer; training and inference run in work
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -513,8 +514,13 @@ class LoopWidget(LoopPanel):
         self.areas.setText(areas_text(store.classes, np.asarray(layer.data), predicted))
 
     def _update_history(self, store: ProjectStore) -> None:
-        """Show the project's Train history: one compact line per Train, the latest last."""
+        """Show the project's Train history (one line per Train, the latest last), and tick
+        Texture features as its stored model has them, so that Train continues that model."""
         self.history_label.setText(history_text(store.history()))
+        if "latest" in store.model_names():
+            with contextlib.suppress(KeyError, ValueError):  # unreadable: Train says so
+                spec = store.model_config("latest").get("spec") or {}
+                self.bank_check.setChecked(bool(spec.get("bank")))
 
     # ---------------------------------------------------------------- region, classes
     def draw_region(self) -> None:
