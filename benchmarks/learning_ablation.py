@@ -43,7 +43,10 @@ strokes of whole images left out of training, see :func:`_install_image_holdout`
 ``wlr<F>-`` (a probe: warm starts at F × the learning rate instead of 0.5×) and ``prior<F>-``
 (a probe: the U-Net's class log prior times F), ``emprior-`` (a probe: the class mixture
 re-estimated on each predicted image by EM) and ``crf<W>-`` (a probe: a 5 × 5 local CRF on the
-predictions at weight W; see :func:`_install_local_crf`). ITERATIONS (default 10) shortens a
+predictions at weight W; see :func:`_install_prediction_filter`), ``bscale-`` (a probe: the filter
+bank's principal components rescaled to the bands' spread, :func:`_install_bank_scaling`) and
+``autobank-`` (a probe: ``auto`` compares the U-Net with and without its filter bank,
+:func:`_install_bank_candidate`). ITERATIONS (default 10) shortens a
 run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -406,6 +409,40 @@ def _install_bank_scaling() -> None:
     net_module.fit_bank_projection = scaled
 
 
+def _install_bank_candidate() -> None:
+    """Probe: ``auto`` compares the U-Net with and without its filter bank (candidates
+    ``unet`` and ``unet:bank``) on held-out strokes; the loop then trains the plain U-Net
+    (run it with one iteration: the record's ``model_choice`` holds the two scores)."""
+    from dataclasses import replace
+
+    from napari_hitl.core.choices import FILTER_BANK_SIGMAS
+    from napari_hitl.core.learning import auto
+
+    class Banked:
+        def __init__(self, clf):
+            self.clf = clf
+
+        def __getattr__(self, name):
+            return getattr(self.clf, name)
+
+        def fit(self, images, config, cancel=None):
+            banked = replace(config, filter_bank=list(FILTER_BANK_SIGMAS))
+            return self.clf.fit(images, banked, cancel)
+
+    original = auto.choose_model
+
+    def choose(images, config, make, candidates=None, cancel=None):
+        def build(kind):
+            return Banked(make("unet")) if kind == "unet:bank" else make(kind)
+
+        choice = yield from original(
+            images, config, build, candidates=("unet", "unet:bank"), cancel=cancel
+        )
+        return replace(choice, kind="unet")
+
+    auto.choose_model = choose
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -507,13 +544,15 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
         _install_prior_scale(float(prior.group(1)))
     if re.search(r"(?:^|-)bscale-", variant):
         _install_bank_scaling()
+    if re.search(r"(?:^|-)autobank-", variant):
+        _install_bank_candidate()
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

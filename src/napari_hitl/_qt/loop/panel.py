@@ -65,8 +65,9 @@ class LoopPanel(DockWidget):
         self.bank_check.setToolTip(
             "U-Net: feed the network ilastik-style features (smoothing, edges, blobs, ridges at "
             "scales " + ", ".join(f"{v:g}" for v in FILTER_BANK_SIGMAS) + " px) beside the "
-            "bands. Measured: better on nuclei, worse on flood maps (docs/benchmarks.md); "
-            "about 2x the training time. Changing it starts a new model at the next Train"
+            "bands. Measured: better on nuclei, worse on satellite tiles (docs/benchmarks.md); "
+            "about 1.5x the training and 2.4x the inference time. Changing it starts a new "
+            "model at the next Train"
         )
         self.budget_spin = QDoubleSpinBox()
         self.budget_spin.setRange(0.0, 600.0)
