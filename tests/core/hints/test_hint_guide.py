@@ -114,7 +114,7 @@ def test_block_formula_by_hand():
         block.gamma_s[1] = 1.0
         block.gamma_b[0] = 2.0
     a = torch.ones(1, 2, 8, 8)
-    out = block(a, torch.zeros(1, 2))
+    out = block(a, torch.zeros(1, 2)).detach()
     # A' = (1 + α_h + β_w + γˢ_c)·A + γᵇ_c
     assert float(out[0, 0, 3, 5]) == pytest.approx(1 + 0.5 - 0.25 + 0 + 2.0)
     assert float(out[0, 1, 3, 0]) == pytest.approx(1 + 0.5 + 1.0)
