@@ -175,5 +175,5 @@ def test_rounds_are_counted_in_steps_under_a_time_budget(project):
     updates, state = _updates(job)
     assert [u.trained for u in updates] == [True, True, True]
     assert updates[0].seconds >= 2.0  # the fresh model trains for the budget, as Train would
-    assert max(u.seconds for u in updates[1:]) < 1.0  # 3 steps and a 96² view, not 2 s each
+    assert max(u.seconds for u in updates[1:]) < 1.5  # 3 steps and a 96² view, not 2 s each
     assert state is not None and state.iteration == 1
