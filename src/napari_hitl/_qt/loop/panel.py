@@ -65,7 +65,8 @@ class LoopPanel(DockWidget):
         self.bank_check.setToolTip(
             "U-Net: feed the network ilastik-style features (smoothing, edges, blobs, ridges at "
             "scales " + ", ".join(f"{v:g}" for v in FILTER_BANK_SIGMAS) + " px) beside the "
-            "bands. Measured: better on nuclei, worse on satellite tiles (docs/benchmarks.md); "
+            "bands. Measured: better on nuclei and fields, worse on flood, city and cloud tiles "
+            "(docs/benchmarks.md); "
             "about 1.5x the training and 2.4x the inference time. Changing it starts a new "
             "model at the next Train"
         )
