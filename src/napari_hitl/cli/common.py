@@ -116,7 +116,8 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         help="unet: feed the network a fixed multiscale filter bank (ilastik-style features) "
         "beside the bands, 'on' for scales "
         + ",".join(f"{v:g}" for v in FILTER_BANK_SIGMAS)
-        + " or e.g. 1,2 (helped nuclei and fields, hurt flood, city and cloud tiles: docs/benchmarks.md)",
+        + " or e.g. 1,2 (helped nuclei and fields, hurt flood, city and cloud tiles: "
+        "docs/benchmarks.md)",
     )
     p.add_argument(
         "--time-budget",
