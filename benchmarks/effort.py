@@ -12,8 +12,9 @@ corrective user's default budget (0.5 % of the pool's pixels per iteration). Its
 ``OUT/<set>/<model>-s<seed>/report.json`` (with ``effort.png``); a run whose report exists is
 skipped unless ``--force``. A model may carry options after colons: ``:gate<F>`` (U-Net only,
 ``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
-margin in pixels instead of the default 1), e.g. ``unet:gate2``, ``rf:m0``; the folder name writes
-the colons as ``-``.
+margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
+end, ``TrainConfig.filter_bank``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``; the folder
+name writes the colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -38,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_simulations import SET_OPTIONS  # noqa: E402
 
+from napari_hitl.core.choices import FILTER_BANK_SIGMAS  # noqa: E402
+
 CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
 OUT = REPO / "benchmarks" / "results" / "effort"
 IMAGES = REPO / "docs" / "images"
@@ -47,7 +50,9 @@ MODELS = ("unet", "rf", "patch-cnn")
 DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
 TARGETS = (0.95, 0.90, 0.85)
 # a model with options: the U-Net's novelty gate factor, the accepting margin
-MODEL_SPEC = re.compile(r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?")
+MODEL_SPEC = re.compile(
+    r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
+)
 
 
 def _options(set_name: str) -> dict[str, Any]:
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.novelty_gate = float(spec["gate"])
                 if spec["margin"]:
                     cfg.margin = int(spec["margin"])
+                if spec["bank"]:
+                    cfg.train.filter_bank = list(FILTER_BANK_SIGMAS)
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -244,7 +251,7 @@ def main() -> None:
         for m in args.models
         if not (spec := MODEL_SPEC.fullmatch(m))
         or spec["name"] not in MODELS
-        or (spec["gate"] and spec["name"] != "unet")
+        or ((spec["gate"] or spec["bank"]) and spec["name"] != "unet")
     ]
     if bad:
         raise SystemExit(f"unknown sets/models {bad}")
