@@ -9,6 +9,7 @@ import zarr
 from napari_hitl.core import loop
 from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.learning.net import TrainConfig
+from napari_hitl.core.learning.networks import bank_margin
 from napari_hitl.core.loop import label_windows as lw
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.loop import train as loop_train
@@ -88,6 +89,10 @@ def test_big_planes_train_from_windows_only(tmp_path, monkeypatch):
     assert None not in windows  # never the whole image
     assert sum(im.x.shape[1] * im.x.shape[2] for im in data) == 2 * 96 * 256  # not 256²
     assert sum(int((im.target >= 0).sum()) for im in data) == int((labels > 0).sum())
+    # a U-Net with a filter bank needs the bank's margin more context around the labels
+    banked = loop.training_images(store, ["sample"], norm, 0.5, [1.0, 2.0])
+    more = 32 + bank_margin([1.0, 2.0])
+    assert [im.x.shape[1] for im in banked] == [64 + more] * 2 and more > 32  # tiles of 32
 
     run_to_end(train_project(store, config, fresh=True))
     monkeypatch.setattr(loop_train, "normalized_window", real)

@@ -462,7 +462,8 @@ def guide_project(
         2,
         "",
     )
-    train = training_images(store, store.image_names(), clf.normalization, machine_weight)
+    bank = clf.spec.bank  # the stored U-Net's filter bank needs more context around labels
+    train = training_images(store, store.image_names(), clf.normalization, machine_weight, bank)
     guided, report = yield from relay(
         guide_job(clf, prepared.targets, train, config, cancel), 1, 2, ""
     )

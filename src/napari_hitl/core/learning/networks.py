@@ -37,6 +37,14 @@ UNET_HALO = 24
 """Context the U-Net proper needs around a pixel (its receptive field reaches 18 px)."""
 
 
+def bank_margin(sigmas: list[float] | None, align: int = 4) -> int:
+    """Pixels a U-Net with a filter bank at ``sigmas`` takes off each side of its input before
+    the U-Net proper: the bank's halo rounded up to the pooling step (0 without a bank)."""
+    if not sigmas:
+        return 0
+    return -(-FilterBank(1, sigmas).halo // align) * align
+
+
 class PatchCNN(nn.Module):
     """The patch CNN of the source paper, with its fully convolutional twin.
 
@@ -130,7 +138,7 @@ class SmallUNet(nn.Module):
                 else None
             )
             self.bank = FilterBank(in_channels, bank_sigmas, projection=projection)
-            self.input_margin = -(-self.bank.halo // self.align) * self.align
+            self.input_margin = bank_margin(bank_sigmas, self.align)
             self.halo = UNET_HALO + self.input_margin
             in_channels += self.bank.out_channels
         self.enc0 = _block(in_channels, 24)

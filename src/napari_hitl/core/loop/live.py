@@ -236,7 +236,9 @@ def live_training(
     info = store.image_info(image)
     plane = image if index is None else slice_name(image, info.axes[1], index)
     others = [
-        im for im in training_images(store, names, norm, config.machine_weight) if im.name != plane
+        im
+        for im in training_images(store, names, norm, config.machine_weight, config.filter_bank)
+        if im.name != plane
     ]
     x, valid = normalized_window(store, image, norm, index=index)
     values = [c.value for c in store.classes]

@@ -16,6 +16,7 @@ from napari_hitl.core.learning.data import (
     make_labeled_image,
 )
 from napari_hitl.core.learning.net import TrainConfig, TrainReport
+from napari_hitl.core.learning.networks import bank_margin
 from napari_hitl.core.learning.registry import (
     Classifier,
     make_classifier,
@@ -29,7 +30,11 @@ from napari_hitl.core.store import ProjectStore
 
 # ------------------------------------------------------------------------------ training
 def training_images(
-    store: ProjectStore, names: Sequence[str], norm: Normalization, machine_weight: float
+    store: ProjectStore,
+    names: Sequence[str],
+    norm: Normalization,
+    machine_weight: float,
+    bank: Sequence[float] | None = None,
 ) -> list[LabeledImage]:
     """The labeled images among ``names`` ready for training.
 
@@ -39,7 +44,8 @@ def training_images(
     A plane larger than :data:`~napari_hitl.core.loop.label_windows.WINDOWED_MIN_PIXELS` is never
     read whole: its labels are scanned tile by tile and only windows around them (with the
     context training needs, see :func:`~napari_hitl.core.loop.label_windows.label_windows`) are
-    read, each one a :class:`LabeledImage` with the plane's name.
+    read, each one a :class:`LabeledImage` with the plane's name. A U-Net with a filter bank at
+    scales ``bank`` (``TrainConfig.filter_bank``) needs the bank's margin more context there.
     """
     from napari_hitl.core.loop import label_windows as lw
 
@@ -55,7 +61,8 @@ def training_images(
             lead = () if k is None else (k,)
             plane = name if k is None else slice_name(name, info.axes[1], k)
             if h * w > lw.WINDOWED_MIN_PIXELS:
-                windows = lw.label_windows(labels_arr, k)
+                margin = lw.WINDOW_MARGIN + bank_margin(list(bank) if bank else None)
+                windows = lw.label_windows(labels_arr, k, margin)
             else:
                 windows = [(0, h, 0, w)] if np.asarray(labels_arr[lead]).any() else []
             for box in windows:
@@ -137,7 +144,8 @@ def train_project(
     config = config or TrainConfig()
     names = list(images) if images is not None else store.image_names()
     clf, iteration = classifier_for_training(store, config, names, fresh)
-    data = training_images(store, names, clf.normalization, config.machine_weight)
+    bank = config.filter_bank
+    data = training_images(store, names, clf.normalization, config.machine_weight, bank)
     if not data:
         raise TrainingDataError("there are no labels yet: paint a few pixels of each class first")
     if not any((im.target >= 0).any() for im in data):
