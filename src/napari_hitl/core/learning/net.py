@@ -302,7 +302,7 @@ class PatchBatches:
             return pad(r)
         with torch.no_grad():  # valid borders: the features of the image padded by r
             feats = self.bank(torch.from_numpy(pad(r + self.bank.halo))[None])[0]
-        return np.concatenate([pad(r), feats.numpy().astype(np.float32)])
+        return np.concatenate([pad(r), feats.numpy().astype(np.float32, copy=False)])
 
     def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's last feature map on a batch from :meth:`__call__`."""
@@ -406,8 +406,8 @@ class NetClassifier(TiledLogits):
                 [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)],
                 config.propagate_weight,
             )
-        bank = [float(v) for v in config.filter_bank or []] if self.kind == "unet" else []
-        bank = bank or None
+        unet_bank = config.filter_bank if self.kind == "unet" else None
+        bank = [float(v) for v in unet_bank] if unet_bank else None
         warm = self.trained and self.spec.bank == bank  # another front end: a fresh network
         if not warm:  # a fresh model starts from weights drawn under the seed: reproducible
             torch.manual_seed(config.seed)

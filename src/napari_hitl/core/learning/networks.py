@@ -40,9 +40,11 @@ UNET_HALO = 24
 def bank_margin(sigmas: list[float] | None, align: int = 4) -> int:
     """Pixels a U-Net with a filter bank at ``sigmas`` takes off each side of its input before
     the U-Net proper: the bank's halo rounded up to the pooling step (0 without a bank)."""
-    if not sigmas:
-        return 0
-    return -(-FilterBank(1, sigmas).halo // align) * align
+    return _rounded_up(FilterBank(1, sigmas).halo, align) if sigmas else 0
+
+
+def _rounded_up(n: int, step: int) -> int:
+    return -(-n // step) * step
 
 
 class PatchCNN(nn.Module):
@@ -138,7 +140,7 @@ class SmallUNet(nn.Module):
                 else None
             )
             self.bank = FilterBank(in_channels, bank_sigmas, projection=projection)
-            self.input_margin = bank_margin(bank_sigmas, self.align)
+            self.input_margin = _rounded_up(self.bank.halo, self.align)  # = bank_margin
             self.halo = UNET_HALO + self.input_margin
             in_channels += self.bank.out_channels
         self.enc0 = _block(in_channels, 24)

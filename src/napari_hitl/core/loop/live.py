@@ -225,10 +225,13 @@ def live_training(
     ------
     TrainingDataError, IncompatibleBandsError
         The project cannot train (no classes, images with other bands).
+    ValueError
+        A setting no training can use (:meth:`TrainConfig.check`), before anything is read.
     Cancelled
         ``cancel`` was set.
     """
     config = config or TrainConfig()
+    config.check()  # before any image is read (the windows of big planes need the bank's scales)
     settings = settings or LiveSettings()
     names = store.image_names()
     clf, iteration = classifier_for_training(store, config, names)

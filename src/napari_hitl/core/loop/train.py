@@ -50,6 +50,7 @@ def training_images(
     from napari_hitl.core.loop import label_windows as lw
 
     values = [c.value for c in store.classes]
+    margin = lw.WINDOW_MARGIN + bank_margin(list(bank) if bank else None)  # for big planes
     out = []
     for name in names:
         info = store.image_info(name)
@@ -61,7 +62,6 @@ def training_images(
             lead = () if k is None else (k,)
             plane = name if k is None else slice_name(name, info.axes[1], k)
             if h * w > lw.WINDOWED_MIN_PIXELS:
-                margin = lw.WINDOW_MARGIN + bank_margin(list(bank) if bank else None)
                 windows = lw.label_windows(labels_arr, k, margin)
             else:
                 windows = [(0, h, 0, w)] if np.asarray(labels_arr[lead]).any() else []
@@ -140,8 +140,11 @@ def train_project(
         No labels, one class only, or no classes defined.
     IncompatibleBandsError
         Images with different bands, or lacking one of ``config.bands``.
+    ValueError
+        A setting no training can use (:meth:`TrainConfig.check`), before anything is read.
     """
     config = config or TrainConfig()
+    config.check()  # before any image is read (the windows of big planes need the bank's scales)
     names = list(images) if images is not None else store.image_names()
     clf, iteration = classifier_for_training(store, config, names, fresh)
     bank = config.filter_bank
