@@ -349,7 +349,8 @@ class PatchBatches:
 
 
 class NetClassifier(TiledLogits):
-    """A torch network trained from sparse labels (U-Net or the paper's patch CNN)."""
+    """A torch network trained from sparse labels (U-Net or the paper's patch CNN); ``bank``:
+    the scales of the U-Net's filter-bank front end (``TrainConfig.filter_bank``; none: none)."""
 
     default_tile = 1024  # less halo per tile than 512 (measured equally fast on 2 cores)
 
@@ -359,12 +360,14 @@ class NetClassifier(TiledLogits):
         normalization: Normalization,
         class_values: Sequence[int],
         class_names: Sequence[str],
+        bank: Sequence[float] | None = None,
     ) -> None:
         self.kind = kind
         self.normalization = normalization
         self.class_values = [int(v) for v in class_values]
         self.class_names = list(class_names)
-        self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values))
+        scales = [float(v) for v in bank] if bank else None  # the U-Net's filter-bank scales
+        self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values), scales)
         self.net: nn.Module = build_model(self.spec)
         self.temperature = 1.0
         self.class_log_prior = np.zeros(len(self.class_values), np.float32)
@@ -573,11 +576,8 @@ class NetClassifier(TiledLogits):
                 Normalization.from_json(config["normalization"]),
                 config["class_values"],
                 config["class_names"],
+                (config.get("spec") or {}).get("bank"),  # the U-Net's filter-bank front end
             )
-            bank = (config.get("spec") or {}).get("bank")
-            if bank:  # the U-Net had a filter-bank front end: rebuild it before the weights
-                clf.spec = replace(clf.spec, bank=[float(v) for v in bank])
-                clf.net = build_model(clf.spec)
             with warnings.catch_warnings():  # torch's notes on odd archives: not for the user
                 warnings.simplefilter("ignore", UserWarning)
                 weights = torch.load(io.BytesIO(blob), weights_only=True)
