@@ -46,8 +46,9 @@ re-estimated on each predicted image by EM) and ``crf<W>-`` (a probe: a 5 × 5 l
 predictions at weight W; see :func:`_install_prediction_filter`), ``bscale-`` (a probe: the filter
 bank's principal components rescaled to the bands' spread, :func:`_install_bank_scaling`) and
 ``autobank-`` (a probe: ``auto`` compares the U-Net with and without its filter bank,
-:func:`_install_bank_candidate`). ITERATIONS (default 10) shortens a
-run, e.g. to 1 for the first model alone. One JSON line
+:func:`_install_bank_candidate`) and ``mnorm-`` (a probe: the machine labels' loss divided by
+every class labeled in the batch, :func:`_install_machine_class_norm`). ITERATIONS (default
+10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
 jump by ±0.05, so the mean over them is the steadier figure).
@@ -443,6 +444,39 @@ def _install_bank_candidate() -> None:
     auto.choose_model = choose
 
 
+def _install_machine_class_norm() -> None:
+    """The ``mnorm-`` probe: the machine labels' loss is summed over their classes and divided by
+    the number of classes labeled anywhere in the batch, not averaged over the machine classes
+    alone — so one class that holds most of the pushed pixels no longer weighs as much as all
+    the human classes together."""
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning import net as net_module
+
+    def balanced_loss(logits, target, weight, k):
+        per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
+        t = target.clamp(min=0).reshape(-1)
+        w = weight.reshape(-1) * (target.reshape(-1) >= 0)
+        onehot = F.one_hot(t, k).float()
+        total = per_px.sum() * 0
+        human = w >= 1.0
+        labeled = int(((onehot * (w > 0).float().reshape(-1, 1)).sum(0) > 0).sum())
+        for mask, share in ((human, 1.0), (~human & (w > 0), None)):
+            if not bool(mask.any()):
+                continue
+            group = onehot * mask.float().reshape(-1, 1)
+            counts = group.sum(0)
+            present = counts > 0
+            class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
+            if share is not None:
+                total = total + class_loss.mean()
+            else:
+                total = total + float(w[mask].mean()) * class_loss.sum() / max(labeled, 1)
+        return total
+
+    net_module.balanced_loss = balanced_loss
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -549,10 +583,12 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
+    if re.search(r"(?:^|-)mnorm-", variant):
+        _install_machine_class_norm()
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
