@@ -47,7 +47,8 @@ predictions at weight W; see :func:`_install_prediction_filter`), ``bscale-`` (a
 bank's principal components rescaled to the bands' spread, :func:`_install_bank_scaling`) and
 ``autobank-`` (a probe: ``auto`` compares the U-Net with and without its filter bank,
 :func:`_install_bank_candidate`) and ``mnorm-`` (a probe: the machine labels' loss divided by
-every class labeled in the batch, :func:`_install_machine_class_norm`). ITERATIONS (default
+every class labeled in the batch, :func:`_install_machine_class_norm`; ``mcap-``: no machine class
+weighs more than a human class). ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -444,11 +445,12 @@ def _install_bank_candidate() -> None:
     auto.choose_model = choose
 
 
-def _install_machine_class_norm() -> None:
+def _install_machine_class_norm(cap: bool = False) -> None:
     """The ``mnorm-`` probe: the machine labels' loss is summed over their classes and divided by
     the number of classes labeled anywhere in the batch, not averaged over the machine classes
     alone — so one class that holds most of the pushed pixels no longer weighs as much as all
-    the human classes together."""
+    the human classes together. ``cap`` (the ``mcap-`` probe): the machine term stays averaged
+    over its own classes, but no machine class weighs more than one human class of the batch."""
     import torch.nn.functional as F
 
     from napari_hitl.core.learning import net as net_module
@@ -460,6 +462,7 @@ def _install_machine_class_norm() -> None:
         onehot = F.one_hot(t, k).float()
         total = per_px.sum() * 0
         human = w >= 1.0
+        n_human = 0
         labeled = int(((onehot * (w > 0).float().reshape(-1, 1)).sum(0) > 0).sum())
         for mask, share in ((human, 1.0), (~human & (w > 0), None)):
             if not bool(mask.any()):
@@ -470,6 +473,10 @@ def _install_machine_class_norm() -> None:
             class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
             if share is not None:
                 total = total + class_loss.mean()
+                n_human = int(present.sum())
+            elif cap:
+                per_class = min(float(w[mask].mean()) / int(present.sum()), 1.0 / max(n_human, 1))
+                total = total + per_class * class_loss.sum()
             else:
                 total = total + float(w[mask].mean()) * class_loss.sum() / max(labeled, 1)
         return total
@@ -583,12 +590,12 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
-    if re.search(r"(?:^|-)mnorm-", variant):
-        _install_machine_class_norm()
+    if re.search(r"(?:^|-)(mnorm|mcap)-", variant):
+        _install_machine_class_norm(cap="mcap-" in variant)
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
