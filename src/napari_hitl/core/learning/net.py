@@ -54,6 +54,7 @@ from napari_hitl.core.learning.weights import (
     shrink_towards_init,
 )
 from napari_hitl.core.progress import CancelToken
+from napari_hitl.core.tiling import pad_for_tiles
 
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
 TEMPERATURE_RANGE = (1.0, 20.0)
@@ -294,15 +295,11 @@ class PatchBatches:
         ]
 
     def _padded_input(self, x: np.ndarray, r: int) -> np.ndarray:
-        def pad(by: int) -> np.ndarray:
-            mode = "reflect" if min(x.shape[1:]) > by else "symmetric"
-            return np.pad(x, ((0, 0), (by, by), (by, by)), mode=mode)
-
         if self.bank is None:
-            return pad(r)
+            return pad_for_tiles(x, r)
         with torch.no_grad():  # valid borders: the features of the image padded by r
-            feats = self.bank(torch.from_numpy(pad(r + self.bank.halo))[None])[0]
-        return np.concatenate([pad(r), feats.numpy().astype(np.float32, copy=False)])
+            feats = self.bank(torch.from_numpy(pad_for_tiles(x, r + self.bank.halo))[None])[0]
+        return np.concatenate([pad_for_tiles(x, r), feats.numpy().astype(np.float32, copy=False)])
 
     def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's last feature map on a batch from :meth:`__call__`."""
