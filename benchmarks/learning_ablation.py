@@ -451,35 +451,23 @@ def _install_machine_class_norm(cap: bool = False) -> None:
     alone — so one class that holds most of the pushed pixels no longer weighs as much as all
     the human classes together. ``cap`` (the ``mcap-`` probe): the machine term stays averaged
     over its own classes, but no machine class weighs more than one human class of the batch."""
-    import torch.nn.functional as F
-
     from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning.losses import class_losses
 
     def balanced_loss(logits, target, weight, k):
-        per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
-        t = target.clamp(min=0).reshape(-1)
-        w = weight.reshape(-1) * (target.reshape(-1) >= 0)
-        onehot = F.one_hot(t, k).float()
-        total = per_px.sum() * 0
-        human = w >= 1.0
-        n_human = 0
-        labeled = int(((onehot * (w > 0).float().reshape(-1, 1)).sum(0) > 0).sum())
-        for mask, share in ((human, 1.0), (~human & (w > 0), None)):
-            if not bool(mask.any()):
-                continue
-            group = onehot * mask.float().reshape(-1, 1)
-            counts = group.sum(0)
-            present = counts > 0
-            class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
-            if share is not None:
-                total = total + class_loss.mean()
-                n_human = int(present.sum())
-            elif cap:
-                per_class = min(float(w[mask].mean()) / int(present.sum()), 1.0 / max(n_human, 1))
-                total = total + per_class * class_loss.sum()
-            else:
-                total = total + float(w[mask].mean()) * class_loss.sum() / max(labeled, 1)
-        return total
+        human, machine, total = class_losses(logits, target, weight, k)
+        if human is not None:
+            total = total + human.per_class.mean()
+        if machine is None:
+            return total
+        n_machine = int(machine.present.sum())
+        if cap:  # each machine class at most one human class's weight
+            n_human = int(human.present.sum()) if human is not None else 1
+            per_class = min(machine.weight / n_machine, 1.0 / n_human)
+        else:  # divided by every class labeled in the batch
+            labeled = machine.present if human is None else machine.present | human.present
+            per_class = machine.weight / int(labeled.sum())
+        return total + per_class * machine.per_class.sum()
 
     net_module.balanced_loss = balanced_loss
 

@@ -42,6 +42,7 @@ from napari_hitl.core.learning.data import (
     human_class_counts,
     human_mask,
 )
+from napari_hitl.core.learning.losses import balanced_loss
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
 from napari_hitl.core.learning.propagation import propagate_images
@@ -202,36 +203,6 @@ def calibrate(
     t_best, before, after = fit_temperature(z, t, objective)
     clf.temperature = report.temperature = t_best
     report.holdout_nll_before, report.holdout_nll_after = before, after
-
-
-def balanced_loss(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
-) -> torch.Tensor:
-    """Class-balanced cross-entropy in which human labels always anchor the model.
-
-    Pixels with weight 1 are human, smaller weights mark machine-accepted pixels and give their
-    share. Each group's loss is averaged per class, then over its classes (every class counts the
-    same, whatever its pixel count); the total is ``L_human + w_machine · L_machine``. Machine
-    labels soon outnumber human ones a hundred to one: weighting them per pixel would let the
-    model's own past predictions outvote the person, the confirmation bias that makes
-    self-training degrade round after round.
-    """
-    per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
-    t = target.clamp(min=0).reshape(-1)
-    w = weight.reshape(-1) * (target.reshape(-1) >= 0)
-    onehot = F.one_hot(t, k).float()
-    total = per_px.sum() * 0
-    human = w >= 1.0
-    for mask, share in ((human, 1.0), (~human & (w > 0), None)):
-        if not bool(mask.any()):
-            continue
-        group = onehot * mask.float().reshape(-1, 1)
-        counts = group.sum(0)
-        present = counts > 0
-        class_loss = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
-        factor = share if share is not None else float(w[mask].mean())
-        total = total + factor * class_loss.mean()
-    return total
 
 
 class PatchBatches:

@@ -1,0 +1,78 @@
+"""The supervised loss of the networks: class-balanced, with human labels anchoring the model.
+
+:func:`class_losses` gives each labeled group's per-class losses — human pixels (weight 1) and
+machine-accepted ones (weight < 1) — and :func:`balanced_loss` combines them as the networks
+train (``L_human + w_machine · L_machine``); other weightings can be built from the same parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class GroupLoss:
+    """One labeled group of a batch: its classes' mean losses and what they weigh.
+
+    Attributes
+    ----------
+    per_class
+        Mean cross-entropy of each class present in the group (in class order).
+    present
+        Which of the ``k`` classes the group holds (a boolean mask, ``per_class``'s classes).
+    weight
+        The group's pixel weight: 1 for human labels, the machine weight's mean for the others.
+    """
+
+    per_class: torch.Tensor
+    present: torch.Tensor
+    weight: float
+
+
+def class_losses(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+) -> tuple[GroupLoss | None, GroupLoss | None, torch.Tensor]:
+    """The human and the machine group's per-class losses (``None`` for a group without pixels)
+    and a zero that carries the graph (what a batch without labels adds).
+
+    ``target`` holds class indices (-1: no label); ``weight`` is 1 for human pixels, smaller for
+    machine-accepted ones, 0 for pixels that do not count.
+    """
+    per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
+    t = target.clamp(min=0).reshape(-1)
+    w = weight.reshape(-1) * (target.reshape(-1) >= 0)
+    onehot = F.one_hot(t, k).float()
+    human = w >= 1.0
+    groups: list[GroupLoss | None] = []
+    for mask, share in ((human, 1.0), (~human & (w > 0), None)):
+        if not bool(mask.any()):
+            groups.append(None)
+            continue
+        group = onehot * mask.float().reshape(-1, 1)
+        counts = group.sum(0)
+        present = counts > 0
+        per_class = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
+        groups.append(GroupLoss(per_class, present, share or float(w[mask].mean())))
+    return groups[0], groups[1], per_px.sum() * 0
+
+
+def balanced_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Class-balanced cross-entropy in which human labels always anchor the model.
+
+    Pixels with weight 1 are human, smaller weights mark machine-accepted pixels and give their
+    share. Each group's loss is averaged per class, then over its classes (every class counts the
+    same, whatever its pixel count); the total is ``L_human + w_machine · L_machine``. Machine
+    labels soon outnumber human ones a hundred to one: weighting them per pixel would let the
+    model's own past predictions outvote the person, the confirmation bias that makes
+    self-training degrade round after round.
+    """
+    human, machine, total = class_losses(logits, target, weight, k)
+    for group in (human, machine):
+        if group is not None:
+            total = total + group.weight * group.per_class.mean()
+    return total
