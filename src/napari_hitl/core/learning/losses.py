@@ -35,11 +35,26 @@ class GroupLoss:
 def class_losses(
     logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
 ) -> tuple[GroupLoss | None, GroupLoss | None, torch.Tensor]:
-    """The human and the machine group's per-class losses (``None`` for a group without pixels)
-    and a zero that carries the graph (what a batch without labels adds).
+    """Each labeled group's per-class losses on a batch.
 
-    ``target`` holds class indices (-1: no label); ``weight`` is 1 for human pixels, smaller for
-    machine-accepted ones, 0 for pixels that do not count.
+    Parameters
+    ----------
+    logits
+        ``N, k, H, W`` network outputs.
+    target
+        ``N, H, W`` class indices (-1: no label).
+    weight
+        ``N, H, W``: 1 for human pixels, smaller for machine-accepted ones, 0 for pixels that do
+        not count.
+    k
+        Number of classes.
+
+    Returns
+    -------
+    human, machine : GroupLoss or None
+        The two groups (``None`` for a group without pixels in the batch).
+    zero : torch.Tensor
+        A zero that carries the graph: what a batch without labels adds to the loss.
     """
     per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
     t = target.clamp(min=0).reshape(-1)
@@ -69,7 +84,7 @@ def balanced_loss(
     same, whatever its pixel count); the total is ``L_human + w_machine · L_machine``. Machine
     labels soon outnumber human ones a hundred to one: weighting them per pixel would let the
     model's own past predictions outvote the person, the confirmation bias that makes
-    self-training degrade round after round.
+    self-training degrade round after round. Arguments as in :func:`class_losses`.
     """
     human, machine, total = class_losses(logits, target, weight, k)
     for group in (human, machine):
