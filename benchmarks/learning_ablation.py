@@ -62,6 +62,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -537,14 +538,11 @@ def _per_image_normalized(samples: list) -> list:
     return out
 
 
-def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 10) -> dict:
-    """One simulate run of ``variant``; appends its line to the results."""
-    import torch
+def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple[list, Any]:
+    """The samples and ``SimulationConfig`` of one run of ``variant``, with its probes installed
+    (all but ``ssl-``'s pretraining, which :func:`run` adds inside its timing)."""
+    from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder
 
-    from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder, simulate
-    from napari_hitl.core.progress import run_to_end
-
-    torch.set_num_threads(threads)
     opts = SET_OPTIONS[set_name]
     mi = int(opts["--max-images"]) if "--max-images" in opts else None
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
@@ -554,7 +552,6 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
         _install_weight_average()
     if variant.startswith("imnorm-"):
         samples = _per_image_normalized(samples)
-    ssl = variant.startswith("ssl-")
     if variant.startswith("snap-"):
         _install_snapshot_ensemble()
     if variant.startswith("rev-"):
@@ -643,8 +640,20 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     for objective in ("brier", "nll"):
         if variant_opts.endswith("-" + objective):
             cfg.train.calibration = objective
+    return samples, cfg
+
+
+def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 10) -> dict:
+    """One simulate run of ``variant``; appends its line to the results."""
+    import torch
+
+    from napari_hitl.core.evaluation.simulate import simulate
+    from napari_hitl.core.progress import run_to_end
+
+    torch.set_num_threads(threads)
+    samples, cfg = setup(set_name, variant, seed, iterations)
     t0 = time.perf_counter()
-    if ssl:  # every fresh U-Net of the loop starts from the pretrained weights
+    if variant.startswith("ssl-"):  # every fresh U-Net of the loop starts pretrained
         from napari_hitl.core.learning import net as net_module
         from napari_hitl.core.learning import weights as weights_module
 

@@ -1,14 +1,13 @@
 """Which classes the simulated user's loop pushes into the pool, and how many of them are right.
 
-A diagnostic beside ``learning_ablation.py``: the same simulate run (interaction none, the set's
-options from ``run_simulations.SET_OPTIONS``, the default U-Net, one thread), with ``push``
-wrapped so that every accepted pixel is scored against the pool's ground truth per class.
+A diagnostic beside ``learning_ablation.py``: the same simulate run as its ``VARIANT`` (default
+the default U-Net, ``p16b16s160w160-brier``; its probes, e.g. ``mnorm-p16b16s160w160-brier``,
+work here too, ``ssl-`` excepted), one thread, with ``push`` wrapped so that every accepted pixel
+is scored against the pool's ground truth per class. Nothing is written to the results file.
 
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
-    .venv/bin/python benchmarks/pushed_classes.py SET SEED [ITERATIONS] [PREFIX]
-
-``PREFIX`` ``mnorm-`` runs it under ``learning_ablation.py``'s probe of the same name.
+    .venv/bin/python benchmarks/pushed_classes.py SET SEED [ITERATIONS] [VARIANT]
 """
 
 from __future__ import annotations
@@ -21,25 +20,22 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from learning_ablation import CACHE, _install_machine_class_norm  # noqa: E402
-from run_simulations import SET_OPTIONS  # noqa: E402
+from learning_ablation import setup  # noqa: E402
+
+DEFAULT_VARIANT = "p16b16s160w160-brier"
 
 
-def main(set_name: str, seed: int, iterations: int = 3, prefix: str = "") -> None:
+def main(set_name: str, seed: int, iterations: int = 3, variant: str = DEFAULT_VARIANT) -> None:
     """Print, per iteration, the pixels pushed and the share right, by class (largest first)."""
     import torch
 
     from napari_hitl.core.evaluation import simulate as sim
-    from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder, simulate
-    from napari_hitl.core.learning.config import TrainConfig
     from napari_hitl.core.progress import run_to_end
 
+    if variant.startswith("ssl-"):
+        raise SystemExit("pushed_classes.py: the ssl- probe runs in learning_ablation.py only")
     torch.set_num_threads(1)
-    if prefix == "mnorm-":
-        _install_machine_class_norm()
-    opts = SET_OPTIONS[set_name]
-    mi = int(opts["--max-images"]) if "--max-images" in opts else None
-    samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
+    samples, cfg = setup(set_name, variant, seed, iterations)
     truth = {s.name: s.truth for s in samples}
     plain_push = sim.push
     records: dict[int, list] = collections.defaultdict(list)
@@ -50,16 +46,7 @@ def main(set_name: str, seed: int, iterations: int = 3, prefix: str = "") -> Non
         return out
 
     sim.push = push
-    cfg = SimulationConfig(
-        model="unet",
-        iterations=iterations,
-        seed=seed,
-        seed_images=int(opts["--seed-images"]),
-        scribble_fraction=float(opts["--scribble-fraction"]),
-        max_images=mi,
-        train=TrainConfig(model="unet", seed=seed, threads=1, calibration="brier"),
-    )
-    report = run_to_end(simulate(samples, cfg))
+    report = run_to_end(sim.simulate(samples, cfg))
     pool = report["config"]["pool"]
     for it, recs in sorted(records.items()):
         pushed, right = collections.Counter(), collections.Counter()
@@ -78,4 +65,4 @@ def main(set_name: str, seed: int, iterations: int = 3, prefix: str = "") -> Non
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(a[0], int(a[1]), int(a[2]) if len(a) > 2 else 3, a[3] if len(a) > 3 else "")
+    main(a[0], int(a[1]), int(a[2]) if len(a) > 2 else 3, a[3] if len(a) > 3 else DEFAULT_VARIANT)
