@@ -13,8 +13,9 @@ corrective user's default budget (0.5 % of the pool's pixels per iteration). Its
 skipped unless ``--force``. A model may carry options after colons: ``:gate<F>`` (U-Net only,
 ``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
 margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
-end, ``TrainConfig.filter_bank``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``; the folder
-name writes the colons as ``-``.
+end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net only, N fresh and N warm training
+steps instead of the defaults), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``;
+the folder name writes the colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -49,9 +50,10 @@ MODELS = ("unet", "rf", "patch-cnn")
 # 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
 DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
 TARGETS = (0.95, 0.90, 0.85)
-# a model with options: the U-Net's novelty gate factor, the accepting margin
+# a model with options: the U-Net's novelty gate factor, the accepting margin, its bank, steps
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
+    r"(?::s(?P<steps>\d+))?"
 )
 
 
@@ -106,6 +108,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.margin = int(spec["margin"])
                 if spec["bank"]:
                     cfg.train.filter_bank = list(FILTER_BANK_SIGMAS)
+                if spec["steps"]:
+                    cfg.train.steps = cfg.train.warm_steps = int(spec["steps"])
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -251,7 +255,7 @@ def main() -> None:
         for m in args.models
         if not (spec := MODEL_SPEC.fullmatch(m))
         or spec["name"] not in MODELS
-        or ((spec["gate"] or spec["bank"]) and spec["name"] != "unet")
+        or ((spec["gate"] or spec["bank"] or spec["steps"]) and spec["name"] != "unet")
     ]
     if bad:
         raise SystemExit(f"unknown sets/models {bad}")
