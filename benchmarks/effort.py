@@ -14,8 +14,9 @@ skipped unless ``--force``. A model may carry options after colons: ``:gate<F>``
 ``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
 margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
 end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net only, N fresh and N warm training
-steps instead of the defaults), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``;
-the folder name writes the colons as ``-``.
+steps instead of the defaults; ``:w<W>`` after it: W warm steps), e.g. ``unet:gate2``,
+``rf:m0``, ``unet:bank``, ``unet:s320``, ``unet:s320:w160``; the folder name writes the colons
+as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -53,7 +54,7 @@ TARGETS = (0.95, 0.90, 0.85)
 # a model with options: the U-Net's novelty gate factor, the accepting margin, its bank, steps
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
-    r"(?::s(?P<steps>\d+))?"
+    r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?"
 )
 
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.filter_bank = list(FILTER_BANK_SIGMAS)
                 if spec["steps"]:
                     cfg.train.steps = cfg.train.warm_steps = int(spec["steps"])
+                if spec["warm"]:
+                    cfg.train.warm_steps = int(spec["warm"])
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -255,7 +258,7 @@ def main() -> None:
         for m in args.models
         if not (spec := MODEL_SPEC.fullmatch(m))
         or spec["name"] not in MODELS
-        or ((spec["gate"] or spec["bank"] or spec["steps"]) and spec["name"] != "unet")
+        or (any(spec[k] for k in ("gate", "bank", "steps", "warm")) and spec["name"] != "unet")
     ]
     if bad:
         raise SystemExit(f"unknown sets/models {bad}")
