@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_hitl.core.evaluation.simulate import Sample, SimulationConfig, simulate
+from napari_hitl.core.evaluation.simulate import simulate
 from napari_hitl.core.learning import net as net_module
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.progress import run_to_end
-from napari_hitl.core.sample.scene import make_sample_scene
+from napari_hitl.demo import sample_loop_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_swing.jsonl"
 
@@ -60,14 +60,8 @@ def main() -> None:
         net_module.class_log_prior = lambda c, s=1.0: (f * original(c, s)).astype(np.float32)
     if args.prior_from == "all":
         net_module.human_class_counts = _all_label_counts
-    samples = []
-    for i in range(8):  # as run_sample_loop
-        scene = make_sample_scene((256, 256), seed=100 + args.scenes + i)
-        samples.append(Sample(f"scene_{i}", scene.bands, scene.ground_truth.astype(np.int64)))
     train = TrainConfig(threads=1, **json.loads(args.train))
-    cfg = SimulationConfig(
-        iterations=14, seed_images=3, scribble_fraction=0.02, interaction="correct", train=train
-    )
+    samples, cfg = sample_loop_inputs(first_seed=100 + args.scenes, train=train)
     t0 = time.perf_counter()
     report = run_to_end(simulate(samples, cfg))
     miou = [round(it["test_miou"], 3) for it in report["iterations"]]

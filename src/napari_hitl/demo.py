@@ -22,13 +22,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_hitl.core.choices import DEMO_LOOP_ITERATIONS
 from napari_hitl.core.sample.store import GROUND_TRUTH, SAMPLE_IMAGE, build_sample_store
 from napari_hitl.core.store import ProjectStore
+
+if TYPE_CHECKING:
+    from napari_hitl.core.evaluation.simulate import Sample, SimulationConfig
+    from napari_hitl.core.learning.config import TrainConfig
 
 
 def _has_gui_stack() -> bool:
@@ -133,6 +137,32 @@ def _stored_prediction(store: ProjectStore) -> dict[str, Any] | None:
         return None
 
 
+def sample_loop_inputs(
+    iterations: int = DEMO_LOOP_ITERATIONS,
+    n_images: int = 8,
+    size: int = 256,
+    first_seed: int = 100,
+    train: TrainConfig | None = None,
+) -> tuple[list[Sample], SimulationConfig]:
+    """The scenes and simulation settings of :func:`run_sample_loop` (``Sample`` list and
+    ``SimulationConfig``): ``n_images`` sample scenes of ``size``² drawn with seeds
+    ``first_seed``, ``first_seed + 1``, …; ``train``: a ``TrainConfig`` (``None``: the
+    default). ``benchmarks/demo_swing.py`` runs the same loop under probes from here."""
+    from napari_hitl.core.evaluation.simulate import Sample, SimulationConfig
+    from napari_hitl.core.sample.scene import make_sample_scene
+
+    samples = []
+    for i in range(n_images):
+        scene = make_sample_scene((size, size), seed=first_seed + i)
+        samples.append(Sample(f"scene_{i}", scene.bands, scene.ground_truth.astype(np.int64)))
+    config = SimulationConfig(
+        iterations=iterations, seed_images=3, scribble_fraction=0.02, interaction="correct"
+    )
+    if train is not None:
+        config.train = train
+    return samples, config
+
+
 def run_sample_loop(
     out: Path, iterations: int = DEMO_LOOP_ITERATIONS, n_images: int = 8, size: int = 256
 ) -> dict[str, Any]:
@@ -144,22 +174,10 @@ def run_sample_loop(
     (0.5 % of the pool per iteration, ``--interaction correct``): the loop as a person runs it.
     Writes ``OUT/report.json`` and ``OUT/curves.png`` and returns a short summary.
     """
-    from napari_hitl.core.evaluation.simulate import (
-        Sample,
-        SimulationConfig,
-        simulate,
-        write_report,
-    )
+    from napari_hitl.core.evaluation.simulate import simulate, write_report
     from napari_hitl.core.progress import run_to_end
-    from napari_hitl.core.sample.scene import make_sample_scene
 
-    samples = []
-    for i in range(n_images):
-        scene = make_sample_scene((size, size), seed=100 + i)
-        samples.append(Sample(f"scene_{i}", scene.bands, scene.ground_truth.astype(np.int64)))
-    config = SimulationConfig(
-        iterations=iterations, seed_images=3, scribble_fraction=0.02, interaction="correct"
-    )
+    samples, config = sample_loop_inputs(iterations, n_images, size)
     t0 = time.perf_counter()
     report = run_to_end(simulate(samples, config))
     report_path, curves_path = write_report(report, out)
