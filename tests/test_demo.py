@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -52,7 +53,11 @@ def test_demo_headless_writes_store_and_screenshot(tmp_path):
     project = summary["project_loop"]  # the loop on the sample project itself
     assert [r["iteration"] for r in project] == [1, 2, 3]
     labeled = [r["labeled_fraction"] for r in project]
-    assert labeled[-1] > 0.3 and labeled[-1] > labeled[0] + 0.2
+    # The first Train already pushes about half the scene (47-55 % at 96-99 % right, 1 and 2
+    # threads; ~1 % before a new network trained 320 steps), so the rise over the next two
+    # iterations is 0.17-0.26 and the scene ends 0.73 labeled.
+    assert labeled[-1] > 0.6 and labeled[-1] > labeled[0] + 0.1
+    assert all(b >= a for a, b in itertools.pairwise(labeled))
     assert all(r["label_accuracy"] > 0.95 for r in project)
     assert store.labels("sample").any() and (store.provenance("sample") > 0).any()
     if summary["screenshot"] is None:
