@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"  # ../shared/data relative to the repository
 DEFAULT_CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
-SETS = ("siftflow", "dsb2018", "eolearn", "sen1floods", "houston", "cloud38")
+SETS = ("siftflow", "dsb2018", "eolearn", "sen1floods", "houston", "cloud38", "photos8")
 VERSION = 1  # bump when a set's output changes, so cached sets are rebuilt
 
 
@@ -65,8 +65,49 @@ def grid_tiles(h: int, w: int, rows: int, cols: int) -> Iterator[tuple[int, int,
 # --------------------------------------------------------------------------- the sets
 
 
-def prepare_siftflow(src: Path, images: Path, masks: Path) -> None:
-    """SIFT Flow subset: copy the JPEGs, turn the ``.regions.txt`` matrices into uint8 PNGs.
+# SIFT Flow's 33 labels (1-based, alphabetical) → the 8 categories of the Stanford Background
+# set (1 sky, 2 tree, 3 road, 4 grass, 5 water, 6 building, 7 mountain, 8 foreground object),
+# the natural-photo set of the seed paper's Table 1; 0: no Stanford category (desert, sand).
+PHOTOS8_CLASSES = ("sky", "tree", "road", "grass", "water", "building", "mountain", "foreground")
+PHOTOS8_FROM_SIFTFLOW = {
+    "sky": ("sky", "sun", "moon"),
+    "tree": ("tree", "plant"),
+    "road": ("road", "sidewalk", "crosswalk"),
+    "grass": ("grass", "field"),
+    "water": ("sea", "river"),
+    "building": ("building", "awning", "balcony", "door", "window", "staircase"),
+    "mountain": ("mountain", "rock"),
+    "foreground": (
+        "bird", "boat", "bridge", "bus", "car", "cow", "fence", "person", "pole", "sign",
+        "streetlight",
+    ),
+}  # fmt: skip
+SIFTFLOW_CLASSES = [
+    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",
+    "desert", "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole",
+    "river", "road", "rock", "sand", "sea", "sidewalk", "sign", "sky", "staircase",
+    "streetlight", "sun", "tree", "window",
+]  # fmt: skip
+
+
+def photos8_lut() -> np.ndarray:
+    """Lookup table SIFT Flow label (0..33) → Stanford Background category (0..8)."""
+    lut = np.zeros(len(SIFTFLOW_CLASSES) + 1, np.uint8)
+    for k, name in enumerate(PHOTOS8_CLASSES, start=1):
+        for src in PHOTOS8_FROM_SIFTFLOW[name]:
+            lut[SIFTFLOW_CLASSES.index(src) + 1] = k
+    return lut
+
+
+def prepare_photos8(src: Path, images: Path, masks: Path) -> None:
+    """SIFT Flow subset with its labels merged into the Stanford Background set's 8 categories
+    (:data:`PHOTOS8_FROM_SIFTFLOW`): a stand-in for the seed paper's outdoor-photo set."""
+    prepare_siftflow(src, images, masks, photos8_lut())
+
+
+def prepare_siftflow(src: Path, images: Path, masks: Path, lut: np.ndarray | None = None) -> None:
+    """SIFT Flow subset: copy the JPEGs, turn the ``.regions.txt`` matrices into uint8 PNGs
+    (through ``lut`` when given).
 
     The stems get a rank prefix (``000_coast_arnat59``) that interleaves the eight scene
     categories round-robin, so that ``simulate --max-images N`` (which takes the first N stems in
@@ -88,7 +129,7 @@ def prepare_siftflow(src: Path, images: Path, masks: Path) -> None:
         if lab.min() < 0 or lab.max() > 255:
             raise ValueError(f"{sid}: label values {lab.min()}..{lab.max()} outside 0..255")
         shutil.copyfile(src / "images" / f"{sid}.jpg", images / f"{stem}.jpg")
-        write_png(masks / f"{stem}.png", lab.astype(np.uint8))
+        write_png(masks / f"{stem}.png", (lut[lab] if lut is not None else lab).astype(np.uint8))
 
 
 def _rle_decode(rle: str, h: int, w: int) -> np.ndarray:
@@ -224,6 +265,7 @@ PREPARERS: dict[str, tuple[str, Callable[[Path, Path, Path], None]]] = {
     "houston": ("houston2018_crop", prepare_houston),
     "cloud38": ("38cloud_sample", prepare_cloud38),
     "siftflow": ("siftflow_subset", prepare_siftflow),
+    "photos8": ("siftflow_subset", prepare_photos8),
     "dsb2018": ("dsb2018_stage1_test", prepare_dsb2018),
     "eolearn": ("eolearn_slovenia_s2_dem_lulc", prepare_eolearn),
     "sen1floods": ("sen1floods11_sample", prepare_sen1floods),
