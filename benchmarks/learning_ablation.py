@@ -17,7 +17,8 @@ recorded runs used the former 64² crops — with today's 16² crops it equals t
 confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``tb<S>`` (train for S
 seconds instead of the step counts, ``TrainConfig.time_budget``, e.g.
 ``p16b16s160w160tb4-brier``), ``fb<S1>_<S2>...`` (the U-Net's filter-bank front end at scales
-S1, S2, ..., ``TrainConfig.filter_bank``, e.g. ``p16b16s160w160fb1_2-brier``), ``mg<M>`` (the
+S1, S2, ..., ``TrainConfig.filter_bank``, e.g. ``p16b16s160w160fb1_2-brier``), ``row`` after a
+digit (``TrainConfig.row_position``, e.g. ``p16b16s320w160row-brier``), ``mg<M>`` (the
 accepting
 margin in pixels instead of 1, e.g. ``p16b16s160w160mg0-brier``, ``rfmg0``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
@@ -48,7 +49,9 @@ bank's principal components rescaled to the bands' spread, :func:`_install_bank_
 ``autobank-`` (a probe: ``auto`` compares the U-Net with and without its filter bank,
 :func:`_install_bank_candidate`) and ``mnorm-`` (a probe: the machine labels' loss divided by
 every class labeled in the batch, :func:`_install_machine_class_norm`; ``mcap-``: no machine class
-weighs more than a human class). ITERATIONS (default
+weighs more than a human class), ``ypos-`` (a probe: a band with each pixel's row height in its
+image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their CIELAB bands,
+:func:`_with_lab`). ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -295,6 +298,14 @@ def _install_fourth_scale(margin: int | None) -> None:
             d1 = self.fuse1(torch.cat([up(d2, e1), e1], 1))
             return self.fuse0(torch.cat([up(d1, e0), e0], 1))
 
+        def cropped_features(self, x):  # SmallUNet crops its own halo (24); this one 40
+            f, h = self.features(x), self.halo
+            return f[..., h : f.shape[-2] - h, h : f.shape[-1] - h]
+
+        def forward(self, x):
+            logits, h = self.out(self.features(x)), self.halo
+            return logits[..., h : logits.shape[-2] - h, h : logits.shape[-1] - h]
+
     plain = networks.build_model
 
     def build(spec):
@@ -538,6 +549,33 @@ def _per_image_normalized(samples: list) -> list:
     return out
 
 
+def _with_row_position(samples: list) -> list:
+    """The ``ypos-`` probe: each image gains a band holding its row's height in the image
+    (0 at the top, 1 at the bottom) — a location cue for photos, whose sky is up."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    out = []
+    for s in samples:
+        h, w = s.bands.shape[-2:]
+        y = np.broadcast_to(np.linspace(0, 1, h, dtype=np.float32)[:, None], (h, w))
+        out.append(Sample(s.name, np.concatenate([s.bands.astype(np.float32), y[None]]), s.truth))
+    return out
+
+
+def _with_lab(samples: list) -> list:
+    """The ``lab-`` probe: RGB images gain their CIELAB bands (scikit-image's ``rgb2lab``)."""
+    from skimage.color import rgb2lab
+
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    out = []
+    for s in samples:
+        rgb = np.moveaxis(s.bands[:3].astype(np.float32), 0, -1) / 255.0
+        lab = np.moveaxis(rgb2lab(rgb), -1, 0).astype(np.float32)
+        out.append(Sample(s.name, np.concatenate([s.bands.astype(np.float32), lab]), s.truth))
+    return out
+
+
 def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple[list, Any]:
     """The samples and ``SimulationConfig`` of one run of ``variant``, with its probes installed
     (all but ``ssl-``'s pretraining, which :func:`run` adds inside its timing)."""
@@ -548,6 +586,10 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
     if variant == "bank" or variant.startswith("bank:"):
         samples = _bank_features(samples, variant.removeprefix("bank"))
+    if re.match(r"(\w+-)*ypos-", variant):
+        samples = _with_row_position(samples)
+    if re.match(r"(\w+-)*lab-", variant):
+        samples = _with_lab(samples)
     if variant.startswith("soup-"):
         _install_weight_average()
     if variant.startswith("imnorm-"):
@@ -580,7 +622,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
@@ -635,6 +677,8 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         cfg.train.precise_bn = True
     if "tta" in variant_opts:
         cfg.train.tta = True
+    if re.search(r"\drow", variant_opts):  # e.g. p16b16s320w160row-brier: TrainConfig.row_position
+        cfg.train.row_position = True
     if gate:
         cfg.train.novelty_gate = float(gate.group(1))
     for objective in ("brier", "nll"):

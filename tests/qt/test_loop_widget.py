@@ -257,3 +257,26 @@ def test_texture_features_follow_the_projects_model(viewer_with_project, qtbot):
     loop.bank_check.setChecked(False)
     loop._image_changed()  # what choosing the labels layer (or reopening the project) runs
     assert loop.bank_check.isChecked()
+
+
+def test_the_row_cue_box_trains_with_it_and_follows_the_projects_model(
+    viewer_with_project, qtbot
+):
+    """Off by default; ticked, Train keeps the cue with the model (for every model kind), and
+    the box then shows what the stored model has, so Train continues it."""
+    viewer, loop, store = viewer_with_project
+    assert not loop.row_check.isChecked() and not loop.train_config().row_position
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    loop.row_check.setChecked(True)
+    config = loop.train_config()
+    assert config.row_position
+    config.steps = 10
+    assert loop.train(config)
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    saved = ProjectStore.open(store.path).model_config("latest")
+    assert saved["normalization"]["row_position"] is True
+    loop.row_check.setChecked(False)
+    loop._image_changed()  # what choosing the labels layer (or reopening the project) runs
+    assert loop.row_check.isChecked()

@@ -176,6 +176,12 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         help="re-estimate BatchNorm statistics after training (PreciseBN; +0.3 s per iteration)",
     )
     p.add_argument(
+        "--row-position",
+        action="store_true",
+        help="photos: give the model each pixel's height in its image as one more input (sky "
+        "is up); off for tiles, slides and stacks (kept with the model; see docs/learning.md)",
+    )
+    p.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: the network predicts the image and its three flips and "
@@ -213,6 +219,7 @@ def train_config(args: argparse.Namespace):
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
     cfg.tta = bool(getattr(args, "tta", False))
+    cfg.row_position = bool(getattr(args, "row_position", False))
     cfg.calibration = getattr(args, "calibration", None)
     cfg.bands = split_list(getattr(args, "bands", None))
     return cfg

@@ -70,6 +70,14 @@ class LoopPanel(DockWidget):
             "about 1.5x the training and 2.4x the inference time. Changing it starts a new "
             "model at the next Train"
         )
+        self.row_check = QCheckBox("Photos: use each pixel's height in the image")
+        self.row_check.setToolTip(
+            "Give the model each pixel's row (0 at the top, 1 at the bottom) as one more input: "
+            "in photos the sky is up and the road is down. Measured on outdoor photos: test "
+            "mIoU and accepted labels much better (docs/benchmarks.md). Leave it off for tiles, "
+            "slides and stacks, where a pixel's row says nothing about its class. Changing it "
+            "starts a new model at the next Train"
+        )
         self.budget_spin = QDoubleSpinBox()
         self.budget_spin.setRange(0.0, 600.0)
         self.budget_spin.setDecimals(1)
@@ -157,6 +165,7 @@ class LoopPanel(DockWidget):
         form.addRow("Model", self.model_combo)
         form.addRow("", self.novelty_check)
         form.addRow("", self.bank_check)
+        form.addRow("", self.row_check)
         form.addRow("Train for", self.budget_spin)
         form.addRow("Model bands", self.bands_list)
         form.addRow("Predict", self.stack_combo)
@@ -181,3 +190,8 @@ class LoopPanel(DockWidget):
         layout.addWidget(self.history_label)
         layout.addWidget(self.shortcuts_label)
         layout.addStretch(1)
+
+    def show_model_inputs(self, config: dict) -> None:
+        """Tick Texture features and the row cue as the stored model's ``config`` has them."""
+        self.bank_check.setChecked(bool((config.get("spec") or {}).get("bank")))
+        self.row_check.setChecked(bool((config.get("normalization") or {}).get("row_position")))

@@ -279,6 +279,7 @@ class LoopWidget(LoopPanel):
             novelty_gate=gate,
             time_budget=budget,
             filter_bank=bank,
+            row_position=self.row_check.isChecked(),
         )
 
     def _model_changed(self, model: str) -> None:
@@ -514,13 +515,12 @@ class LoopWidget(LoopPanel):
         self.areas.setText(areas_text(store.classes, np.asarray(layer.data), predicted))
 
     def _update_history(self, store: ProjectStore) -> None:
-        """Show the project's Train history (one line per Train, the latest last), and tick
-        Texture features as its stored model has them, so that Train continues that model."""
+        """Show the project's Train history (one line per Train, the latest last), and the
+        stored model's input options, so that Train continues that model."""
         self.history_label.setText(history_text(store.history()))
         if "latest" in store.model_names():
-            with contextlib.suppress(KeyError, ValueError):  # unreadable: Train says so
-                spec = store.model_config("latest").get("spec") or {}
-                self.bank_check.setChecked(bool(spec.get("bank")))
+            with contextlib.suppress(KeyError, ValueError, TypeError):  # unreadable: Train says so
+                self.show_model_inputs(store.model_config("latest"))
 
     # ---------------------------------------------------------------- region, classes
     def draw_region(self) -> None:

@@ -203,6 +203,7 @@ def simulate(
     band_names = [f"band_{i}" for i in range(pool[0].bands.shape[0])]
     stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in pool]
     norm = normalization_from_stats(band_names, stats)
+    norm.row_position = bool(config.train.row_position)
     xs_pool = [norm.apply(s.bands) for s in pool]
     xs_test = [norm.apply(s.bands) for s in test]
     labels = [np.zeros(s.truth.shape, np.uint16) for s in pool]

@@ -133,7 +133,9 @@ def band_attribution_job(
     c, h, w = x.shape
     if band_names is None:
         norm = getattr(model, "normalization", None)
-        band_names = list(norm.band_names) if norm is not None else [f"band {i}" for i in range(c)]
+        band_names = (
+            list(norm.channel_names) if norm is not None else [f"band {i}" for i in range(c)]
+        )
     halo, align = halo_of(net), align_of(net)
     sel = np.asarray(valid, bool) if valid is not None else np.ones((h, w), bool)
     means = np.array([float(x[b][sel].mean()) if sel.any() else 0.0 for b in range(c)], np.float32)

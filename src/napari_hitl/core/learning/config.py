@@ -117,6 +117,12 @@ class TrainConfig(Jsonable):
         (:class:`~napari_hitl.core.learning.networks.SmallUNet`; ``None``: none). Kept with
         the model; a stored model with another setting is not continued. Other models ignore
         it.
+    row_position
+        Give the model each pixel's height in its image as one more input channel (0 top, 1
+        bottom; :attr:`~napari_hitl.core.learning.data.Normalization.row_position`): a location
+        cue for photos, whose sky is up. Off by default — on tiles, slides and stacks a pixel's
+        row says nothing about its class. Kept with the model; a stored model with another
+        setting is not continued.
     bands
         Names of the bands the model uses, in this order (``None``: every band of the images).
         Each image is read by band name, so images may hold other bands as well; a stored model
@@ -145,6 +151,7 @@ class TrainConfig(Jsonable):
     tta: bool = False
     novelty_gate: float = 0.0
     filter_bank: list[float] | None = None
+    row_position: bool = False
 
     def check(self) -> None:
         """Refuse settings no training can use, before anything is trained or saved.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,25 +30,46 @@ class StackIndexError(HitlError, ValueError):
     """A slice index does not fit the image: a 2-D image has none, a stack needs one in range."""
 
 
+ROW_POSITION_CHANNEL = "row position"
+"""Name of the input channel :attr:`Normalization.row_position` adds (attributions show it)."""
+
+
 @dataclass
 class Normalization:
-    """Per-band affine normalization ``(x - low) / (high - low)`` and the band names it is for."""
+    """Per-band affine normalization ``(x - low) / (high - low)`` and the band names it is for.
+
+    With ``row_position`` the model's input gains one channel after the bands: each pixel's
+    height in its image, 0 at the top row and 1 at the bottom (``TrainConfig.row_position``) —
+    a location cue for photos, whose sky is up and whose road is down.
+    """
 
     band_names: list[str]
     low: list[float]
     high: list[float]
+    row_position: bool = False
 
-    def to_json(self) -> dict[str, list]:
+    @property
+    def channel_names(self) -> list[str]:
+        """What each channel of :meth:`apply`'s output holds: the bands, then the cue."""
+        return [*self.band_names, *([ROW_POSITION_CHANNEL] if self.row_position else [])]
+
+    def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
-        return {"band_names": self.band_names, "low": self.low, "high": self.high}
+        return {
+            "band_names": self.band_names,
+            "low": self.low,
+            "high": self.high,
+            "row_position": self.row_position,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, list]) -> Normalization:
-        """Inverse of :meth:`to_json`."""
+    def from_json(cls, data: dict[str, Any]) -> Normalization:
+        """Inverse of :meth:`to_json` (a model saved before the cue existed has none)."""
         return cls(
             list(data["band_names"]),
             [float(v) for v in data["low"]],
             [float(v) for v in data["high"]],
+            bool(data.get("row_position", False)),
         )
 
     def check(self, band_names: Sequence[str], what: str = "the image") -> None:
@@ -89,8 +111,25 @@ class Normalization:
             )
         return [names.index(b) for b in self.band_names]
 
-    def apply(self, bands: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Normalized float32 copy; NaN/inf and invalid pixels become 0, values clipped to ±10."""
+    def apply(
+        self,
+        bands: np.ndarray,
+        valid: np.ndarray | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """The model's input: a normalized float32 copy of ``bands`` (NaN/inf and invalid
+        pixels 0, values clipped to ±10), and with :attr:`row_position` the cue after them.
+
+        Parameters
+        ----------
+        bands
+            ``C, ..., H, W`` values of :attr:`band_names`.
+        valid
+            ``..., H, W`` mask of the pixels to keep (the others become 0 in every band).
+        rows
+            ``(first_row, image_height)``: where ``bands`` lie in their image when they are a
+            window of it (``None``: the whole image). Only the row-position cue reads it.
+        """
         low = np.asarray(self.low, np.float32).reshape(-1, *([1] * (bands.ndim - 1)))
         high = np.asarray(self.high, np.float32).reshape(low.shape)
         out = (np.asarray(bands, np.float32) - low) / (high - low)
@@ -98,7 +137,19 @@ class Normalization:
         np.clip(out, -10, 10, out=out)
         if valid is not None:
             out[:, ~valid] = 0.0
+        if self.row_position:
+            out = np.concatenate([out, row_position(out.shape[1:], rows)[None]])
         return out
+
+
+def row_position(shape: tuple[int, ...], rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Each pixel's height in its image, ``(row + 0.5) / image_height`` (0 top, 1 bottom), for an
+    array of ``shape`` (``..., H, W``) whose first row is row ``rows[0]`` of an image
+    ``rows[1]`` rows high (``None``: the array is the whole image)."""
+    h = shape[-2]
+    first, height = rows if rows is not None else (0, h)
+    y = (np.arange(first, first + h, dtype=np.float32) + 0.5) / np.float32(max(height, 1))
+    return np.ascontiguousarray(np.broadcast_to(y[:, None], shape))
 
 
 def normalization_from_stats(band_names: Sequence[str], stats: Sequence[Sequence]) -> Normalization:

@@ -458,10 +458,10 @@ def _check_forest_fits(forest: Any, clf: ForestClassifier) -> None:
         or (classes >= k).any()
     ):
         raise StoreError(f"has forest classes {classes.tolist()} that are not among its {k}")
-    bands = len(clf.normalization.band_names)
+    bands = len(clf.normalization.channel_names)  # the bands, and the row-position cue
     expected = pixel_features(np.zeros((bands, 8, 8), np.float32)).shape[0]
     if forest.n_features_in_ != expected:
         raise StoreError(
             f"has a forest on {forest.n_features_in_} features, not the {expected} of its "
-            f"{bands} bands"
+            f"{bands} input channels"
         )

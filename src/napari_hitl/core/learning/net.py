@@ -335,7 +335,9 @@ class NetClassifier(TiledLogits):
         self.class_values = [int(v) for v in class_values]
         self.class_names = list(class_names)
         scales = [float(v) for v in bank] if bank else None  # the U-Net's filter-bank scales
-        self.spec = ModelSpec(kind, len(normalization.band_names), len(self.class_values), scales)
+        self.spec = ModelSpec(
+            kind, len(normalization.channel_names), len(self.class_values), scales
+        )
         self.net: nn.Module = build_model(self.spec)
         self.temperature = 1.0
         self.class_log_prior = np.zeros(len(self.class_values), np.float32)

@@ -215,7 +215,9 @@ class _BlockTask:
             x, valid = arrays
             if self.stack:
                 x, valid = x[:, 0], valid[0]
-            x = clf.normalization.apply(x, valid)
+            # the block's first row in the image, as `read` would take it (the cue needs it)
+            rows = (max(0, y0 - self.depth[0]), self.shape[0])
+            x = clf.normalization.apply(x, valid, rows)
         else:
             x, valid = self.read(z, y0, y1, x0, x1)
         ri, ci = self._index(0, y0, y1), self._index(1, x0, x1)

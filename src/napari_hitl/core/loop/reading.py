@@ -126,7 +126,8 @@ def normalized_window(
     else:
         data = np.asarray(arr.oindex[(np.asarray(idx), *spatial)])
     valid = valid_window(store, name, index, window, data.shape[1:])
-    return norm.apply(data, valid), valid
+    rows = (window[0] if window is not None else 0, int(info.spatial_shape[-2]))
+    return norm.apply(data, valid, rows), valid
 
 
 # ---------------------------------------------------------------------------- prediction

@@ -87,8 +87,9 @@ def classifier_for_training(
 
     The stored model is continued unless ``fresh``, or it is another model kind, or the classes
     changed since it was trained, or it uses other bands than ``config.bands`` (every band of
-    the images when ``None``). A new classifier is normalized on those bands only. With
-    ``config.model == "auto"`` any stored model is continued; a new one is the default model,
+    the images when ``None``) or another ``config.row_position``. A new classifier is
+    normalized on those bands only. With ``config.model == "auto"`` any stored model is
+    continued; a new one is the default model,
     untrained — :func:`train_project` then replaces it by the one ``auto`` chooses (live mode
     keeps it).
 
@@ -105,13 +106,14 @@ def classifier_for_training(
     if len(classes) < 2:
         raise TrainingDataError("define at least two classes before training")
     norm = project_normalization(store, names, bands=config.bands)
+    norm.row_position = bool(config.row_position)
     previous = None if fresh else load_state(store)
     if previous is not None and (
         config.model not in (previous.classifier.kind, AUTO_MODEL)
         or previous.classifier.class_values != [c.value for c in classes]
-        or previous.classifier.normalization.band_names != norm.band_names
+        or previous.classifier.normalization.channel_names != norm.channel_names
     ):
-        previous = None  # another model, other classes or other bands: start afresh
+        previous = None  # another model, other classes, other bands or cue: start afresh
     if previous is not None:
         return previous.classifier, previous.iteration + 1
     values, class_names = [c.value for c in classes], [c.name for c in classes]
