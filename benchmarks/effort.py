@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
-    .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow]
+    .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow,photos8]
         [--models unet,rf,patch-cnn,unet:gate2,rf:m0] [--seeds SET=0,1,2;...] [--iterations 10]
         [--threads 2] [--force] [--summarize-only]
 
@@ -14,9 +14,9 @@ skipped unless ``--force``. A model may carry options after colons: ``:gate<F>``
 ``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
 margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
 end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net only, N fresh and N warm training
-steps instead of the defaults; ``:w<W>`` after it: W warm steps), e.g. ``unet:gate2``,
-``rf:m0``, ``unet:bank``, ``unet:s320``, ``unet:s320:w160``; the folder name writes the colons
-as ``-``.
+steps instead of the defaults; ``:w<W>`` after it: W warm steps) and ``:row`` last (the
+row-position cue, ``TrainConfig.row_position``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``,
+``unet:s320``, ``unet:s320:w160``, ``unet:row``; the folder name writes the colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -46,15 +46,21 @@ from napari_hitl.core.choices import FILTER_BANK_SIGMAS  # noqa: E402
 CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
 OUT = REPO / "benchmarks" / "results" / "effort"
 IMAGES = REPO / "docs" / "images"
-SETS = ("sen1floods", "eolearn", "dsb2018", "siftflow")
+SETS = ("sen1floods", "eolearn", "dsb2018", "siftflow", "photos8")
 MODELS = ("unet", "rf", "patch-cnn")
 # 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
-DEFAULT_SEEDS = {"sen1floods": (0, 1, 2), "eolearn": (0, 1, 2), "dsb2018": (0,), "siftflow": (0,)}
+DEFAULT_SEEDS = {
+    "sen1floods": (0, 1, 2),
+    "eolearn": (0, 1, 2),
+    "dsb2018": (0,),
+    "siftflow": (0,),
+    "photos8": (0,),
+}
 TARGETS = (0.95, 0.90, 0.85)
 # a model with options: the U-Net's novelty gate factor, the accepting margin, its bank, steps
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
-    r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?"
+    r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?P<row>:row)?"
 )
 
 
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.steps = cfg.train.warm_steps = int(spec["steps"])
                 if spec["warm"]:
                     cfg.train.warm_steps = int(spec["warm"])
+                if spec["row"]:
+                    cfg.train.row_position = True
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
