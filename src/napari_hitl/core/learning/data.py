@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_hitl.core.errors import HitlError
+from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
 
@@ -35,7 +36,7 @@ ROW_POSITION_CHANNEL = "row position"
 
 
 @dataclass
-class Normalization:
+class Normalization(Jsonable):
     """Per-band affine normalization ``(x - low) / (high - low)`` and the band names it is for.
 
     With ``row_position`` the model's input gains one channel after the bands: each pixel's
@@ -53,18 +54,9 @@ class Normalization:
         """What each channel of :meth:`apply`'s output holds: the bands, then the cue."""
         return [*self.band_names, *([ROW_POSITION_CHANNEL] if self.row_position else [])]
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return {
-            "band_names": self.band_names,
-            "low": self.low,
-            "high": self.high,
-            "row_position": self.row_position,
-        }
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Normalization:
-        """Inverse of :meth:`to_json` (a model saved before the cue existed has none)."""
+        """Inverse of ``to_json`` (its fields; a model saved before the cue existed has none)."""
         return cls(
             list(data["band_names"]),
             [float(v) for v in data["low"]],
