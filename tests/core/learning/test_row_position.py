@@ -122,3 +122,19 @@ def test_the_command_line_trains_with_the_cue_and_a_change_starts_afresh(tmp_pat
     off = json.loads(capsys.readouterr().out)
     assert not off["warm_start"] and first["iteration"] == off["iteration"] == 1
     assert ProjectStore.open(path).model_config("latest")["normalization"]["row_position"] is False
+
+
+def test_explanations_and_guiding_run_on_a_model_with_the_cue(tmp_path):
+    """Grad-CAM and band attribution name the cue's channel; a guiding session predicts what
+    the loop predicts (its input carries the cue too)."""
+    from napari_hitl.core.explain.project import explain_project_image
+    from napari_hitl.core.hints.project import open_session
+
+    store = _project(tmp_path)
+    run_to_end(train_project(store, TrainConfig(steps=10, row_position=True, threads=2)))
+    explained = run_to_end(explain_project_image(store, "img", 1, attribution="occlusion"))
+    names = [name for name, *_ in explained.attribution.ranking()]
+    assert sorted(names) == sorted([*store.image_info("img").band_names, ROW_POSITION_CHANNEL])
+    session = run_to_end(open_session(store, "img"))
+    ref = run_to_end(predict_project_image(store, "img", write=False))
+    np.testing.assert_array_equal(session.plain.labels, ref.labels)
