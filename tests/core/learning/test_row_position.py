@@ -138,3 +138,23 @@ def test_explanations_and_guiding_run_on_a_model_with_the_cue(tmp_path):
     session = run_to_end(open_session(store, "img"))
     ref = run_to_end(predict_project_image(store, "img", write=False))
     np.testing.assert_array_equal(session.plain.labels, ref.labels)
+
+
+def test_stack_blocks_see_their_rows_like_the_slices(tmp_path):
+    """A Z stack with the cue: every slice gets the same rows, and blocks of 64 rows predict
+    what each whole slice does."""
+    scenes = [make_sample_scene((150, 90), seed) for seed in range(3)]
+    store = ProjectStore.create(
+        tmp_path / "s.zarr", classes=make_classes(scenes[0].class_names, scenes[0].class_colors)
+    )
+    data = np.stack([s.bands for s in scenes], axis=1)
+    add_image(store, Raster(data, "CZYX", list(scenes[0].band_names)), "img")
+    labels = np.zeros((3, 150, 90), np.uint16)
+    labels[0] = sparse_scribbles(scenes[0].ground_truth, 0.03, seed=0)
+    store.write_labels("img", labels)
+    run_to_end(train_project(store, TrainConfig(steps=10, row_position=True, threads=2)))
+    ref = run_to_end(predict_project_image(store, "img", write=False))
+    report = run_to_end(predict_store_image(store, "img", chunk=64))
+    assert report.blocks == 3 * 2  # 150 rows: a block of 64 and one of 86 (the tail merged)
+    got = store.read_derived("img", "probabilities")
+    np.testing.assert_allclose(got, ref.probabilities, atol=1e-5)
