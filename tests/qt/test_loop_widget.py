@@ -259,9 +259,7 @@ def test_texture_features_follow_the_projects_model(viewer_with_project, qtbot):
     assert loop.bank_check.isChecked()
 
 
-def test_the_row_cue_box_trains_with_it_and_follows_the_projects_model(
-    viewer_with_project, qtbot
-):
+def test_the_row_cue_box_trains_with_it_and_follows_the_projects_model(viewer_with_project, qtbot):
     """Off by default; ticked, Train keeps the cue with the model (for every model kind), and
     the box then shows what the stored model has, so Train continues it."""
     viewer, loop, store = viewer_with_project
