@@ -186,17 +186,11 @@ class _BlockTask:
         """Record ``block`` as finished (called after all its arrays are written)."""
         hitl[f"{BATCH_GROUP}/done"][block] = 1  # type: ignore[index]
 
-    def halo_window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
-        """The part of the image block ``y0:y1, x0:x1`` arrives with: the block and its halo
-        (``depth``), cut at the image's edges — what ``map_overlap`` hands over and ``read``
-        reads."""
-        (h, w), (dy, dx) = self.shape, self.depth
-        return max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx)
-
     def read(self, z: int | None, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
         """The model's bands of block ``y0:y1, x0:x1`` with its halo, normalized, and its valid
         mask, read from the store (only the zarr chunks the window touches)."""
-        window = self.halo_window(y0, y1, x0, x1)
+        (h, w), (dy, dx) = self.shape, self.depth
+        window = (max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx))
         clf = _model(self.store_path, self.model_hash)
         store = ProjectStore.open(self.store_path)
         return normalized_window(store, self.name, clf.normalization, index=z, window=window)
@@ -221,8 +215,9 @@ class _BlockTask:
             x, valid = arrays
             if self.stack:
                 x, valid = x[:, 0], valid[0]
-            first_row = self.halo_window(y0, y1, x0, x1)[0]  # the row cue needs it
-            x = clf.normalization.apply(x, valid, (first_row, self.shape[0]))
+            # the block's first row in the image, as `read` would take it (the cue needs it)
+            rows = (max(0, y0 - self.depth[0]), self.shape[0])
+            x = clf.normalization.apply(x, valid, rows)
         else:
             x, valid = self.read(z, y0, y1, x0, x1)
         ri, ci = self._index(0, y0, y1), self._index(1, x0, x1)
