@@ -54,6 +54,7 @@ from napari_hitl.core.loop import (
     stack_depth,
     stack_shapes,
 )
+from napari_hitl.core.loop.reading import halo_box
 from napari_hitl.core.progress import CancelToken, Progress
 from napari_hitl.core.store import ATTR, LABEL_DTYPE, ProjectStore
 from napari_hitl.core.tiling import block_bounds, ceil_to, parse_chunk
@@ -189,8 +190,7 @@ class _BlockTask:
     def read(self, z: int | None, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
         """The model's bands of block ``y0:y1, x0:x1`` with its halo, normalized, and its valid
         mask, read from the store (only the zarr chunks the window touches)."""
-        (h, w), (dy, dx) = self.shape, self.depth
-        window = (max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx))
+        window = halo_box((y0, y1, x0, x1), self.depth, self.shape)
         clf = _model(self.store_path, self.model_hash)
         store = ProjectStore.open(self.store_path)
         return normalized_window(store, self.name, clf.normalization, index=z, window=window)
@@ -215,9 +215,8 @@ class _BlockTask:
             x, valid = arrays
             if self.stack:
                 x, valid = x[:, 0], valid[0]
-            # the block's first row in the image, as `read` would take it (the cue needs it)
-            rows = (max(0, y0 - self.depth[0]), self.shape[0])
-            x = clf.normalization.apply(x, valid, rows)
+            first_row = halo_box((y0, y1, x0, x1), self.depth, self.shape)[0]  # for the row cue
+            x = clf.normalization.apply(x, valid, (first_row, self.shape[0]))
         else:
             x, valid = self.read(z, y0, y1, x0, x1)
         ri, ci = self._index(0, y0, y1), self._index(1, x0, x1)

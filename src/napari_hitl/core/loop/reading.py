@@ -131,6 +131,13 @@ def normalized_window(
 
 
 # ---------------------------------------------------------------------------- prediction
+def halo_box(box: Box, depth: tuple[int, int], shape: tuple[int, int]) -> Box:
+    """``box`` (row0, row1, col0, col1) grown by ``depth`` (rows, cols) on every side and cut at
+    the edges of an image of ``shape``: the part of the image a block with its halo covers."""
+    (r0, r1, c0, c1), (dy, dx), (h, w) = box, depth, shape
+    return max(0, r0 - dy), min(h, r1 + dy), max(0, c0 - dx), min(w, c1 + dx)
+
+
 def context_window(
     clf: Classifier, box: Box, shape: tuple[int, int]
 ) -> tuple[Box, tuple[slice, slice]]:
