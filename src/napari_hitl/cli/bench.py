@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from napari_hitl.cli.common import (
+    add_command,
     add_json_option,
     add_margin_option,
     add_threshold_option,
@@ -29,7 +30,9 @@ from napari_hitl.core.choices import (
 
 # ---------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Speed of every model on this machine, with ratios to rf and to the matmul rate."""
+    """Speed of each model here: training s/iteration, inference Mpx/s, ratios to rf, FLOPs against
+    the measured matmul rate.
+    """
     from napari_hitl.core.evaluation.bench import format_table, run_bench
 
     models = split_list(args.models) or None
@@ -53,7 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """The simulated-user benchmark on a folder of images and masks."""
+    """Simulated-user benchmark: scribbles → train → accept confident pixels → repeat."""
     from napari_hitl.core.active.strategies import Schedule
     from napari_hitl.core.evaluation.simulate import (
         SimulationConfig,
@@ -123,11 +126,7 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_CHOICES, MODEL_HELP
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
-    p = sub.add_parser(
-        "bench",
-        help="speed of each model here: training s/iteration, inference "
-        "Mpx/s, ratios to rf, FLOPs against the measured matmul rate",
-    )
+    p = add_command(sub, "bench", cmd_bench, store=False)
     p.add_argument(
         "--models",
         default="unet,patch-cnn,rf",
@@ -140,13 +139,14 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
         "--repeats", type=int, default=2, help="timed runs per figure, best kept (default 2)"
     )
     p.add_argument("--out", default=None, help="folder for bench.json and bench.md")
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "simulate",
-        help="simulated-user benchmark: scribbles → train → accept confident pixels → repeat",
+        cmd_simulate,
         description="The source paper's protocol (§3.1) on images + ground-truth masks. "
         f"Models — {models_help}.",
+        store=False,
     )
     p.add_argument("--images", required=True, help="folder of images (PNG/JPEG/TIFF/.npy)")
     p.add_argument(
@@ -239,4 +239,3 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dgamma", type=float, default=0.1, help="gamma grows by this per iteration")
     g.add_argument("--background", default=None, help="class values that are not objects")
     add_json_option(p, "print the summary and effort as one JSON object")
-    p.set_defaults(func=cmd_simulate)

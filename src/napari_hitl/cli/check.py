@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from napari_hitl.cli.common import add_json_option
+from napari_hitl.cli.common import add_command, add_json_option
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run ``napari-hitl check``."""
+    """Verify a store (labels vs provenance, undo history, derived arrays, models).
+
+    Verify the store's invariants: labels and provenance agree, the undo history is readable,
+    derived arrays are signed and whole, model bytes match their hash. Exit 0 when consistent,
+    1 with one line per problem.
+    """
     from napari_hitl.core.store.check import check_store
 
     report = check_store(args.store, repair=args.repair)
@@ -43,14 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def add_check_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``check`` to the ``napari-hitl`` parser."""
-    p = sub.add_parser(
-        "check",
-        help="verify a store (labels vs provenance, undo history, derived arrays, models)",
-        description="Verify the store's invariants: labels and provenance agree, the undo "
-        "history is readable, derived arrays are signed and whole, model bytes match their "
-        "hash. Exit 0 when consistent, 1 with one line per problem.",
-    )
-    p.add_argument("store", help="project store, e.g. project.zarr")
+    p = add_command(sub, "check", cmd_check)
     p.add_argument(
         "--repair",
         action="store_true",
@@ -58,4 +56,3 @@ def add_check_commands(sub: argparse._SubParsersAction) -> None:
         "never changes a human label",
     )
     add_json_option(p)
-    p.set_defaults(func=cmd_check)

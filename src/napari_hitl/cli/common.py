@@ -7,19 +7,68 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from napari_hitl.cli.progress import ProgressPrinter
-from napari_hitl.core.choices import DEFAULT_MARGIN, DEFAULT_THRESHOLD, FILTER_BANK_SIGMAS
+from napari_hitl.core.choices import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    FILTER_BANK_SIGMAS,
+    STORE_HELP,
+)
 from napari_hitl.core.errors import HitlError
 
 T = TypeVar("T")
 
 # a long job's progress: a bar on a terminal, a line per tenth when piped
 print_progress = ProgressPrinter()
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    help: str | None = None,
+    description: str | None = None,
+    store: bool = True,
+) -> argparse.ArgumentParser:
+    """Declare the command ``name``, run by ``func``; every command is declared here.
+
+    Parameters
+    ----------
+    sub
+        The subparsers of the ``napari-hitl`` parser.
+    name, func
+        The command's name and the function that runs it (returns the exit status).
+    help, description
+        The line of ``napari-hitl --help`` and the text of ``napari-hitl NAME --help``. By
+        default they come from ``func``'s docstring: its first paragraph (without the final
+        full stop) is the line, the paragraphs after it the text (the line again if none).
+    store
+        Whether the command's first argument is the project store (most commands).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The command's parser, for its own options.
+    """
+    paragraphs = [
+        " ".join(par.split()) for par in inspect.cleandoc(func.__doc__ or "").split("\n\n")
+    ]
+    if help is None:
+        help = paragraphs[0].removesuffix(".")
+    if description is None:
+        description = " ".join(paragraphs[1:]) or paragraphs[0]
+    p = sub.add_parser(name, help=help, description=description)
+    if store:
+        p.add_argument("store", help=STORE_HELP)
+    p.set_defaults(func=func)
+    return p
 
 
 def json_safe(value: object) -> object:

@@ -11,12 +11,12 @@ import csv
 import json
 from pathlib import Path
 
+from napari_hitl.cli.common import add_command
 from napari_hitl.core.choices import (
     ATTRIBUTION_METHODS,
     IMAGE_HELP,
     REGION_HELP,
     SEED_HELP,
-    STORE_HELP,
     SUPERPIXEL_METHODS,
 )
 from napari_hitl.core.text import terminal_safe
@@ -30,7 +30,11 @@ def _point(text: str) -> tuple[int, int]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Grad-CAM (GeoTIFF) and per-band attribution of a class over a region of one image."""
+    """Grad-CAM and per-band attribution of a class over a region of an image.
+
+    Writes the Grad-CAM map of the project's model for a class (GeoTIFF aligned with the image)
+    and prints how much each band supports the class there.
+    """
     from napari_hitl.cli.common import print_progress
     from napari_hitl.core.explain.gradcam import Region
     from napari_hitl.core.explain.project import explain_project_image
@@ -98,7 +102,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_guide(args: argparse.Namespace) -> int:
-    """Fine-tune the model so that its Grad-CAM follows positive/negative clicks (or revert)."""
+    """Steer the model's attention: fine-tune on positive/negative clicks.
+
+    Fine-tunes the project's model with w_g*(loss_pos + loss_neg) + w_c*loss_c: the Grad-CAM
+    barycenter moves toward the positive clicks, and the Grad-CAM mass leaves the superpixels
+    under the negative clicks. The previous model is kept (--revert). Without --image, the
+    click sets confirmed in the GUI are used.
+    """
     from napari_hitl.cli.common import print_progress
     from napari_hitl.core.explain.project import (
         ClickSet,
@@ -160,13 +170,7 @@ def cmd_guide(args: argparse.Namespace) -> int:
 
 def add_explain_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``explain`` and ``guide`` to the ``napari-hitl`` parser."""
-    p = sub.add_parser(
-        "explain",
-        help="Grad-CAM and per-band attribution of a class over a region of an image",
-        description="Writes the Grad-CAM map of the project's model for a class (GeoTIFF "
-        "aligned with the image) and prints how much each band supports the class there.",
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "explain", cmd_explain)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--class", dest="class_ref", required=True, help="class name or value")
     p.add_argument("--region", default="image", help=REGION_HELP)
@@ -182,17 +186,8 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="Grad-CAM output (.tif, .zarr, .npy)")
     p.add_argument("--bands-csv", default=None, help="write the band ranking here")
     p.add_argument("--bands-out", default=None, help="write per-band maps (C, H, W) here")
-    p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser(
-        "guide",
-        help="steer the model's attention: fine-tune on positive/negative clicks",
-        description="Fine-tunes the project's model with w_g*(loss_pos + loss_neg) + "
-        "w_c*loss_c: the Grad-CAM barycenter moves toward the positive clicks, and the Grad-CAM "
-        "mass leaves the superpixels under the negative clicks. The previous model is kept "
-        "(--revert). Without --image, the click sets confirmed in the GUI are used.",
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "guide", cmd_guide)
     p.add_argument("--image", default=None, help="the image clicked in (default: the only one)")
     p.add_argument("--class", dest="class_ref", default=None, help="class name or value")
     p.add_argument("--region", default="image", help=REGION_HELP)
@@ -217,4 +212,3 @@ def add_explain_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--revert", action="store_true", help="put the model before guidance back")
-    p.set_defaults(func=cmd_guide)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_hitl.cli.common import add_threshold_option
+from napari_hitl.cli.common import add_command, add_threshold_option
 from napari_hitl.core.choices import (
     IMAGE_HELP,
     PLACE_HELP,
     SEED_HELP,
-    STORE_HELP,
 )
 from napari_hitl.core.text import terminal_safe
 
@@ -40,7 +39,7 @@ def _guide_config(args: argparse.Namespace):
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
-    """Guide the model on one image by hints; print the change; optionally accept it."""
+    """Guide the trained model on one image by hints (points, find/remove commands)."""
     from napari_hitl.cli.common import print_progress
     from napari_hitl.core.hints.project import accept_guided, apply_hints, hints_for, open_session
     from napari_hitl.core.progress import run_to_end
@@ -89,7 +88,14 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
 
 def cmd_guide_eval(args: argparse.Namespace) -> int:
-    """The 20-questions evaluation on a folder of images and masks."""
+    """The 20-questions evaluation of test-time guiding (Guide Me, Table 1).
+
+    Trains a model on part of the images (or uses --checkpoint), then on each held-out image
+    asks the pixel with the smallest margin between the two top classes, answers it from the
+    mask, guides, and records mIoU and pixel accuracy after 0, 1, 5, 10, 15, 20 questions, next
+    to a baseline that fine-tunes the tail's weights on the same answers. Writes
+    OUT/report.json and OUT/report.md.
+    """
     from napari_hitl.cli.common import print_progress
     from napari_hitl.core.evaluation.simulate import load_image_folder
     from napari_hitl.core.hints.questions import (
@@ -150,16 +156,16 @@ def _add_guide_options(p: argparse.ArgumentParser) -> None:
 
 def add_hint_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``hint`` and ``guide-eval`` to the ``napari-hitl`` parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "hint",
-        help="guide the trained model on one image by hints (points, find/remove commands)",
+        cmd_hint,
         description="Test-time guiding (Guide Me): a guiding block between the head and the "
         "tail of the project's network is optimized on the hints, the weights stay fixed. "
         "Prints what changed; --accept pushes the guided prediction above --threshold into "
         "the labels (human labels untouched, undoable). Commands: 'find CLASS [in PLACE]', "
         f"'remove CLASS [in PLACE]'; {PLACE_HELP}.",
     )
-    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--slice", type=int, default=None, help="stack slice")
     p.add_argument(
@@ -176,17 +182,8 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=int, default=2, help="px kept from predicted boundaries")
     p.add_argument("--out", default=None, help="write the guided class map (.tif, .npy)")
     _add_guide_options(p)
-    p.set_defaults(func=cmd_hint)
 
-    p = sub.add_parser(
-        "guide-eval",
-        help="the 20-questions evaluation of test-time guiding (Guide Me, Table 1)",
-        description="Trains a model on part of the images (or uses --checkpoint), then on each "
-        "held-out image asks the pixel with the smallest margin between the two top classes, "
-        "answers it from the mask, guides, and records mIoU and pixel accuracy after 0, 1, 5, "
-        "10, 15, 20 questions, next to a baseline that fine-tunes the tail's weights on the "
-        "same answers. Writes OUT/report.json and OUT/report.md.",
-    )
+    p = add_command(sub, "guide-eval", cmd_guide_eval, store=False)
     p.add_argument("--images", required=True, help="folder of images (PNG/JPEG/TIFF/.npy)")
     p.add_argument("--masks", required=True, help="0 = no ground truth, classes 1..K")
     p.add_argument("--out", required=True, help="folder for report.json and report.md")
@@ -211,4 +208,3 @@ def add_hint_commands(sub: argparse._SubParsersAction) -> None:
         help="training steps, default 300",
     )
     _add_guide_options(p)
-    p.set_defaults(func=cmd_guide_eval)

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_hitl.cli.common import add_json_option
-from napari_hitl.core.choices import STORE_HELP
+from napari_hitl.cli.common import add_command, add_json_option
 from napari_hitl.core.errors import HitlError
 
 
@@ -58,7 +57,13 @@ def plot_history(records: list[dict[str, Any]], path: str | Path, title: str = "
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    """Print the store's Train history (table or JSON); optionally draw it into a PNG."""
+    """What each Train recorded: human pixels and strokes, labeled and machine fractions, held-out
+    accuracy.
+
+    One line per Train of the project: human-labeled pixels and strokes so far, labeled and
+    machine-labeled fractions of all pixels, and the accuracy on the human strokes held out of
+    training (the honest measure without ground truth).
+    """
     from napari_hitl.core.loop.history import format_history
     from napari_hitl.core.store import open_store
 
@@ -83,15 +88,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def add_history_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``history`` to the ``napari-hitl`` parser."""
-    p = sub.add_parser(
-        "history",
-        help="what each Train recorded: human pixels and strokes, labeled and machine "
-        "fractions, held-out accuracy",
-        description="One line per Train of the project: human-labeled pixels and strokes so "
-        "far, labeled and machine-labeled fractions of all pixels, and the accuracy on the "
-        "human strokes held out of training (the honest measure without ground truth).",
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "history", cmd_history)
     add_json_option(p, "print the records as a JSON list")
     p.add_argument(
         "--plot",
@@ -100,4 +97,3 @@ def add_history_commands(sub: argparse._SubParsersAction) -> None:
         help="draw labeled fraction, machine fraction and held-out accuracy against human "
         "pixels into this PNG",
     )
-    p.set_defaults(func=cmd_history)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from napari_hitl.cli.common import (
     IMAGES_HELP,
+    add_command,
     add_image_options,
     add_json_option,
     add_margin_option,
@@ -26,13 +27,12 @@ from napari_hitl.core.choices import (
     DEMO_LOOP_ITERATIONS,
     IMAGE_HELP,
     SEED_HELP,
-    STORE_HELP,
     THREADS_HELP,
 )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the sample scene (GUI with a display, headless otherwise)."""
+    """The main job on the sample scene: napari with a display, headless results otherwise."""
     from napari_hitl.demo import run_demo
 
     return run_demo(
@@ -44,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train the project's model on its labels (warm start from the last model)."""
+    """Train the project's model on its labels (warm start)."""
     from napari_hitl.core.loop import train_project
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import open_store
@@ -89,10 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict images with the project's model; store prediction, confidence and uncertainty.
-
-    Whole images go block by block through dask into the store (resumable; ``--scheduler`` for
-    a cluster); ``--slice`` and ``--region`` predict that part in memory."""
+    """Predict images with the project's model (stored, signed)."""
     from napari_hitl.core.loop import clip_region, load_state, predict_project_image
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import open_store
@@ -139,7 +136,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    """Accept confident predictions into unlabeled pixels."""
+    """Add predictions with confidence ≥ threshold to unlabeled pixels."""
     from napari_hitl.core.loop import push_project_image
     from napari_hitl.core.store import open_store
 
@@ -158,7 +155,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    """Undo the last push of an image (or remove every machine label)."""
+    """Undo the last push of an image (or clear machine labels)."""
     from napari_hitl.core.loop.accept import store_clear_machine, store_undo
     from napari_hitl.core.store import open_store
 
@@ -180,12 +177,12 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
     from napari_hitl.core.choices import DEFAULT_MODEL, MODEL_CHOICES, MODEL_HELP
 
     models_help = "; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items())
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
-        help="train the project's model on its labels (warm start)",
+        cmd_train,
         description=f"Models — {models_help}.",
     )
-    p.add_argument("store", help=STORE_HELP)
     p.add_argument(
         "--model", default=DEFAULT_MODEL, choices=MODEL_CHOICES, help=f"default {DEFAULT_MODEL}"
     )
@@ -209,10 +206,8 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     add_json_option(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict images with the project's model (stored, signed)")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "predict", cmd_predict)
     add_image_options(p)
     p.add_argument(
         "--tile",
@@ -235,12 +230,8 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
     )
     add_batch_options(p)
     add_json_option(p)
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
-        "push", help="add predictions with confidence ≥ threshold to unlabeled pixels"
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "push", cmd_push)
     add_image_options(p)
     add_threshold_option(p, "minimum confidence to add")
     add_margin_option(p)
@@ -257,22 +248,16 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
         help="ROW0,ROW1,COL0,COL1: push only inside this box (pixels, end exclusive)",
     )
     add_json_option(p)
-    p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("undo", help="undo the last push of an image (or clear machine labels)")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "undo", cmd_undo)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--clear-machine", action="store_true", help="remove every machine label")
     add_json_option(p)
-    p.set_defaults(func=cmd_undo)
 
 
 def add_demo_command(sub: argparse._SubParsersAction) -> None:
     """Register ``demo``."""
-    p = sub.add_parser(
-        "demo",
-        help="the main job on the sample scene: napari with a display, headless results otherwise",
-    )
+    p = add_command(sub, "demo", cmd_demo, store=False)
     p.add_argument("--out", default="hitl-demo-output", help="folder for the results")
     p.add_argument(
         "--mode",
@@ -288,4 +273,3 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
         help="iterations of the simulated-user loop on sample scenes "
         f"(default {DEMO_LOOP_ITERATIONS}; 0: skip)",
     )
-    p.set_defaults(func=cmd_demo)

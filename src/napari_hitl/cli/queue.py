@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from napari_hitl.cli.common import add_json_option
+from napari_hitl.cli.common import add_command, add_json_option
 from napari_hitl.core.choices import (
     DEFAULT_THRESHOLD,
     IMAGE_HELP,
     SEED_HELP,
-    STORE_HELP,
     STRATEGIES,
 )
 from napari_hitl.core.text import terminal_safe
@@ -23,7 +22,13 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    """Rank images/slices/tiles for the human; optionally let the machine annotate the rest."""
+    """Active learning: rank images/slices/tiles for the human (and the machine).
+
+    Scores every image (stack slice, tile) with the current model and prints the queue: the
+    hardest items for the human, the easiest share gamma for the machine. Strategies: hise (low
+    local consistency tau_l first), entropy, margin, kcenter (diversity), gmm (2-component GMM
+    on confidence maps), random.
+    """
     from napari_hitl.cli.common import image_names, print_progress
     from napari_hitl.core.active.review_queue import machine_annotate, rank_project
     from napari_hitl.core.active.strategies import Schedule
@@ -90,7 +95,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_done(args: argparse.Namespace) -> int:
-    """Mark queue items done (or open again)."""
+    """Mark queue items done (keys as printed by rank)."""
     from napari_hitl.core.active.review_queue import mark_done
     from napari_hitl.core.store import open_store
 
@@ -101,7 +106,7 @@ def cmd_done(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    """Print the pixels the model would ask about (smallest margin, spread out)."""
+    """The pixels the model asks about: smallest margin between two classes."""
     from napari_hitl.core.active.review_queue import project_questions
     from napari_hitl.core.store import open_store
 
@@ -129,7 +134,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_suspects(args: argparse.Namespace) -> int:
-    """List human labels that the model contradicts with high confidence."""
+    """Human labels the model contradicts with confidence (likely slips)."""
     from napari_hitl.cli.common import image_names
     from napari_hitl.core.active.review_queue import project_suspects
     from napari_hitl.core.io.export import write_csv
@@ -164,15 +169,7 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``rank``, ``done``, ``ask`` and ``suspects`` to the ``napari-hitl`` parser."""
     from napari_hitl.cli.common import IMAGES_HELP
 
-    p = sub.add_parser(
-        "rank",
-        help="active learning: rank images/slices/tiles for the human (and the machine)",
-        description="Scores every image (stack slice, tile) with the current model and prints "
-        "the queue: the hardest items for the human, the easiest share gamma for the machine. "
-        "Strategies: hise (low local consistency tau_l first), entropy, margin, kcenter "
-        "(diversity), gmm (2-component GMM on confidence maps), random.",
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "rank", cmd_rank)
     p.add_argument("--strategy", choices=STRATEGIES, default="hise", help="ranking (default hise)")
     p.add_argument("--tile", type=int, default=None, help="rank tiles of this edge (px)")
     p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
@@ -195,29 +192,19 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     add_json_option(p)
-    p.set_defaults(func=cmd_rank)
 
-    p = sub.add_parser("done", help="mark queue items done (keys as printed by rank)")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "done", cmd_done)
     p.add_argument("items", nargs="+", help="item keys as rank prints them")
     p.add_argument("--reopen", action="store_true", help="mark them not done again")
-    p.set_defaults(func=cmd_done)
 
-    p = sub.add_parser(
-        "ask", help="the pixels the model asks about: smallest margin between two classes"
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "ask", cmd_ask)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("-n", type=int, default=5, help="number of questions")
     p.add_argument("--slice", type=int, default=None, help="stack slice")
     p.add_argument("--min-distance", type=float, default=16.0, help="px between questions")
     add_json_option(p)
-    p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser(
-        "suspects", help="human labels the model contradicts with confidence (likely slips)"
-    )
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "suspects", cmd_suspects)
     p.add_argument("--images", nargs="+", default=None, help=IMAGES_HELP)
     p.add_argument(
         "--threshold", type=float, default=0.9, help="confidence of the contradiction (default 0.9)"
@@ -228,4 +215,3 @@ def add_queue_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=20, help="rows to print (0: all)")
     p.add_argument("--csv", default=None, help="write the patches to this CSV file")
     add_json_option(p)
-    p.set_defaults(func=cmd_suspects)

@@ -8,25 +8,20 @@ import json
 from pathlib import Path
 
 from napari_hitl.cli.common import (
+    add_command,
     add_json_option,
     parse_indices,
     print_progress,
     split_list,
 )
-from napari_hitl.core.choices import SEED_HELP, STORE_HELP
+from napari_hitl.core.choices import SEED_HELP
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.text import terminal_safe
 
 
 # --------------------------------------------------------------------------- import
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import rasters into a store (created if missing), all or nothing.
-
-    Every file, mask and option is read and checked before the store changes; the images are
-    then written aside and moved into place together
-    (:func:`~napari_hitl.core.store.import_rasters`), so a failure leaves the store as it was
-    and no new store behind.
-    """
+    """Import images into a project store (created if missing)."""
     from napari_hitl.core.io.rasters import (
         RASTER_SUFFIXES,
         add_height_band,
@@ -130,7 +125,7 @@ def remap_labels(labels, spec: str):
 
 # ----------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print what a store holds."""
+    """Show what a project store holds."""
     from napari_hitl.core.store import open_store, store_summary
 
     summary = store_summary(open_store(args.store))
@@ -164,7 +159,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export labels, predictions, confidence or the image."""
+    """Export labels, predictions, confidence or images."""
     from napari_hitl.core.io.export import export_item
     from napari_hitl.core.store import open_store
 
@@ -183,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- classes
 def cmd_classes(args: argparse.Namespace) -> int:
-    """Show or set the project's classes."""
+    """Show or set class names and colours."""
     from napari_hitl.core.store import open_store
     from napari_hitl.core.store.classes import parse_classes
 
@@ -198,7 +193,7 @@ def cmd_classes(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- sample/demo
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Write the synthetic sample scene into a new store."""
+    """Write the synthetic 14-band + DSM sample scene to a store."""
     from napari_hitl.core.sample.store import build_sample_store
 
     store = build_sample_store(
@@ -214,8 +209,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def add_store_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``import``, ``info``, ``export``, ``classes`` and ``sample``."""
-    p = sub.add_parser("import", help="import images into a project store (created if missing)")
-    p.add_argument("store", help="project store, e.g. project.zarr")
+    p = add_command(sub, "import", cmd_import)
     p.add_argument(
         "sources", nargs="+", help="image files (TIFF/GeoTIFF, PNG, JPEG, .npy) or folders"
     )
@@ -263,15 +257,11 @@ def add_store_commands(sub: argparse._SubParsersAction) -> None:
         help="with --overwrite: also replace images that have human labels (says how many "
         "human-labeled pixels are discarded)",
     )
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("info", help="show what a project store holds")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "info", cmd_info)
     add_json_option(p, "machine-readable output")
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", help="export labels, predictions, confidence or images")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "export", cmd_export)
     p.add_argument("--image", help="image name")
     p.add_argument("--all", action="store_true", help="every image (OUT is a folder)")
     p.add_argument(
@@ -287,17 +277,12 @@ def add_store_commands(sub: argparse._SubParsersAction) -> None:
         choices=["tif", "png", "zarr", "npy"],
         help="file format when OUT is a folder",
     )
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("classes", help="show or set class names and colours")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "classes", cmd_classes)
     p.add_argument("--set", help='e.g. "vegetation:#2ca02c,ground,road:#808080"')
-    p.set_defaults(func=cmd_classes)
 
-    p = sub.add_parser("sample", help="write the synthetic 14-band + DSM sample scene to a store")
-    p.add_argument("store", help=STORE_HELP)
+    p = add_command(sub, "sample", cmd_sample)
     p.add_argument("--size", type=int, default=512, help="scene edge in pixels (default 512)")
     p.add_argument("--images", type=int, default=1, help="number of sample scenes (default 1)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.set_defaults(func=cmd_sample)
