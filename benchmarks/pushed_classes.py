@@ -1,7 +1,7 @@
 """Which classes the simulated user's loop pushes into the pool, and how many of them are right.
 
 A diagnostic beside ``learning_ablation.py``: the same simulate run as its ``VARIANT`` (default
-the default U-Net, ``p16b16s320w160-brier``; its probes, e.g. ``mnorm-p16b16s160w160-brier``,
+the default U-Net, ``p8b32s320w160-brier``; its probes, e.g. ``mnorm-p16b16s160w160-brier``,
 work here too, ``ssl-`` excepted), one thread, with ``push`` wrapped so that every accepted pixel
 is scored against the pool's ground truth per class. Nothing is written to the results file.
 
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from learning_ablation import setup  # noqa: E402
 
-DEFAULT_VARIANT = "p16b16s320w160-brier"
+DEFAULT_VARIANT = "p8b32s320w160-brier"
 
 
 def main(set_name: str, seed: int, iterations: int = 3, variant: str = DEFAULT_VARIANT) -> None:

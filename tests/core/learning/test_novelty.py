@@ -88,7 +88,9 @@ def unseen_class():
     models = {}
     for factor in (0.0, 2.0):
         clf = make_classifier("unet", norm, CLASSES, names)
-        cfg = TrainConfig(steps=80, seed=0, threads=1, novelty_gate=factor)
+        # the default's 320 steps: after 80 steps of 8² crops the features do not yet set the
+        # unstroked class apart (its share >= 0.95 fell only 0.69 -> 0.63 with the gate)
+        cfg = TrainConfig(steps=320, seed=0, threads=1, novelty_gate=factor)
         run_to_end(clf.fit([image], cfg))
         models[factor] = clf
     return models, test_x, truth, unseen
@@ -108,8 +110,10 @@ def test_gate_lowers_confidence_on_an_unstroked_class_and_keeps_every_argmax(uns
         wrong = float((p.labels[sure] != truth[sure]).mean())
         stats[f] = (float(sure[novel].mean()), float(sure[known].mean()), wrong)
     print(f"share >= 0.95 on buildings / the stroked classes, wrong among them: {stats}")
-    # measured (seeds 0, 1): buildings 0.19 -> 0.09 / 0.02, stroked classes 0.68 -> 0.60 /
-    # 0.61 -> 0.51, wrong 5.4 % -> 1.6 % / 2.8 % -> 0.4 %
+    # measured with 80 steps of 16² crops (seeds 0, 1): buildings 0.19 -> 0.09 / 0.02, stroked
+    # classes 0.68 -> 0.60 / 0.61 -> 0.51, wrong 5.4 % -> 1.6 % / 2.8 % -> 0.4 %; with 320 steps
+    # of today's 8² crops (seeds 0, 1): buildings 0.40 -> 0.05 / 0.46 -> 0.23, stroked 0.75 ->
+    # 0.67 / 0.67 -> 0.56, wrong 6.1 % -> 1.1 % / 7.3 % -> 3.5 %
     assert stats[2.0][0] < 0.6 * stats[0.0][0]
     assert stats[2.0][1] > 0.75 * stats[0.0][1]
     assert stats[2.0][2] < 0.6 * stats[0.0][2]
@@ -123,7 +127,7 @@ def test_gated_model_tiles_like_the_whole_image_and_round_trips(unseen_class):
     blob, config = clf.state()
     again = classifier_from_state(blob, config)
     assert again.novelty is not None and again.novelty.tau == clf.novelty.tau
-    np.testing.assert_allclose(again.logits(x), clf.logits(x), atol=1e-5)
+    np.testing.assert_allclose(again.logits(x), clf.logits(x), rtol=1e-5, atol=1e-5)
     config["novelty"]["whiten"] = config["novelty"]["whiten"][:1]
     with pytest.raises(StoreError, match="novelty gate"):
         classifier_from_state(blob, config)

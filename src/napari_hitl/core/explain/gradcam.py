@@ -194,9 +194,9 @@ def default_layer(net: nn.Module) -> str:
     """The default Grad-CAM layer: the U-Net's middle encoding, the patch CNN's convolution.
 
     ``enc1`` (½ resolution) rather than the smallest encoding ``enc2``: the U-Net trains on
-    small crops (16² plus an 8 px margin), where ``enc2`` sees 8² cells of mostly padding and
-    its map came out empty for one of two classes in 2 of 3 seeds; ``enc1`` peaked on the
-    objects in all of them.
+    small crops (16² plus an 8 px margin when this was measured, 8² since), where ``enc2``
+    sees cells of mostly padding and its map came out empty for one of two classes in 2 of 3
+    seeds; ``enc1`` peaked on the objects in all of them.
     """
     name = DEFAULT_LAYERS.get(type(net).__name__)
     if name is not None:
