@@ -20,7 +20,7 @@ import numpy as np
 from learning_ablation import CACHE, SET_OPTIONS
 
 from napari_hitl.core.evaluation.scribbles import sparse_scribbles
-from napari_hitl.core.evaluation.simulate import load_image_folder
+from napari_hitl.core.evaluation.simulate import SimulationConfig, load_image_folder
 
 
 def row_evidence(
@@ -69,7 +69,7 @@ def _one_set(set_name: str) -> None:
     for seed in range(5):
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(samples))
-        n_test = max(1, round(len(samples) * 0.25))
+        n_test = max(1, round(len(samples) * SimulationConfig().test_fraction))
         pool = [samples[i] for i in order[n_test:]]
         seeds = rng.choice(
             len(pool), size=min(int(opts["--seed-images"]), len(pool)), replace=False

@@ -7,6 +7,7 @@ import pytest
 
 from napari_hitl._napari.names import guide_layer_names, result_layer_names
 from napari_hitl.core.evaluation.scribbles import sparse_scribbles
+from napari_hitl.core.hints.commands import parse_command
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.loop import load_state, predict_project_image, train_project
 from napari_hitl.core.progress import run_to_end
@@ -106,8 +107,10 @@ def test_typed_command_and_a_bad_one(guided, qtbot, wait_idle):
     h = s.guide.hints
     lowered = h.lower.astype(bool)
     rows, cols = h.rows[lowered], h.cols[lowered]
-    assert lowered.any() and (rows < round(s.plain.labels.shape[0] / 3)).all()
-    k = list(s.state.classifier.class_values).index(1)  # vegetation
+    clf = s.state.classifier
+    top = parse_command("remove vegetation in the top", clf.class_names, clf.class_values)
+    assert lowered.any() and top.region(s.plain.labels.shape)[rows, cols].all()
+    k = list(clf.class_values).index(1)  # vegetation
     before = s.plain.probabilities[k][rows, cols].mean()
     after = s.guided.probabilities[k][rows, cols].mean()
     assert after < before - 0.1

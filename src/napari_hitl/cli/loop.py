@@ -90,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict images with the project's model (stored, signed)."""
+    # Whole images go block by block through dask into the store (resumable; --scheduler for a
+    # cluster, cli/scale.py); --slice and --region predict that part in memory, here.
     from napari_hitl.core.loop import clip_region, load_state, predict_project_image
     from napari_hitl.core.progress import run_to_end
     from napari_hitl.core.store import open_store

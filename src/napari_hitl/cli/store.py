@@ -22,6 +22,9 @@ from napari_hitl.core.text import terminal_safe
 # --------------------------------------------------------------------------- import
 def cmd_import(args: argparse.Namespace) -> int:
     """Import images into a project store (created if missing)."""
+    # All or nothing: every file, mask and option is read and checked before the store changes;
+    # the images are then written aside and moved into place together (core.store's
+    # import_rasters), so a failure leaves the store as it was and no new store behind.
     from napari_hitl.core.io.rasters import (
         RASTER_SUFFIXES,
         add_height_band,
