@@ -431,6 +431,23 @@ def _install_warm_lr(factor: float) -> None:
     torch.optim.AdamW = WarmAdamW
 
 
+def _install_band_jitter(mode: str) -> None:
+    """Probe: the U-Net's training crops without the per-band gain/offset jitter (``"none"``;
+    flips and rotations stay) or with one gain and one offset shared by every band
+    (``"shared"``, a brightness change that keeps each pixel's spectrum's shape)."""
+    from napari_hitl.core.learning.net import PatchBatches
+
+    def jitter(self, xi, rng):
+        if mode == "none":
+            return xi
+        c = self.bands
+        gain = np.float32(1.0 + 0.1 * rng.standard_normal())
+        offset = np.float32(0.05 * rng.standard_normal())
+        return np.concatenate([xi[:c] * gain + offset, xi[c:]])
+
+    PatchBatches.jitter = jitter
+
+
 def _install_prior_scale(factor: float) -> None:
     """Probe: the U-Net's class log prior (from the human strokes' class frequencies) times
     ``factor`` (0 = none, 1 = the default). The forest keeps its own."""
@@ -664,6 +681,9 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         _install_bank_scaling()
     if re.search(r"(?:^|-)autobank-", variant):
         _install_bank_candidate()
+    jit = re.search(r"(?:^|-)(nojit|sjit)-", variant)
+    if jit:
+        _install_band_jitter("none" if jit.group(1) == "nojit" else "shared")
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
@@ -672,7 +692,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

@@ -272,6 +272,13 @@ class PatchBatches:
             feats = self.bank(torch.from_numpy(pad_for_tiles(x, r + self.bank.halo))[None])[0]
         return np.concatenate([pad_for_tiles(x, r), feats.numpy().astype(np.float32, copy=False)])
 
+    def jitter(self, xi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A U-Net crop with a random gain and offset per band (not on the bank's features)."""
+        c = self.bands
+        gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+        offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
+        return np.concatenate([xi[:c] * gain + offset, xi[c:]])
+
     def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's last feature map on a batch from :meth:`__call__`."""
         if self.bank is not None:  # the crops hold the bank's features already
@@ -293,11 +300,8 @@ class PatchBatches:
                 xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
                 if rng.random() < 0.5:
                     xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
-            if self.augment and not self.is_patch:  # per band, not on the bank's features
-                c = self.bands
-                gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-                offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-                xi = np.concatenate([xi[:c] * gain + offset, xi[c:]])
+            if self.augment and not self.is_patch:
+                xi = self.jitter(xi, rng)
             xs.append(np.ascontiguousarray(xi, dtype=np.float32))
             ts.append(np.ascontiguousarray(ti))
             ws.append(np.ascontiguousarray(wi))
