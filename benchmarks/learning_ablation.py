@@ -747,7 +747,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         cfg.train.precise_bn = True
     if "tta" in variant_opts:
         cfg.train.tta = True
-    if "noaug" in variant_opts:  # no flips, 90° rotations or per-band gain/offset jitter of the crops
+    if "noaug" in variant_opts:  # no flips, rotations or per-band gain/offset jitter of crops
         cfg.train.augment = False
     if re.search(r"\drow", variant_opts):  # e.g. p16b16s320w160row-brier: TrainConfig.row_position
         cfg.train.row_position = True
