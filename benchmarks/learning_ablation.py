@@ -793,6 +793,7 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
         "accepted_accuracy": round(summary["accepted_accuracy"], 4),
         "train_seconds": [r["train_seconds"] for r in its],
         "train_steps": [r["train_steps"] for r in its],
+        "temperature": [round(r["temperature"], 3) for r in its],
         "wall": round(time.perf_counter() - t0, 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
