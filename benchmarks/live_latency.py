@@ -8,7 +8,10 @@ arrives. The baseline in the same run is one ordinary iteration (Train, then Inf
 whole image), which is what a person waits for without live mode.
 
     .venv/bin/python benchmarks/live_latency.py [--size 1024] [--view 512] [--strokes 12]
-        [--novelty-gate 0]
+        [--novelty-gate 0] [--batch-size N --patch E]
+
+``--batch-size`` / ``--patch``: the U-Net's training crops per step and their edge, for the
+baseline and the live rounds alike (default: ``TrainConfig``'s, 32 crops of 8²).
 """
 
 from __future__ import annotations
@@ -35,8 +38,15 @@ def main() -> int:
     parser.add_argument(
         "--novelty-gate", type=float, default=0.0, help="TrainConfig.novelty_gate (0 = off)"
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="TrainConfig.batch_size (default: its own)"
+    )
+    parser.add_argument(
+        "--patch", type=int, default=None, help="TrainConfig.patch (default: its own)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
+    crops = {k: v for k, v in (("batch_size", args.batch_size), ("patch", args.patch)) if v}
 
     import torch
 
@@ -55,10 +65,13 @@ def main() -> int:
     labels = sparse_scribbles(gt, 0.005, seed=args.seed)
     store.write_labels("sample", labels)
 
+    def config() -> TrainConfig:
+        return TrainConfig(novelty_gate=args.novelty_gate, **crops)
+
     # baseline: one ordinary iteration, as without live mode (warm: a model exists already)
-    run_to_end(train_project(store, TrainConfig(novelty_gate=args.novelty_gate)))
+    run_to_end(train_project(store, config()))
     t0 = time.perf_counter()
-    run_to_end(train_project(store, TrainConfig(novelty_gate=args.novelty_gate)))
+    run_to_end(train_project(store, config()))
     run_to_end(predict_project_image(store, "sample"))
     baseline = time.perf_counter() - t0
 
@@ -74,8 +87,7 @@ def main() -> int:
     token = CancelToken()
 
     def worker() -> None:
-        config = TrainConfig(novelty_gate=args.novelty_gate)
-        job = live_training(store, "sample", inbox, config, settings, cancel=token)
+        job = live_training(store, "sample", inbox, config(), settings, cancel=token)
         try:
             for item in job:
                 if isinstance(item, LiveUpdate):
@@ -116,6 +128,8 @@ def main() -> int:
         "view": args.view,
         "threads": torch.get_num_threads(),
         "round_steps": settings.round_steps,
+        "batch_size": config().batch_size,
+        "patch": config().patch,
         "strokes": len(posts),
         "refreshed": len(latencies),
         "latency_median_s": float(np.median(lat)),

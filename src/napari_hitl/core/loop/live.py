@@ -64,8 +64,8 @@ class LiveSettings:
     round_steps
         Warm optimizer steps per round (each round ends with a prediction of the view). Fewer
         steps refresh the view sooner after a stroke; 5 of the former 64² crops (15 of the
-        cheaper 16² crops, measured before the 8² crops) kept the 512² view's refresh under 2 s
-        (``benchmarks/live_latency.py``).
+        cheaper 16² crops, and of today's 8² crops: median 1.4–1.7 s) kept the 512² view's
+        refresh under 2 s (``benchmarks/live_latency.py``).
     idle_rounds
         Rounds without new labels after which training pauses until the next stroke.
     poll_seconds
