@@ -335,7 +335,7 @@ def _install_fourth_scale(margin: int | None) -> None:
             self.enc3 = networks._block(64, 64)
             self.fuse2 = nn.Sequential(nn.Conv2d(128, 64, 1), nn.BatchNorm2d(64), nn.ReLU(True))
 
-        def features(self, x):
+        def unet_features(self, x, crop=0):
             e0 = self.enc0(x)
             e1 = self.enc1(F.max_pool2d(e0, 2))
             e2 = self.enc2(F.max_pool2d(e1, 2))
@@ -343,7 +343,8 @@ def _install_fourth_scale(margin: int | None) -> None:
             up = lambda a, b: F.interpolate(a, size=b.shape[-2:], mode="nearest")  # noqa: E731
             d2 = self.fuse2(torch.cat([up(e3, e2), e2], 1))
             d1 = self.fuse1(torch.cat([up(d2, e1), e1], 1))
-            return self.fuse0(torch.cat([up(d1, e0), e0], 1))
+            f = self.fuse0(torch.cat([up(d1, e0), e0], 1))
+            return f[..., crop : f.shape[-2] - crop, crop : f.shape[-1] - crop] if crop else f
 
         def cropped_features(self, x):  # SmallUNet crops its own halo (24); this one 40
             f, h = self.features(x), self.halo
@@ -437,15 +438,76 @@ def _install_band_jitter(mode: str) -> None:
     (``"shared"``, a brightness change that keeps each pixel's spectrum's shape)."""
     from napari_hitl.core.learning.net import PatchBatches
 
-    def jitter(self, xi, rng):
-        if mode == "none":
-            return xi
+    def jitter_params(self, rng):
         c = self.bands
+        if mode == "none":  # no draws: the runs' other draws stay as they were
+            return np.ones(c, np.float32), np.zeros(c, np.float32)
         gain = np.float32(1.0 + 0.1 * rng.standard_normal())
         offset = np.float32(0.05 * rng.standard_normal())
-        return np.concatenate([xi[:c] * gain + offset, xi[c:]])
+        return np.full(c, gain, np.float32), np.full(c, offset, np.float32)
 
-    PatchBatches.jitter = jitter
+    PatchBatches.jitter_params = jitter_params
+
+
+def _install_data_jitter() -> None:
+    """Probe: the per-band jitter as large as the training images' own band levels vary.
+
+    For each training image, each band's mean less the mean over its bands (its relative band
+    level, in the normalized units the network sees); the offset's standard deviation per band
+    is that level's spread over the images, and the gain's twice it (the default's ratio, 0.1 /
+    0.05). The same draws as the default, scaled; with one image, the default's amplitudes."""
+    from napari_hitl.core.learning.net import PatchBatches
+
+    plain_init = PatchBatches.__init__
+
+    def init(self, images, *args, **kwargs):
+        plain_init(self, images, *args, **kwargs)
+        c = self.bands
+        self.offset_sd = np.full(c, 0.05, np.float32)
+        if len(images) > 1 and c > 1:
+            levels = np.array([np.nanmean(im.x[:c].reshape(c, -1), axis=1) for im in images])
+            rel = levels - levels.mean(axis=1, keepdims=True)
+            self.offset_sd = np.nan_to_num(rel.std(axis=0)).astype(np.float32)
+        elif len(images) > 1:  # one band: its level's spread
+            levels = np.array([np.nanmean(im.x[0]) for im in images])
+            self.offset_sd = np.full(1, np.nanstd(levels), np.float32)
+        print(f"djit: offset sd mean {self.offset_sd.mean():.3f} over {len(images)} images")
+
+    def jitter_params(self, rng):
+        c = self.bands
+        gain = 1.0 + 2 * self.offset_sd * rng.standard_normal(c).astype(np.float32)
+        offset = self.offset_sd * rng.standard_normal(c).astype(np.float32)
+        return gain.astype(np.float32), offset.astype(np.float32)
+
+    PatchBatches.__init__ = init
+    PatchBatches.jitter_params = jitter_params
+
+
+def _install_cropped_decoder() -> None:
+    """Probe: the U-Net's last full-resolution block (``fuse0``, a quarter of its work) runs
+    in training on the supervised window and its one-pixel ring only, not on the margin — the
+    same network in eval mode, but ``fuse0``'s BatchNorm takes its batch statistics there."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning.net import PatchBatches
+
+    def features(self, net, x):
+        u = x if self.bank is not None else net.unet_input(x)
+        e0 = net.enc0(u)
+        e1 = net.enc1(F.max_pool2d(e0, 2))
+        e2 = net.enc2(F.max_pool2d(e1, 2))
+        d1 = net.fuse1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))
+        z = torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="nearest"), e0], 1)
+        c = self.halo - 1
+        z = z[..., c : z.shape[-2] - c, c : z.shape[-1] - c]
+        return net.fuse0(z)[..., 1:-1, 1:-1]
+
+    def logits_and_targets(self, net, x, t, w):  # the features are the window's already
+        return net.out(self.features(net, x)), t, w
+
+    PatchBatches.features = features
+    PatchBatches.logits_and_targets = logits_and_targets
 
 
 def _install_prior_scale(factor: float) -> None:
@@ -684,6 +746,10 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     jit = re.search(r"(?:^|-)(nojit|sjit)-", variant)
     if jit:
         _install_band_jitter("none" if jit.group(1) == "nojit" else "shared")
+    if re.search(r"(?:^|-)djit-", variant):
+        _install_data_jitter()
+    if re.search(r"(?:^|-)cropdec-", variant):
+        _install_cropped_decoder()
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
     if crf:
         _install_prediction_filter("crf", float(crf.group(1)))
@@ -692,7 +758,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

@@ -205,6 +205,33 @@ def calibrate(
     report.holdout_nll_before, report.holdout_nll_after = before, after
 
 
+def _turn_maps(edge: int) -> np.ndarray:
+    """For an ``edge``² grid, the flat source index of every pixel after ``k`` quarter turns
+    (``np.rot90`` on the last two axes) and then, for odd rows, a left-right flip: ``8, edge²``."""
+    base = np.arange(edge * edge).reshape(edge, edge)
+    maps = []
+    for k in range(4):
+        turned = np.rot90(base, k)
+        maps += [turned.ravel(), turned[:, ::-1].ravel()]
+    return np.stack(maps)
+
+
+def _turned(a: np.ndarray, turns: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """Each of ``a``'s ``N`` crops (``N, [C,] e, e``) turned and flipped as ``turns`` says
+    (rows of :func:`_turn_maps`); ``channels_last`` returns ``N, e, e, C``."""
+    n, edge = a.shape[0], a.shape[-1]
+    maps = _turn_maps(edge)[turns]  # N, e²
+    rows = np.arange(n)[:, None]
+    if a.ndim == 3:
+        return a.reshape(n, edge * edge)[rows, maps].reshape(n, edge, edge)
+    flat = a.reshape(n, a.shape[1], edge * edge)
+    if channels_last:  # advanced indices around a slice: N, e², C
+        return flat[rows, :, maps].reshape(n, edge, edge, a.shape[1])
+    return flat[rows[:, :, None], np.arange(a.shape[1])[None, :, None], maps[:, None]].reshape(
+        a.shape
+    )
+
+
 class PatchBatches:
     """Random training batches around labeled pixels, class-balanced (a callable).
 
@@ -272,43 +299,55 @@ class PatchBatches:
             feats = self.bank(torch.from_numpy(pad_for_tiles(x, r + self.bank.halo))[None])[0]
         return np.concatenate([pad_for_tiles(x, r), feats.numpy().astype(np.float32, copy=False)])
 
-    def jitter(self, xi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A U-Net crop with a random gain and offset per band (not on the bank's features)."""
+    def jitter_params(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One U-Net crop's random gain and offset per band (not on the bank's features)."""
         c = self.bands
-        gain = 1.0 + 0.1 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-        offset = 0.05 * rng.standard_normal((c, 1, 1)).astype(np.float32)
-        return np.concatenate([xi[:c] * gain + offset, xi[c:]])
+        gain = 1.0 + 0.1 * rng.standard_normal(c).astype(np.float32)
+        offset = 0.05 * rng.standard_normal(c).astype(np.float32)
+        return gain.astype(np.float32), offset.astype(np.float32)
 
     def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The U-Net's last feature map on a batch from :meth:`__call__`."""
+        """The U-Net's last feature map on a batch from :meth:`__call__` (the whole crop: the
+        BatchNorm statistics of its last block must see the margin too — running that block on
+        the supervised window only lost test mIoU, docs/benchmarks.md)."""
         if self.bank is not None:  # the crops hold the bank's features already
             return net.unet_features(x)  # type: ignore[operator]
         return net.features(x)  # type: ignore[operator]
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One batch: inputs ``N, C, h, w``, targets and weights ``N, out, out``."""
+        """One batch: inputs ``N, C, h, w``, targets and weights ``N, out, out``.
+
+        The random draws go crop by crop (centre, rotation, flip, jitter); the array work is
+        done for the whole batch at once: each crop's rotation and flip is a gather through
+        one of eight precomputed index maps, and the U-Net's crops come out channels-last.
+        """
         rng, halo, out_size, r = self.rng, self.halo, self.out_size, self.r
+        centres = self.sampler.draw(self.batch)
+        n, c = len(centres), self.bands
+        turns = np.zeros(n, np.intp)  # index into the eight maps: 2 * quarter turns + flip
+        jitter = not self.is_patch and self.augment
+        gains = np.ones((n, c), np.float32)
+        offsets = np.zeros((n, c), np.float32)
         xs, ts, ws = [], [], []
-        for i, row, col in self.sampler.draw(self.batch):
+        for j, (i, row, col) in enumerate(centres):
             px, pt, pw = self.padded[i]
             y0, x0 = row + r - out_size // 2, col + r - out_size // 2
-            xi = px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo]
-            ti = pt[y0 : y0 + out_size, x0 : x0 + out_size]
-            wi = pw[y0 : y0 + out_size, x0 : x0 + out_size]
+            xs.append(px[:, y0 - halo : y0 + out_size + halo, x0 - halo : x0 + out_size + halo])
+            ts.append(pt[y0 : y0 + out_size, x0 : x0 + out_size])
+            ws.append(pw[y0 : y0 + out_size, x0 : x0 + out_size])
             if self.augment:
-                kr = int(rng.integers(4))
-                xi, ti, wi = (np.rot90(a, kr, axes=(-2, -1)) for a in (xi, ti, wi))
-                if rng.random() < 0.5:
-                    xi, ti, wi = (a[..., ::-1] for a in (xi, ti, wi))
-            if self.augment and not self.is_patch:
-                xi = self.jitter(xi, rng)
-            xs.append(np.ascontiguousarray(xi, dtype=np.float32))
-            ts.append(np.ascontiguousarray(ti))
-            ws.append(np.ascontiguousarray(wi))
-        x = torch.from_numpy(np.stack(xs))
-        if not self.is_patch:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(ws))
+                turns[j] = 2 * int(rng.integers(4)) + (rng.random() < 0.5)
+            if jitter:
+                gains[j], offsets[j] = self.jitter_params(rng)
+        x = _turned(np.stack(xs).astype(np.float32, copy=False), turns, channels_last=True)
+        if jitter:
+            x[..., :c] = x[..., :c] * gains[:, None, None] + offsets[:, None, None]
+        t = _turned(np.stack(ts), turns)
+        w = _turned(np.stack(ws), turns)
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last strides
+        if self.is_patch:
+            xt = xt.contiguous()
+        return xt, torch.from_numpy(t), torch.from_numpy(w)
 
     def logits_and_targets(
         self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor

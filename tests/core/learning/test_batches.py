@@ -1,0 +1,62 @@
+"""Training batches: each crop's rotation and flip come from one gather; inputs, targets and
+weights of a crop stay aligned; the band jitter moves the bands only."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hitl.core.learning.data import LabeledImage
+from napari_hitl.core.learning.net import PatchBatches, _turned
+from napari_hitl.core.learning.networks import PatchCNN, SmallUNet
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_each_crop_is_turned_and_flipped_as_numpy_would(channels_last):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((8, 3, 6, 6)).astype(np.float32)
+    turns = np.arange(8)  # every quarter turn, with and without the flip
+    got = _turned(a, turns, channels_last=channels_last)
+    for j in range(8):
+        want = np.rot90(a[j], j // 2, axes=(-2, -1))
+        if j % 2:
+            want = want[..., ::-1]
+        np.testing.assert_array_equal(np.moveaxis(got[j], -1, 0) if channels_last else got[j], want)
+    plain = _turned(a[:, 0], turns)  # N, e, e
+    np.testing.assert_array_equal(plain, got[:, ..., 0] if channels_last else got[:, 0])
+
+
+def _coded_image(rng):
+    """Band 0 is the class (0, 1, 2) itself, band 1 noise; every pixel labeled."""
+    target = rng.integers(0, 3, (60, 70))
+    x = np.stack([target.astype(np.float32), rng.standard_normal((60, 70)).astype(np.float32)])
+    return LabeledImage("coded", x, target, np.ones((60, 70), np.float32))
+
+
+@pytest.mark.parametrize("net", [SmallUNet(2, 3), SmallUNet(2, 3, [1.0]), PatchCNN(2, 3)])
+def test_crops_targets_and_weights_stay_aligned_under_augmentation(net):
+    rng = np.random.default_rng(1)
+    image = _coded_image(rng)
+    draw = PatchBatches([image], 3, rng, [image.target >= 0], net, 16, 8, augment=True)
+    unet = isinstance(net, SmallUNet)
+    for _ in range(6):
+        x, t, w = draw()
+        np.testing.assert_array_equal(w.numpy() == 1.0, t.numpy() >= 0)  # off the image: 0
+        m = draw.halo
+        centre = x[:, 0, m : x.shape[-2] - m, m : x.shape[-1] - m].numpy()
+        for j in range(x.shape[0]):
+            # after a gain ~ 1 +- 0.1 and an offset ~ 0.05: the classes keep their order and
+            # each class one value per crop (misaligned crops mix them)
+            values = [np.unique(centre[j][t[j].numpy() == k]) for k in range(3)]
+            present = [v for v in values if v.size]
+            assert all(v.size == 1 for v in present)
+            assert all(a[0] < b[0] for a, b in itertools.pairwise(present))
+            if not unet:
+                assert present[0][0] == t[j, 0, 0].item()  # the patch CNN is not jittered
+        if unet and draw.bank is not None:  # the bank's features are not jittered
+            assert x.shape[1] > 2
+    if unet:
+        assert x.is_contiguous(memory_format=torch.channels_last)
