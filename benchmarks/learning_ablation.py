@@ -432,16 +432,14 @@ def _install_warm_lr(factor: float) -> None:
     torch.optim.AdamW = WarmAdamW
 
 
-def _install_band_jitter(mode: str) -> None:
-    """Probe: the U-Net's training crops without the per-band gain/offset jitter (``"none"``;
-    flips and rotations stay) or with one gain and one offset shared by every band
-    (``"shared"``, a brightness change that keeps each pixel's spectrum's shape)."""
+def _install_shared_jitter() -> None:
+    """Probe: one gain and one offset shared by every band of a crop instead of one per band
+    (a brightness change that keeps each pixel's spectrum's shape). ``nojit-`` (no band jitter)
+    began here too and is now ``TrainConfig.band_jitter = False`` (the same runs)."""
     from napari_hitl.core.learning.net import PatchBatches
 
     def jitter_params(self, rng):
         c = self.bands
-        if mode == "none":  # no draws: the runs' other draws stay as they were
-            return np.ones(c, np.float32), np.zeros(c, np.float32)
         gain = np.float32(1.0 + 0.1 * rng.standard_normal())
         offset = np.float32(0.05 * rng.standard_normal())
         return np.full(c, gain, np.float32), np.full(c, offset, np.float32)
@@ -743,9 +741,8 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         _install_bank_scaling()
     if re.search(r"(?:^|-)autobank-", variant):
         _install_bank_candidate()
-    jit = re.search(r"(?:^|-)(nojit|sjit)-", variant)
-    if jit:
-        _install_band_jitter("none" if jit.group(1) == "nojit" else "shared")
+    if re.search(r"(?:^|-)sjit-", variant):
+        _install_shared_jitter()
     if re.search(r"(?:^|-)djit-", variant):
         _install_data_jitter()
     if re.search(r"(?:^|-)cropdec-", variant):
@@ -819,6 +816,8 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         cfg.train.row_position = True
     if gate:
         cfg.train.novelty_gate = float(gate.group(1))
+    if re.search(r"(?:^|-)nojit-", variant):  # TrainConfig.band_jitter = False
+        cfg.train.band_jitter = False
     for objective in ("brier", "nll"):
         if variant_opts.endswith("-" + objective):
             cfg.train.calibration = objective

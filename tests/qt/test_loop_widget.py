@@ -222,6 +222,10 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     loop.bank_check.setChecked(True)
     assert loop.train_config().filter_bank == [1.0, 2.0, 4.0, 8.0]
     loop.bank_check.setChecked(False)
+    assert loop.jitter_check.isChecked() and loop.train_config().band_jitter  # on by default
+    loop.jitter_check.setChecked(False)
+    assert not loop.train_config().band_jitter
+    loop.jitter_check.setChecked(True)
     loop.novelty_check.setChecked(True)
     config = loop.train_config()
     assert config.novelty_gate > 0
@@ -237,6 +241,7 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     assert not loop.novelty_check.isEnabled() and loop.train_config().novelty_gate == 0.0
     loop.bank_check.setChecked(True)  # ticked before: the forest has no filter-bank front end
     assert not loop.bank_check.isEnabled() and loop.train_config().filter_bank is None
+    assert not loop.jitter_check.isEnabled()  # nor band jitter
 
 
 def test_texture_features_follow_the_projects_model(viewer_with_project, qtbot):

@@ -231,6 +231,12 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         "is up); off for tiles, slides and stacks (kept with the model; see docs/learning.md)",
     )
     p.add_argument(
+        "--no-band-jitter",
+        action="store_true",
+        help="unet: train without the per-band gain/offset jitter (it helps multispectral, "
+        "radar and photo sets; stained nuclei did better without it: docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: the network predicts the image and its three flips and "
@@ -268,6 +274,7 @@ def train_config(args: argparse.Namespace):
             setattr(cfg, key, getattr(args, key))
     cfg.precise_bn = bool(getattr(args, "precise_bn", False))
     cfg.tta = bool(getattr(args, "tta", False))
+    cfg.band_jitter = not getattr(args, "no_band_jitter", False)
     cfg.row_position = bool(getattr(args, "row_position", False))
     cfg.calibration = getattr(args, "calibration", None)
     cfg.bands = split_list(getattr(args, "bands", None))

@@ -60,3 +60,16 @@ def test_crops_targets_and_weights_stay_aligned_under_augmentation(net):
             assert x.shape[1] > 2
     if unet:
         assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_without_band_jitter_the_crops_keep_their_values():
+    """``TrainConfig.band_jitter = False``: flips and rotations only, the bands untouched."""
+    rng = np.random.default_rng(2)
+    image = _coded_image(rng)
+    net = SmallUNet(2, 3)
+    draw = PatchBatches([image], 3, rng, [image.target >= 0], net, 16, 8, True, False)
+    x, t, _ = draw()
+    m = draw.halo
+    centre = x[:, 0, m:-m, m:-m].numpy()
+    labeled = t.numpy() >= 0
+    np.testing.assert_array_equal(centre[labeled], t.numpy()[labeled].astype(np.float32))

@@ -280,10 +280,11 @@ class LoopWidget(LoopPanel):
             time_budget=budget,
             filter_bank=bank,
             row_position=self.row_check.isChecked(),
+            band_jitter=self.jitter_check.isChecked(),
         )
 
     def _model_changed(self, model: str) -> None:
-        for box in (self.novelty_check, self.bank_check):  # the U-Net's options
+        for box in (self.novelty_check, self.bank_check, self.jitter_check):  # the U-Net's
             box.setEnabled(may_train_unet(model))
 
     def _set_busy(self, busy: bool) -> None:

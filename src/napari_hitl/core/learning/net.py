@@ -255,7 +255,9 @@ class PatchBatches:
     batch, patch
         Crops per batch and the U-Net's supervised crop edge.
     augment
-        Random flips, rotations and (U-Net) band jitter.
+        Random flips, rotations and (U-Net, with ``band_jitter``) band jitter.
+    band_jitter
+        The U-Net's per-band gain/offset jitter (``TrainConfig.band_jitter``).
     """
 
     def __init__(
@@ -268,9 +270,11 @@ class PatchBatches:
         batch: int,
         patch: int,
         augment: bool = True,
+        band_jitter: bool = True,
     ) -> None:
         self.rng = rng
         self.augment = augment
+        self.band_jitter = band_jitter
         self.is_patch = isinstance(net, PatchCNN)
         self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
         self.out_size = 1 if self.is_patch else patch
@@ -325,7 +329,7 @@ class PatchBatches:
         centres = self.sampler.draw(self.batch)
         n, c = len(centres), self.bands
         turns = np.zeros(n, np.intp)  # index into the eight maps: 2 * quarter turns + flip
-        jitter = not self.is_patch and self.augment
+        jitter = not self.is_patch and self.augment and self.band_jitter
         gains = np.ones((n, c), np.float32)
         offsets = np.zeros((n, c), np.float32)
         xs, ts, ws = [], [], []
@@ -461,7 +465,15 @@ class NetClassifier(TiledLogits):
             net.to(memory_format=torch.channels_last)
         batch = config.extra.get("patch_batch", 128) if is_patch else config.batch_size
         draw = PatchBatches(
-            train_images, k, rng, train_human, net, batch, config.patch, config.augment
+            train_images,
+            k,
+            rng,
+            train_human,
+            net,
+            batch,
+            config.patch,
+            config.augment,
+            config.band_jitter,
         )
 
         loss_value = float("nan")
