@@ -15,9 +15,11 @@ skipped unless ``--force``. A model may carry options after colons: ``:gate<F>``
 margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
 end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net only, N fresh and N warm training
 steps instead of the defaults; ``:w<W>`` after it: W warm steps) and ``:shrink<λ>`` (U-Net
-only, ``TrainConfig.warm_shrink``) and ``:row`` last (the row-position cue,
+only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-Net only, no per-band jitter,
+``TrainConfig.band_jitter = False``) and ``:row`` last (the row-position cue,
 ``TrainConfig.row_position``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
-``unet:s320:w160``, ``unet:shrink1``, ``unet:row``; the folder name writes the colons as ``-``.
+``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``; the folder name writes the
+colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -61,7 +63,8 @@ TARGETS = (0.95, 0.90, 0.85)
 # a model with options: the U-Net's novelty gate factor, the accepting margin, its bank, steps
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
-    r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?::shrink(?P<shrink>[0-9.]+))?(?P<row>:row)?"
+    r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?::shrink(?P<shrink>[0-9.]+))?(?P<nojit>:nojit)?"
+    r"(?P<row>:row)?"
 )
 
 
@@ -122,6 +125,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.warm_steps = int(spec["warm"])
                 if spec["shrink"]:
                     cfg.train.warm_shrink = float(spec["shrink"])
+                if spec["nojit"]:
+                    cfg.train.band_jitter = False
                 if spec["row"]:
                     cfg.train.row_position = True
                 t0 = time.perf_counter()
@@ -270,7 +275,7 @@ def main() -> None:
         if not (spec := MODEL_SPEC.fullmatch(m))
         or spec["name"] not in MODELS
         or (
-            any(spec[k] for k in ("gate", "bank", "steps", "warm", "shrink"))
+            any(spec[k] for k in ("gate", "bank", "steps", "warm", "shrink", "nojit"))
             and spec["name"] != "unet"
         )
     ]
