@@ -11,6 +11,7 @@ labels, and serialise to bytes + JSON for the project store.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
 import pickle  # only for pickle.UnpicklingError: nothing here unpickles
@@ -205,6 +206,7 @@ def calibrate(
     report.holdout_nll_before, report.holdout_nll_after = before, after
 
 
+@functools.lru_cache(maxsize=8)
 def _turn_maps(edge: int) -> np.ndarray:
     """For an ``edge``² grid, the flat source index of every pixel after ``k`` quarter turns
     (``np.rot90`` on the last two axes) and then, for odd rows, a left-right flip: ``8, edge²``."""
@@ -213,7 +215,9 @@ def _turn_maps(edge: int) -> np.ndarray:
     for k in range(4):
         turned = np.rot90(base, k)
         maps += [turned.ravel(), turned[:, ::-1].ravel()]
-    return np.stack(maps)
+    out = np.stack(maps)
+    out.flags.writeable = False  # shared by every call (cached)
+    return out
 
 
 def _turned(a: np.ndarray, turns: np.ndarray, channels_last: bool = False) -> np.ndarray:
