@@ -60,6 +60,7 @@ DEFAULT_SEEDS = {
     "photos8": (0,),
 }
 TARGETS = (0.95, 0.90, 0.85)
+RUN_DIR = re.compile(r"(?P<model>.+)-s(?P<seed>\d+)")  # OUT/<set>/<model>-s<seed>
 # a model with options: the U-Net's novelty gate factor, the accepting margin, its bank, steps
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
@@ -169,9 +170,16 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
     for set_name in SETS:
         rows = []
         plots, names = [], []
-        found = {p.name.rsplit("-s", 1)[0] for p in (args.out / set_name).glob("*-s*")}
+        runs = [p for p in (args.out / set_name).glob("*-s*") if RUN_DIR.fullmatch(p.name)]
+        found = {RUN_DIR.fullmatch(p.name)["model"] for p in runs}  # type: ignore[index]
         for model in [*MODELS, *sorted(found - set(MODELS))]:
-            reps = sorted((args.out / set_name).glob(f"{model}-s*/report.json"))
+            # "unet-s*" alone would also take unet-s320-s0 or unet-shrink1-s0: match whole names
+            reps = sorted(
+                p / "report.json"
+                for p in runs
+                if RUN_DIR.fullmatch(p.name)["model"] == model  # type: ignore[index]
+                and (p / "report.json").exists()
+            )
             if not reps:
                 continue
             reports = [json.loads(p.read_text()) for p in reps]
