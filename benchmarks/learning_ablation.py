@@ -322,6 +322,7 @@ def _install_fourth_scale(margin: int | None) -> None:
     import torch.nn.functional as F
     from torch import nn
 
+    from napari_hitl.core.learning import batches as batches_module
     from napari_hitl.core.learning import net as net_module
     from napari_hitl.core.learning import networks
     from napari_hitl.core.learning import weights as weights_module
@@ -364,7 +365,7 @@ def _install_fourth_scale(margin: int | None) -> None:
     net_module.build_model = build
     weights_module.build_model = build
     if margin is not None:
-        net_module.TRAIN_MARGIN = margin
+        batches_module.TRAIN_MARGIN = margin
 
 
 def _install_image_holdout() -> None:
@@ -436,7 +437,7 @@ def _install_shared_jitter() -> None:
     """Probe: one gain and one offset shared by every band of a crop instead of one per band
     (a brightness change that keeps each pixel's spectrum's shape). ``nojit-`` (no band jitter)
     began here too and is now ``TrainConfig.band_jitter = False`` (the same runs)."""
-    from napari_hitl.core.learning.net import PatchBatches
+    from napari_hitl.core.learning.batches import PatchBatches
 
     def jitter_params(self, rng):
         c = self.bands
@@ -454,7 +455,7 @@ def _install_data_jitter() -> None:
     level, in the normalized units the network sees); the offset's standard deviation per band
     is that level's spread over the images, and the gain's twice it (the default's ratio, 0.1 /
     0.05). The same draws as the default, scaled; with one image, the default's amplitudes."""
-    from napari_hitl.core.learning.net import PatchBatches
+    from napari_hitl.core.learning.batches import PatchBatches
 
     plain_init = PatchBatches.__init__
 
@@ -488,7 +489,7 @@ def _install_cropped_decoder() -> None:
     import torch
     import torch.nn.functional as F
 
-    from napari_hitl.core.learning.net import PatchBatches
+    from napari_hitl.core.learning.batches import PatchBatches
 
     def features(self, net, x):
         u = x if self.bank is not None else net.unet_input(x)

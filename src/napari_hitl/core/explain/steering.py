@@ -46,9 +46,10 @@ from napari_hitl.core.explain.gradcam import (
     padded_window,
 )
 from napari_hitl.core.jsonable import Jsonable
+from napari_hitl.core.learning.batches import PatchBatches
 from napari_hitl.core.learning.data import LabeledImage
 from napari_hitl.core.learning.losses import balanced_loss
-from napari_hitl.core.learning.net import NetClassifier, PatchBatches
+from napari_hitl.core.learning.net import NetClassifier
 from napari_hitl.core.progress import CancelToken, Progress
 
 MASS_FLOOR = 0.1  # uniform mass added to the CAM, as a share of its mass before guidance
