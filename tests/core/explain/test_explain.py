@@ -238,3 +238,30 @@ def test_guidance_refits_the_novelty_gate_to_the_moved_features():
         guided._inference_net(), [labeled], human, 3.0, np.random.default_rng(0), 1024
     )
     np.testing.assert_allclose(after.means, again.means, rtol=1e-4, atol=1e-5)
+
+
+def test_steering_keeps_the_models_band_jitter(monkeypatch):
+    """A model trained without the per-band jitter (stained slides) keeps that setting in the
+    store, and steering fine-tunes it on crops drawn the same way."""
+    from napari_hitl.core.explain import steering
+
+    x, truth = _scene()
+    clf = NetClassifier("unet", Normalization(BANDS, [0] * 4, [1] * 4), [1, 2], ["bg", "obj"])
+    labeled = _labeled(x, truth)
+    run_to_end(clf.fit([labeled], TrainConfig(steps=10, band_jitter=False)))
+    blob, config = clf.state()
+    assert config["band_jitter"] is False
+    assert NetClassifier.from_state(blob, config).band_jitter is False
+    legacy = {k: v for k, v in config.items() if k != "band_jitter"}  # saved before the switch
+    assert NetClassifier.from_state(blob, legacy).band_jitter is True
+    seen = []
+
+    class Recording(steering.PatchBatches):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.band_jitter)
+
+    monkeypatch.setattr(steering, "PatchBatches", Recording)
+    target = GuideTarget(x, 1, np.ones((H, W), bool), positive=[(76, 74)])
+    run_to_end(guide_job(clf, [target], [labeled], SteerConfig(steps=1)))
+    assert seen == [False]

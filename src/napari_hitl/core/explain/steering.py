@@ -383,7 +383,10 @@ def guide_job(
     usable = [im for im in train_images if (im.target >= 0).any()]
     human = [np.asarray(im.extra.get("human", im.target >= 0)) & (im.target >= 0) for im in usable]
     if usable and config.w_c > 0:
-        draw = PatchBatches(usable, k, rng, human, net, config.batch_size, config.patch, True)
+        # the model's own augmentation, its band jitter included (TrainConfig.band_jitter)
+        draw = PatchBatches(
+            usable, k, rng, human, net, config.batch_size, config.patch, True, clf.band_jitter
+        )
     before = _measure(net, prepared, layer)  # also fixes each map's reference mass
     lr = config.lr if config.lr is not None else GUIDE_LR.get(clf.kind, 1e-3)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)

@@ -230,6 +230,7 @@ class NetClassifier(TiledLogits):
         self.class_log_prior = np.zeros(len(self.class_values), np.float32)
         self.trained = False
         self.tta = False  # test-time augmentation (TrainConfig.tta), saved with the model
+        self.band_jitter = True  # trained with it (TrainConfig.band_jitter): steering follows
         self.novelty: NoveltyGate | None = None  # TrainConfig.novelty_gate, saved with the model
         self._eval_net: nn.Module | None = None
 
@@ -257,6 +258,7 @@ class NetClassifier(TiledLogits):
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         self.tta = bool(config.tta)  # before calibration: the temperature fits what we predict
+        self.band_jitter = bool(config.band_jitter)
         self.novelty = None  # the temperature is fitted on the ungated logits (as measured)
         split = prepare_training(images, self.class_names, config, rng)
         counts, human, train_images, held = split.counts, split.human, split.train, split.held
@@ -418,6 +420,7 @@ class NetClassifier(TiledLogits):
             **self.common_config(),
             "spec": self.spec.to_json(),
             "tta": self.tta,
+            "band_jitter": self.band_jitter,
             "novelty": gate,
         }
 
@@ -461,4 +464,5 @@ class NetClassifier(TiledLogits):
             ) from exc
         clf.trained = bool(config.get("trained", True))
         clf.tta = bool(config.get("tta", False))
+        clf.band_jitter = bool(config.get("band_jitter", True))  # models saved before: True
         return clf
