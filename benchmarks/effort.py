@@ -170,16 +170,14 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
     for set_name in SETS:
         rows = []
         plots, names = [], []
-        runs = [p for p in (args.out / set_name).glob("*-s*") if RUN_DIR.fullmatch(p.name)]
-        found = {RUN_DIR.fullmatch(p.name)["model"] for p in runs}  # type: ignore[index]
-        for model in [*MODELS, *sorted(found - set(MODELS))]:
-            # "unet-s*" alone would also take unet-s320-s0 or unet-shrink1-s0: match whole names
-            reps = sorted(
-                p / "report.json"
-                for p in runs
-                if RUN_DIR.fullmatch(p.name)["model"] == model  # type: ignore[index]
-                and (p / "report.json").exists()
-            )
+        # by whole folder name: the pattern "unet-s*" would also take unet-shrink1-s0
+        by_model: dict[str, list[Path]] = {}
+        for p in (args.out / set_name).glob("*-s*/report.json"):
+            m = RUN_DIR.fullmatch(p.parent.name)
+            if m:
+                by_model.setdefault(m["model"], []).append(p)
+        for model in [*MODELS, *sorted(set(by_model) - set(MODELS))]:
+            reps = sorted(by_model.get(model, []))
             if not reps:
                 continue
             reports = [json.loads(p.read_text()) for p in reps]

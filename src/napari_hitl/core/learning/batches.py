@@ -36,20 +36,17 @@ def _turn_maps(edge: int) -> np.ndarray:
     return out
 
 
-def turn_crops(a: np.ndarray, turns: np.ndarray, channels_last: bool = False) -> np.ndarray:
-    """Each of ``a``'s ``N`` crops (``N, [C,] e, e``) turned and flipped as ``turns`` says
-    (rows of :func:`_turn_maps`); ``channels_last`` returns ``N, e, e, C``."""
+def turn_crops(a: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """Each of ``a``'s ``N`` crops turned and flipped as ``turns`` says (rows of
+    :func:`_turn_maps`): ``N, e, e`` stays ``N, e, e``; ``N, C, e, e`` comes back channels-last,
+    ``N, e, e, C`` (what the U-Net trains on)."""
     n, edge = a.shape[0], a.shape[-1]
     maps = _turn_maps(edge)[turns]  # N, e²
     rows = np.arange(n)[:, None]
     if a.ndim == 3:
         return a.reshape(n, edge * edge)[rows, maps].reshape(n, edge, edge)
-    flat = a.reshape(n, a.shape[1], edge * edge)
-    if channels_last:  # advanced indices around a slice: N, e², C
-        return flat[rows, :, maps].reshape(n, edge, edge, a.shape[1])
-    return flat[rows[:, :, None], np.arange(a.shape[1])[None, :, None], maps[:, None]].reshape(
-        a.shape
-    )
+    flat = a.reshape(n, a.shape[1], edge * edge)  # advanced indices around a slice: N, e², C
+    return flat[rows, :, maps].reshape(n, edge, edge, a.shape[1])
 
 
 class PatchBatches:
@@ -163,7 +160,7 @@ class PatchBatches:
                 turns[j] = 2 * int(rng.integers(4)) + (rng.random() < 0.5)
             if jitter:
                 gains[j], offsets[j] = self.jitter_params(rng)
-        x = turn_crops(np.stack(xs).astype(np.float32, copy=False), turns, channels_last=True)
+        x = turn_crops(np.stack(xs).astype(np.float32, copy=False), turns)
         if jitter:
             x[..., :c] = x[..., :c] * gains[:, None, None] + offsets[:, None, None]
         t = turn_crops(np.stack(ts), turns)
