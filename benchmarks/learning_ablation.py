@@ -9,7 +9,8 @@ Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 Variants: ``none`` (the default U-Net), ``rf`` (the forest), ``prop<W>`` (strokes spread to pure
 superpixels at weight W, ``TrainConfig.propagate_weight``), ``potts<W>`` (relaxed Potts loss at
 weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrink``),
-``mw<W>`` (``TrainConfig.machine_weight``), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
+``mw<W>`` (``TrainConfig.machine_weight``), ``lr<R>`` (``TrainConfig.lr``: the fresh learning
+rate, warm starts at half of it), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
 per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
@@ -53,7 +54,10 @@ bank's principal components rescaled to the bands' spread, :func:`_install_bank_
 every class labeled in the batch, :func:`_install_machine_class_norm`; ``mcap-``: no machine class
 weighs more than a human class), ``ypos-`` (a probe: a band with each pixel's row height in its
 image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their CIELAB bands,
-:func:`_with_lab`). ITERATIONS (default
+:func:`_with_lab`), ``upright-`` (a probe: training crops mirrored but never turned,
+:func:`_install_upright`), ``gjit-`` (a probe: the band jitter's gain without its offset,
+:func:`_install_gain_jitter`), ``hjit-`` (a probe: the jitter on the crops around human
+strokes only, :func:`_install_human_jitter`). ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -448,6 +452,65 @@ def _install_shared_jitter() -> None:
     PatchBatches.jitter_params = jitter_params
 
 
+def _install_gain_jitter() -> None:
+    """Probe: the per-band jitter's gain without its offset (the same draws; the offset is
+    drawn and dropped). A shift of 0.05 is as large as a dim image's whole contrast in the
+    normalized units (a fluorescence slide beside bright stained ones); a gain scales it."""
+    from napari_hitl.core.learning.batches import PatchBatches
+
+    plain = PatchBatches.jitter_params
+
+    def jitter_params(self, rng):
+        gain, offset = plain(self, rng)
+        return gain, np.zeros_like(offset)
+
+    PatchBatches.jitter_params = jitter_params
+
+
+def _install_human_jitter() -> None:
+    """Probe: only the crops around human strokes get the band jitter; the other half of each
+    batch (drawn from all labels, mostly accepted predictions once the loop pushes) keeps its
+    bands. The pushed labels span the pool's images, whose real band levels then teach what the
+    jitter imitates. The first model (no machine labels yet) is the default's."""
+    from napari_hitl.core.learning.batches import PatchBatches
+
+    plain_call, plain_jitter = PatchBatches.__call__, PatchBatches.jitter_params
+
+    def call(self):
+        self._crop = 0
+        return plain_call(self)
+
+    def jitter_params(self, rng):
+        gain, offset = plain_jitter(self, rng)  # drawn in any case: the same random stream
+        j, self._crop = self._crop, self._crop + 1
+        if len(self.sampler.pools) > 1 and j >= self.batch // 2 and self.sampler.machine:
+            return np.ones_like(gain), np.zeros_like(offset)
+        return gain, offset
+
+    plain_init = PatchBatches.__init__
+
+    def init(self, images, *args, **kwargs):
+        plain_init(self, images, *args, **kwargs)
+        self.sampler.machine = any(bool((im.weight[im.target >= 0] < 1).any()) for im in images)
+
+    PatchBatches.__init__, PatchBatches.__call__ = init, call
+    PatchBatches.jitter_params = jitter_params
+
+
+def _install_upright() -> None:
+    """Probe: training crops are mirrored left-right but never turned or flipped upside down
+    (photos taken upright: the sky stays up). The same random draws as the default; each
+    crop's quarter turn is dropped and its mirror kept."""
+    from napari_hitl.core.learning import batches
+
+    turn = batches.turn_crops
+
+    def upright(a, turns):
+        return turn(a, turns % 2)
+
+    batches.turn_crops = upright
+
+
 def _install_data_jitter() -> None:
     """Probe: the per-band jitter as large as the training images' own band levels vary.
 
@@ -746,6 +809,12 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         _install_shared_jitter()
     if re.search(r"(?:^|-)djit-", variant):
         _install_data_jitter()
+    if re.search(r"(?:^|-)gjit-", variant):
+        _install_gain_jitter()
+    if re.search(r"(?:^|-)hjit-", variant):
+        _install_human_jitter()
+    if re.search(r"(?:^|-)upright-", variant):
+        _install_upright()
     if re.search(r"(?:^|-)cropdec-", variant):
         _install_cropped_decoder()
     crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
@@ -756,7 +825,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")
@@ -784,6 +853,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         ("prop", "propagate_weight"),
         ("shrink", "warm_shrink"),
         ("mw", "machine_weight"),
+        ("lr", "lr"),
     ):
         m = re.search(key + r"([0-9.]+)", variant_opts)
         if m:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hitl.core.learning.batches import PatchBatches, turn_crops
+from napari_hitl.core.learning.batches import PatchBatches, copied_bands, turn_crops
 from napari_hitl.core.learning.data import LabeledImage
 from napari_hitl.core.learning.networks import PatchCNN, SmallUNet
 
@@ -72,3 +72,40 @@ def test_without_band_jitter_the_crops_keep_their_values():
     centre = x[:, 0, m:-m, m:-m].numpy()
     labeled = t.numpy() >= 0
     np.testing.assert_array_equal(centre[labeled], t.numpy()[labeled].astype(np.float32))
+
+
+def test_copied_bands_are_exact_copies_only():
+    """A gray image stored as RGB (normalized per band: a gain and an offset apart) is one band
+    three times; neighbouring hyperspectral bands, noise and a flat band are not copies."""
+    rng = np.random.default_rng(3)
+    gray = rng.random((40, 50))
+    x = np.stack([gray, (gray - 0.3) / 0.7, rng.random((40, 50)), 2 * gray + 1, -gray])
+    x = np.concatenate([x, np.zeros((2, 40, 50))]).astype(np.float32)
+    x[2, 0, 0] = np.nan  # a missing pixel does not hide a band
+    np.testing.assert_array_equal(copied_bands(x), [0, 0, 2, 0, 4, 5, 6])
+    cube = (gray + 0.01 * rng.random((30, 40, 50))).astype(np.float32)
+    assert 1 - np.corrcoef(cube[-2].ravel(), cube[-1].ravel())[0, 1] < 1e-3  # nearly alike
+    np.testing.assert_array_equal(copied_bands(cube), np.arange(30))
+
+
+def test_bands_that_copy_one_another_share_their_jitter():
+    """Jittered crops of a gray-as-RGB image keep their three bands equal; a colour image's
+    bands get a gain and an offset each."""
+    rng = np.random.default_rng(4)
+    target = rng.integers(0, 2, (48, 48))
+    gray = rng.random((48, 48)).astype(np.float32)
+    colour = rng.random((3, 48, 48)).astype(np.float32)
+    ones = np.ones((48, 48), np.float32)
+    images = [
+        LabeledImage("gray", np.stack([gray] * 3), target, ones),
+        LabeledImage("colour", colour, target, ones),
+    ]
+    draw = PatchBatches(images, 2, rng, None, SmallUNet(3, 2), 64, 8)
+    x, _, _ = draw()
+    x = x.numpy()
+    spread = np.abs(x[:, 1:] - x[:, :1]).max(axis=(1, 2, 3))  # per crop: bands apart
+    from_gray = spread < 1e-6
+    assert 8 < from_gray.sum() < 56  # both images drawn; the colour crops differ by nature
+    margin = draw.halo
+    gray_values = x[from_gray][:, 0, margin:-margin, margin:-margin]
+    assert not np.allclose(gray_values.std(axis=(1, 2)), gray.std(), rtol=1e-3)  # jittered

@@ -20,6 +20,37 @@ from napari_hitl.core.learning.networks import PatchCNN
 from napari_hitl.core.tiling import pad_for_tiles
 
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
+COPY_TOLERANCE = 1e-6  # 1 - correlation under which two bands are one measurement
+
+
+def copied_bands(x: np.ndarray, max_pixels: int = 65536) -> np.ndarray:
+    """For each band of ``x`` (``C, H, W``), the first band it is an exact copy of, up to a
+    gain and an offset (itself if none): a gray image stored as RGB has ``[0, 0, 0]``.
+
+    Copies are found by their correlation (``r ≥ 1 − COPY_TOLERANCE``) on an even subsample
+    of ``max_pixels`` finite pixels; bands with no spread are nobody's copy. Neighbouring
+    bands of a hyperspectral cube (1 − r ≈ 1e-5) are not copies.
+    """
+    c = x.shape[0]
+    groups = np.arange(c)
+    if c < 2:
+        return groups
+    flat = x.reshape(c, -1)
+    flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
+    flat = flat[:, np.isfinite(flat).all(axis=0)]
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    norm = np.sqrt((centred**2).sum(axis=1))
+    live = norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0)))
+    for b in range(1, c):
+        if not live[b]:
+            continue
+        for a in range(b):
+            if live[a] and groups[a] == a:
+                r = float(centred[a] @ centred[b]) / (norm[a] * norm[b])
+                if r >= 1.0 - COPY_TOLERANCE:
+                    groups[b] = a
+                    break
+    return groups
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,7 +86,8 @@ class PatchBatches:
     The patch CNN sees exactly its 25×25 patch. The U-Net trains on crops with an 8 px margin
     (``TRAIN_MARGIN``) and its own zero padding (3× cheaper than a full halo); the loss skips
     the margin. Augmentation: random flips and 90° rotations, and for the U-Net a per-band
-    gain/offset jitter (robustness to illumination and haze changes).
+    gain/offset jitter (robustness to illumination and haze changes) that bands which copy one
+    another share (:func:`copied_bands`).
 
     Parameters
     ----------
@@ -102,6 +134,11 @@ class PatchBatches:
         # crop. The crops then hold bands and features: what enters the U-Net proper.
         self.bank = None if self.is_patch else getattr(net, "bank", None)
         self.sampler = BalancedSampler(images, n_classes, rng, human)
+        # A band that copies another (a gray image stored as RGB) takes the copy's jitter: an
+        # independent draw would show the network colour differences no such image has
+        # (docs/benchmarks.md, "Copied bands share their jitter").
+        jitter = not self.is_patch and augment and band_jitter
+        self.copies = [copied_bands(im.x) for im in images] if jitter else []
         r = self.out_size // 2 + self.halo
         self.r = r
         self.padded = [
@@ -159,7 +196,8 @@ class PatchBatches:
             if self.augment:
                 turns[j] = 2 * int(rng.integers(4)) + (rng.random() < 0.5)
             if jitter:
-                gains[j], offsets[j] = self.jitter_params(rng)
+                gain, offset = self.jitter_params(rng)
+                gains[j], offsets[j] = gain[self.copies[i]], offset[self.copies[i]]
         x = turn_crops(np.stack(xs).astype(np.float32, copy=False), turns)
         if jitter:
             x[..., :c] = x[..., :c] * gains[:, None, None] + offsets[:, None, None]

@@ -99,8 +99,10 @@ class TrainConfig(Jsonable):
         their own (σ 0.1 and 0.05 of the normalized range): robustness to tiles whose bands
         shift apart between dates, orbits and sensors. On by default — without it the flood
         tiles lose 0.041 test mIoU, the field tiles 0.026 and the photos 0.015 — but stained
-        nuclei gain 0.041 (3 of 3 seeds): where the balance of the colours is the signal, turn
-        it off (docs/benchmarks.md, "Which part of the augmentation").
+        nuclei gain 0.037 (3 of 3 seeds): where the balance of the colours is the signal, turn
+        it off (docs/benchmarks.md, "Which part of the augmentation"). Bands that copy one
+        another (a gray image stored as RGB) share one gain and offset
+        (:func:`~napari_hitl.core.learning.batches.copied_bands`).
     seed
         Makes training deterministic.
     threads
