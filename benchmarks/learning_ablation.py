@@ -57,7 +57,8 @@ image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their 
 :func:`_with_lab`), ``upright-`` (a probe: training crops mirrored but never turned,
 :func:`_install_upright`), ``gjit-`` (a probe: the band jitter's gain without its offset,
 :func:`_install_gain_jitter`), ``hjit-`` (a probe: the jitter on the crops around human
-strokes only, :func:`_install_human_jitter`). ITERATIONS (default
+strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a probe: accepted pixels within D px
+of another label do not count in training, :func:`_install_machine_erosion`). ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -497,6 +498,32 @@ def _install_human_jitter() -> None:
     PatchBatches.jitter_params = jitter_params
 
 
+def _install_machine_erosion(d: int) -> None:
+    """Probe: accepted (machine) pixels within ``d`` px of another label or of an unlabeled
+    pixel do not count in training (weight 0); their labels stay in the pool. A push's wrong
+    pixels lie mostly on the rims of its regions (the nuclei's outlines), and training on them
+    moves the next model's boundaries; the rims are then learned from the human strokes and the
+    regions' insides alone."""
+    from scipy import ndimage
+
+    from napari_hitl.core.evaluation import simulate
+
+    plain = simulate.make_labeled_image
+
+    def eroded(name, x, labels, provenance, class_values, machine_weight, valid=None):
+        im = plain(name, x, labels, provenance, class_values, machine_weight, valid)
+        size = 2 * d + 1
+        t = im.target
+        inner = (ndimage.minimum_filter(t, size, mode="nearest") == t) & (
+            ndimage.maximum_filter(t, size, mode="nearest") == t
+        )
+        machine = (im.weight > 0) & (im.weight < 1)
+        im.weight[machine & ~inner] = 0.0
+        return im
+
+    simulate.make_labeled_image = eroded
+
+
 def _install_upright() -> None:
     """Probe: training crops are mirrored left-right but never turned or flipped upside down
     (photos taken upright: the sky stays up). The same random draws as the default; each
@@ -813,6 +840,9 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         _install_gain_jitter()
     if re.search(r"(?:^|-)hjit-", variant):
         _install_human_jitter()
+    mero = re.search(r"(?:^|-)mero(\d+)-", variant)
+    if mero:
+        _install_machine_erosion(int(mero.group(1)))
     if re.search(r"(?:^|-)upright-", variant):
         _install_upright()
     if re.search(r"(?:^|-)cropdec-", variant):
@@ -825,7 +855,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit|mero\d+)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

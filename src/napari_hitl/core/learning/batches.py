@@ -23,7 +23,7 @@ TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised w
 COPY_TOLERANCE = 1e-6  # 1 - correlation under which two bands are one measurement
 
 
-def copied_bands(x: np.ndarray, max_pixels: int = 65536) -> np.ndarray:
+def copied_bands(x: np.ndarray, max_pixels: int = 8192) -> np.ndarray:
     """For each band of ``x`` (``C, H, W``), the first band it is an exact copy of, up to a
     gain and an offset (itself if none): a gray image stored as RGB has ``[0, 0, 0]``.
 
@@ -35,6 +35,20 @@ def copied_bands(x: np.ndarray, max_pixels: int = 65536) -> np.ndarray:
     groups = np.arange(c)
     if c < 2:
         return groups
+    flat = x.reshape(c, -1)
+    flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
+    flat = flat[:, np.isfinite(flat).all(axis=0)]
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    norm = np.sqrt((centred**2).sum(axis=1))
+    live = norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0)))
+    corr = (centred @ centred.T) / np.maximum(np.outer(norm, norm), 1e-300)
+    same = (corr >= 1.0 - COPY_TOLERANCE) & live[:, None] & live[None, :]
+    for b in range(1, c):
+        for a in np.flatnonzero(same[:b, b]):
+            if groups[a] == a:
+                groups[b] = a
+                break
+    return groups
     flat = x.reshape(c, -1)
     flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
     flat = flat[:, np.isfinite(flat).all(axis=0)]
