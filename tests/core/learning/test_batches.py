@@ -83,6 +83,9 @@ def test_copied_bands_are_exact_copies_only():
     x = np.concatenate([x, np.zeros((2, 40, 50))]).astype(np.float32)
     x[2, 0, 0] = np.nan  # a missing pixel does not hide a band
     np.testing.assert_array_equal(copied_bands(x), [0, 0, 2, 0, 4, 5, 6])
+    x[5] = np.nan  # a band with no value at all: nobody's copy, and the others still found
+    np.testing.assert_array_equal(copied_bands(x), [0, 0, 2, 0, 4, 5, 6])
+    np.testing.assert_array_equal(copied_bands(x[:, :1, :1]), np.arange(7))  # one pixel
     cube = (gray + 0.01 * rng.random((30, 40, 50))).astype(np.float32)
     assert 1 - np.corrcoef(cube[-2].ravel(), cube[-1].ravel())[0, 1] < 1e-3  # nearly alike
     np.testing.assert_array_equal(copied_bands(cube), np.arange(30))

@@ -37,10 +37,14 @@ def copied_bands(x: np.ndarray, max_pixels: int = 8192) -> np.ndarray:
         return groups
     flat = x.reshape(c, -1)
     flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
-    flat = flat[:, np.isfinite(flat).all(axis=0)]
+    finite = np.isfinite(flat)
+    present = finite.any(axis=1)  # a band with no finite pixel is nobody's copy
+    flat = np.where(present[:, None], flat, 0.0)[:, (finite | ~present[:, None]).all(axis=0)]
+    if flat.shape[1] < 2:
+        return groups
     centred = flat - flat.mean(axis=1, keepdims=True)
     norm = np.sqrt((centred**2).sum(axis=1))
-    live = norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0)))
+    live = present & (norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0))))
     corr = (centred @ centred.T) / np.maximum(np.outer(norm, norm), 1e-300)
     same = (corr >= 1.0 - COPY_TOLERANCE) & live[:, None] & live[None, :]
     for b in range(1, c):
@@ -51,10 +55,14 @@ def copied_bands(x: np.ndarray, max_pixels: int = 8192) -> np.ndarray:
     return groups
     flat = x.reshape(c, -1)
     flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
-    flat = flat[:, np.isfinite(flat).all(axis=0)]
+    finite = np.isfinite(flat)
+    present = finite.any(axis=1)  # a band with no finite pixel is nobody's copy
+    flat = np.where(present[:, None], flat, 0.0)[:, (finite | ~present[:, None]).all(axis=0)]
+    if flat.shape[1] < 2:
+        return groups
     centred = flat - flat.mean(axis=1, keepdims=True)
     norm = np.sqrt((centred**2).sum(axis=1))
-    live = norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0)))
+    live = present & (norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0))))
     for b in range(1, c):
         if not live[b]:
             continue
