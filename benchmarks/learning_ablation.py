@@ -58,7 +58,9 @@ image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their 
 :func:`_install_upright`), ``gjit-`` (a probe: the band jitter's gain without its offset,
 :func:`_install_gain_jitter`), ``hjit-`` (a probe: the jitter on the crops around human
 strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a probe: accepted pixels within D px
-of another label do not count in training, :func:`_install_machine_erosion`). ITERATIONS (default
+of another label do not count in training, :func:`_install_machine_erosion`), ``hs<S>-`` (a
+probe: a share S of each batch's crops on human strokes instead of half,
+:func:`_install_human_share`). ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -524,6 +526,26 @@ def _install_machine_erosion(d: int) -> None:
     simulate.make_labeled_image = eroded
 
 
+def _install_human_share(share: float) -> None:
+    """Probe: ``share`` of each batch's crops centred on human strokes instead of half (the
+    rest on any label, mostly pushed ones once the loop has pushed)."""
+    from napari_hitl.core.learning.data import BalancedSampler
+
+    def draw(self, n):
+        out = []
+        for j in range(n):
+            human = j < round(share * n) or len(self.pools) == 1
+            pool = self.pools[0] if human else self.pools[-1]
+            ids, flat = pool[int(self.rng.integers(0, len(pool)))]
+            k = self.rng.integers(0, ids.size)
+            i = int(ids[k])
+            r, col = divmod(int(flat[k]), self.widths[i])
+            out.append((i, r, col))
+        return out
+
+    BalancedSampler.draw = draw
+
+
 def _install_upright() -> None:
     """Probe: training crops are mirrored left-right but never turned or flipped upside down
     (photos taken upright: the sky stays up). The same random draws as the default; each
@@ -843,6 +865,9 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     mero = re.search(r"(?:^|-)mero(\d+)-", variant)
     if mero:
         _install_machine_erosion(int(mero.group(1)))
+    hs = re.search(r"(?:^|-)hs([0-9.]+)-", variant)
+    if hs:
+        _install_human_share(float(hs.group(1)))
     if re.search(r"(?:^|-)upright-", variant):
         _install_upright()
     if re.search(r"(?:^|-)cropdec-", variant):
@@ -855,7 +880,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if re.search(r"(?:^|-)emprior-", variant):
         _install_prediction_filter("em")
     variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit|mero\d+)-)+",
+        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit|mero\d+|hs[0-9.]+)-)+",
         "",
         variant.removeprefix("imnorm-")
         .removeprefix("soup-")

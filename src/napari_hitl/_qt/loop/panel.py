@@ -82,7 +82,8 @@ class LoopPanel(DockWidget):
         self.jitter_check.setChecked(True)
         self.jitter_check.setToolTip(
             "U-Net: each training crop's bands get a random gain and offset of their own, so "
-            "the model looks past bands that shift apart between tiles, dates and cameras. "
+            "the model looks past bands that shift apart between tiles, dates and cameras "
+            "(bands that copy one another, as in a gray image saved as RGB, share theirs). "
             "Measured: needed on flood, field and photo sets; stained nuclei did better "
             "without it, where the balance of the colours is the signal (docs/benchmarks.md)"
         )
