@@ -28,8 +28,9 @@ def copied_bands(x: np.ndarray, max_pixels: int = 8192) -> np.ndarray:
     gain and an offset (itself if none): a gray image stored as RGB has ``[0, 0, 0]``.
 
     Copies are found by their correlation (``r ≥ 1 − COPY_TOLERANCE``) on an even subsample
-    of ``max_pixels`` finite pixels; bands with no spread are nobody's copy. Neighbouring
-    bands of a hyperspectral cube (1 − r ≈ 1e-5) are not copies.
+    of about ``max_pixels`` pixels (those where every band with a value has one); bands with
+    no spread or no value are nobody's copy. Neighbouring bands of a hyperspectral cube
+    (1 − r ≈ 1e-5) are not copies.
     """
     c = x.shape[0]
     groups = np.arange(c)
@@ -52,26 +53,6 @@ def copied_bands(x: np.ndarray, max_pixels: int = 8192) -> np.ndarray:
             if groups[a] == a:
                 groups[b] = a
                 break
-    return groups
-    flat = x.reshape(c, -1)
-    flat = flat[:, :: max(1, flat.shape[1] // max_pixels)].astype(np.float64)
-    finite = np.isfinite(flat)
-    present = finite.any(axis=1)  # a band with no finite pixel is nobody's copy
-    flat = np.where(present[:, None], flat, 0.0)[:, (finite | ~present[:, None]).all(axis=0)]
-    if flat.shape[1] < 2:
-        return groups
-    centred = flat - flat.mean(axis=1, keepdims=True)
-    norm = np.sqrt((centred**2).sum(axis=1))
-    live = present & (norm > 1e-12 * max(1.0, float(np.abs(flat).max(initial=0.0))))
-    for b in range(1, c):
-        if not live[b]:
-            continue
-        for a in range(b):
-            if live[a] and groups[a] == a:
-                r = float(centred[a] @ centred[b]) / (norm[a] * norm[b])
-                if r >= 1.0 - COPY_TOLERANCE:
-                    groups[b] = a
-                    break
     return groups
 
 
