@@ -531,19 +531,7 @@ def _install_human_share(share: float) -> None:
     rest on any label, mostly pushed ones once the loop has pushed)."""
     from napari_hitl.core.learning.data import BalancedSampler
 
-    def draw(self, n):
-        out = []
-        for j in range(n):
-            human = j < round(share * n) or len(self.pools) == 1
-            pool = self.pools[0] if human else self.pools[-1]
-            ids, flat = pool[int(self.rng.integers(0, len(pool)))]
-            k = self.rng.integers(0, ids.size)
-            i = int(ids[k])
-            r, col = divmod(int(flat[k]), self.widths[i])
-            out.append((i, r, col))
-        return out
-
-    BalancedSampler.draw = draw
+    BalancedSampler.human_share = share
 
 
 def _install_upright() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_hitl.core.learning.batches import PatchBatches, copied_bands, turn_crops
-from napari_hitl.core.learning.data import LabeledImage
+from napari_hitl.core.learning.data import BalancedSampler, LabeledImage
 from napari_hitl.core.learning.networks import PatchCNN, SmallUNet
 
 
@@ -112,3 +112,20 @@ def test_bands_that_copy_one_another_share_their_jitter():
     margin = draw.halo
     gray_values = x[from_gray][:, 0, margin:-margin, margin:-margin]
     assert not np.allclose(gray_values.std(axis=(1, 2)), gray.std(), rtol=1e-3)  # jittered
+
+
+def test_half_of_every_batch_lies_on_human_strokes():
+    """However many pixels the machine labeled, the first half of each batch's centres are
+    human pixels (the person's labels anchor every step); the rest come from any label."""
+    rng = np.random.default_rng(5)
+    target = rng.integers(0, 2, (64, 64))  # every pixel labeled ...
+    human = np.zeros((64, 64), bool)
+    human[10:14, 10:14] = True  # ... 32 of them by the person
+    human[50:54, 40:44] = True
+    weight = np.where(human, 1.0, 0.5).astype(np.float32)
+    image = LabeledImage("im", np.zeros((1, 64, 64), np.float32), target, weight)
+    sampler = BalancedSampler([image], 2, rng, [human])
+    centres = sampler.draw(32)
+    on_human = [human[r, c] for _, r, c in centres]
+    assert all(on_human[:16])
+    assert sum(on_human[16:]) < 8  # 32 of 4096 labeled pixels are human

@@ -241,9 +241,11 @@ class BalancedSampler:
 
     Each draw picks a class uniformly among the labeled ones, then one of its pixels uniformly
     over every image. When ``human`` masks are given, half of every batch is drawn from the
-    human-labeled pixels alone, so that the person's labels stay in every batch however many
-    machine labels have been accepted.
+    human-labeled pixels alone (``human_share``), so that the person's labels stay in every
+    batch however many machine labels have been accepted.
     """
+
+    human_share = 0.5  # three quarters measured no better (docs/benchmarks.md, tenth session)
 
     def __init__(
         self,
@@ -278,10 +280,12 @@ class BalancedSampler:
         return by_class
 
     def draw(self, n: int) -> list[tuple[int, int, int]]:
-        """``n`` (image index, row, col) centres (the first half human-labeled when possible)."""
+        """``n`` (image index, row, col) centres (the first ``human_share`` of them
+        human-labeled when possible)."""
         out = []
         for j in range(n):
-            pool = self.pools[0] if (j < n // 2 or len(self.pools) == 1) else self.pools[-1]
+            human = j < int(self.human_share * n) or len(self.pools) == 1
+            pool = self.pools[0] if human else self.pools[-1]
             ids, flat = pool[int(self.rng.integers(0, len(pool)))]
             k = self.rng.integers(0, ids.size)
             i = int(ids[k])
