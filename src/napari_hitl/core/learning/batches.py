@@ -140,8 +140,8 @@ class PatchBatches:
         # A band that copies another (a gray image stored as RGB) takes the copy's jitter: an
         # independent draw would show the network colour differences no such image has
         # (docs/benchmarks.md, "Copied bands share their jitter").
-        jitter = not self.is_patch and augment and band_jitter
-        self.copies = [copied_bands(im.x) for im in images] if jitter else []
+        self.jitter = not self.is_patch and augment and band_jitter
+        self.copies = [copied_bands(im.x) for im in images] if self.jitter else []
         r = self.out_size // 2 + self.halo
         self.r = r
         self.padded = [
@@ -186,7 +186,7 @@ class PatchBatches:
         centres = self.sampler.draw(self.batch)
         n, c = len(centres), self.bands
         turns = np.zeros(n, np.intp)  # index into the eight maps: 2 * quarter turns + flip
-        jitter = not self.is_patch and self.augment and self.band_jitter
+        jitter = self.jitter
         gains = np.ones((n, c), np.float32)
         offsets = np.zeros((n, c), np.float32)
         xs, ts, ws = [], [], []
