@@ -60,7 +60,10 @@ image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their 
 strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a probe: accepted pixels within D px
 of another label do not count in training, :func:`_install_machine_erosion`), ``hs<S>-`` (a
 probe: a share S of each batch's crops on human strokes instead of half,
-:func:`_install_human_share`). ITERATIONS (default
+:func:`_install_human_share`), ``fm<W>-`` (a probe: FixMatch's consistency on unlabeled
+crops at weight W, :func:`_install_consistency`) and ``agree-`` (a probe, with ``unet+rf``:
+only pixels the forest calls the U-Net's class are pushed, :func:`_install_agreement`). The
+prefixes may come in any order; :data:`PROBES` lists them. ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -73,6 +76,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -534,6 +538,142 @@ def _install_human_share(share: float) -> None:
     BalancedSampler.human_share = share
 
 
+def _install_consistency(
+    weight: float,
+    threshold: float = 0.95,
+    crops: int = 16,
+    strength: float = 0.4,
+    cutout: bool = False,
+    balanced: bool = True,
+    warm_only: bool = True,
+) -> None:
+    """Probe: FixMatch's consistency on unlabeled pixels (Sohn et al., NeurIPS 2020), dense.
+
+    Each training step also draws ``crops`` crops centred on unlabeled pixels (the labeled
+    crops' size, with random turns and flips, from a random stream of their own so that the
+    labeled batches stay the default's). The network in eval mode (its running BatchNorm
+    statistics: the model as it predicts) labels each crop's supervised window where its
+    softmax reaches ``threshold``; a strongly changed copy of the crop (per-band gain ~
+    N(1, 0.25 s), offset ~ N(0, 0.15 s), pixel noise 0.1 s for ``strength`` s; with
+    ``cutout`` one 8 px square set to the band means) trains on those labels in the same
+    forward as the labeled crops, at ``weight``: class-balanced
+    (:func:`~napari_hitl.core.learning.losses.balanced_loss`) or, ``balanced=False``,
+    FixMatch's mean over every unlabeled pixel. The first 32 steps of a Train skip it (a fresh
+    network's BatchNorm statistics are not yet its own); ``warm_only`` skips the loop's first
+    model (before any push). The measured runs used the defaults (``fm0.5-``); the 2–3
+    iteration screens before them, on sen1floods seed 0, are in docs/benchmarks.md.
+    """
+    import torch
+
+    from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning.batches import PatchBatches, turn_crops
+    from napari_hitl.core.learning.losses import balanced_loss
+
+    plain_init, plain_logits = PatchBatches.__init__, PatchBatches.logits_and_targets
+    plain_loss = net_module.balanced_loss
+    state: dict[str, Any] = {"draw": None}  # the batches the running Train draws from
+
+    def init(self, images, *args, **kwargs):
+        plain_init(self, images, *args, **kwargs)
+        state["draw"] = self
+        self.fm_rng = np.random.default_rng(7919 + len(images))
+        self.fm_pixels = []
+        for im in images:
+            free = np.flatnonzero(im.target.ravel() < 0)
+            self.fm_pixels.append(free if free.size else np.arange(im.target.size))
+        sizes = np.array([f.size for f in self.fm_pixels], float)
+        self.fm_p = sizes / sizes.sum() if sizes.sum() else None
+        self.fm_calls, self.fm_loss = 0, None
+        pushed = any(bool(((im.weight > 0) & (im.weight < 1)).any()) for im in images)
+        if warm_only and not pushed:
+            self.fm_p = None  # the first model of the loop: no consistency
+
+    def unlabeled(self):
+        rng, halo, out, r, c = self.fm_rng, self.halo, self.out_size, self.r, self.bands
+        xs, ids = [], rng.choice(len(self.fm_pixels), size=crops, p=self.fm_p)
+        for i in ids:
+            flat = self.fm_pixels[i][int(rng.integers(self.fm_pixels[i].size))]
+            row, col = divmod(int(flat), self.padded[i][1].shape[1] - 2 * r)
+            y0, x0 = row + r - out // 2, col + r - out // 2
+            px = self.padded[i][0]
+            xs.append(px[:, y0 - halo : y0 + out + halo, x0 - halo : x0 + out + halo])
+        turns = 2 * rng.integers(4, size=crops) + (rng.random(crops) < 0.5)
+        weak = turn_crops(np.stack(xs).astype(np.float32), turns)  # N, e, e, C
+        strong = weak.copy()
+        for j, i in enumerate(ids):
+            groups = self.copies[i] if self.copies else np.arange(c)
+            gain = (1 + 0.25 * strength * rng.standard_normal(c)).astype(np.float32)[groups]
+            offset = (0.15 * strength * rng.standard_normal(c)).astype(np.float32)[groups]
+            strong[j, ..., :c] = strong[j, ..., :c] * gain + offset
+        noise = rng.standard_normal(strong[..., :c].shape).astype(np.float32)
+        strong[..., :c] += 0.1 * strength * noise
+        e = weak.shape[1]
+        for j in range(crops):
+            y, x = rng.integers(0, e - 8, size=2)
+            if cutout:
+                strong[j, y : y + 8, x : x + 8, :c] = 0.0
+        return (
+            torch.from_numpy(weak).permute(0, 3, 1, 2),
+            torch.from_numpy(strong).permute(0, 3, 1, 2),
+        )
+
+    def logits_and_targets(self, net, x, t, w):
+        self.fm_calls += 1
+        self.fm_loss = None
+        if self.is_patch or self.fm_p is None or self.fm_calls <= 32:
+            return plain_logits(self, net, x, t, w)
+        weak, strong = self.unlabeled()
+        h = self.halo
+        net.eval()
+        with torch.no_grad():
+            teacher = torch.softmax(net.out(self.features(net, weak))[..., h:-h, h:-h], 1)
+        net.train()
+        conf, pseudo = teacher.max(1)
+        pseudo[conf < threshold] = -1
+        both = torch.cat([x, strong]).contiguous(memory_format=torch.channels_last)
+        logits = net.out(self.features(net, both))[..., h:-h, h:-h]
+        n, k = x.shape[0], logits.shape[1]
+        if not balanced:
+            ce = torch.nn.functional.cross_entropy(
+                logits[n:], pseudo.clamp(min=0), reduction="none"
+            )
+            self.fm_loss = (ce * (pseudo >= 0)).mean()
+        elif bool((pseudo >= 0).any()):
+            self.fm_loss = balanced_loss(logits[n:], pseudo, torch.ones_like(conf), k)
+        return logits[:n], t, w
+
+    def loss(logits, target, weight_, k):
+        total = plain_loss(logits, target, weight_, k)
+        draw = state["draw"]
+        if draw is not None and draw.fm_loss is not None:
+            total = total + weight * draw.fm_loss
+        return total
+
+    PatchBatches.__init__ = init
+    PatchBatches.unlabeled = unlabeled
+    PatchBatches.logits_and_targets = logits_and_targets
+    net_module.balanced_loss = loss
+
+
+def _install_agreement() -> None:
+    """Probe (co-training's agreement, Blum & Mitchell 1998): with ``unet+rf``, the loop sees
+    the U-Net's calibrated probabilities alone, except that where the forest's most likely
+    class differs they are mixed half-and-half with uniform (so never accepted at 0.95). The
+    argmax stays the U-Net's: only what is pushed changes. The two models err in different
+    places (pixel features against learned context), so pixels both call the same class
+    should more often be right."""
+    from napari_hitl.core.learning.ensemble import EnsembleClassifier
+    from napari_hitl.core.learning.prediction import softmax
+
+    def average(self, logits):
+        p = softmax(logits[0], self.members[0].temperature)
+        differ = p.argmax(0) != logits[1].argmax(0)
+        p[:, differ] = 0.5 * p[:, differ] + 0.5 / p.shape[0]
+        return np.log(np.clip(p, 1e-6, 1.0))
+
+    EnsembleClassifier._average = average
+
+
 def _install_upright() -> None:
     """Probe: training crops are mirrored left-right but never turned or flipped upside down
     (photos taken upright: the sky stays up). The same random draws as the default; each
@@ -801,6 +941,63 @@ def _with_lab(samples: list) -> list:
     return out
 
 
+def _set_train(field: str, value: Any) -> Callable[[re.Match, list, Any], None]:
+    """A probe entry that sets ``TrainConfig.<field>`` (a library switch that began here)."""
+    return lambda m, samples, cfg: setattr(cfg.train, field, value(m) if callable(value) else value)
+
+
+# The probe prefixes of a variant name, ``<probe>-<probe>-...<options>`` in any order: each
+# probe's pattern (its argument in a group) and what it does with the match, the samples and
+# the ``SimulationConfig``; an entry may return new samples (``None``: the same). ``ssl-`` is
+# run by :func:`run`, inside its timing.
+PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
+    ("imnorm", lambda m, s, c: _per_image_normalized(s)),
+    ("ypos", lambda m, s, c: _with_row_position(s)),
+    ("lab", lambda m, s, c: _with_lab(s)),
+    ("ssl", lambda m, s, c: None),
+    ("soup", lambda m, s, c: _install_weight_average()),
+    ("snap", lambda m, s, c: _install_snapshot_ensemble()),
+    ("rev", lambda m, s, c: _install_machine_label_revision()),
+    ("imhold", lambda m, s, c: _install_image_holdout()),
+    (r"ema([0-9.]+)", lambda m, s, c: _install_weight_ema(float(m[1]))),
+    (r"wlr([0-9.]+)", lambda m, s, c: _install_warm_lr(float(m[1]))),
+    (r"ctx4(?:m(\d+))?", lambda m, s, c: _install_fourth_scale(int(m[1]) if m[1] else None)),
+    (r"prior([0-9.]+)", lambda m, s, c: _install_prior_scale(float(m[1]))),
+    ("bscale", lambda m, s, c: _install_bank_scaling()),
+    ("autobank", lambda m, s, c: _install_bank_candidate()),
+    ("sjit", lambda m, s, c: _install_shared_jitter()),
+    ("djit", lambda m, s, c: _install_data_jitter()),
+    ("gjit", lambda m, s, c: _install_gain_jitter()),
+    ("hjit", lambda m, s, c: _install_human_jitter()),
+    (r"mero(\d+)", lambda m, s, c: _install_machine_erosion(int(m[1]))),
+    (r"hs([0-9.]+)", lambda m, s, c: _install_human_share(float(m[1]))),
+    ("upright", lambda m, s, c: _install_upright()),
+    ("agree", lambda m, s, c: _install_agreement()),
+    (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
+    ("cropdec", lambda m, s, c: _install_cropped_decoder()),
+    (r"crf([0-9.]+)", lambda m, s, c: _install_prediction_filter("crf", float(m[1]))),
+    ("(mnorm|mcap)", lambda m, s, c: _install_machine_class_norm(cap=m[1] == "mcap")),
+    ("emprior", lambda m, s, c: _install_prediction_filter("em")),
+    (r"oodc([0-9.]+)", _set_train("novelty_gate", lambda m: float(m[1]))),
+    ("nojit", _set_train("band_jitter", False)),
+]
+
+
+def split_probes(variant: str) -> tuple[list[tuple[Callable, re.Match]], str]:
+    """The leading probe prefixes of ``variant`` (entries of :data:`PROBES` with their
+    matches, in order) and what is left: the model and its options."""
+    found, rest = [], variant
+    while True:
+        for pattern, apply in PROBES:
+            m = re.match(f"(?:{pattern})-", rest)
+            if m:
+                found.append((apply, m))
+                rest = rest[m.end() :]
+                break
+        else:
+            return found, rest
+
+
 def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple[list, Any]:
     """The samples and ``SimulationConfig`` of one run of ``variant``, with its probes installed
     (all but ``ssl-``'s pretraining, which :func:`run` adds inside its timing)."""
@@ -811,72 +1008,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     samples = load_image_folder(CACHE / set_name / "images", CACHE / set_name / "masks", mi)
     if variant == "bank" or variant.startswith("bank:"):
         samples = _bank_features(samples, variant.removeprefix("bank"))
-    if re.match(r"(\w+-)*ypos-", variant):
-        samples = _with_row_position(samples)
-    if re.match(r"(\w+-)*lab-", variant):
-        samples = _with_lab(samples)
-    if variant.startswith("soup-"):
-        _install_weight_average()
-    if variant.startswith("imnorm-"):
-        samples = _per_image_normalized(samples)
-    if variant.startswith("snap-"):
-        _install_snapshot_ensemble()
-    if variant.startswith("rev-"):
-        _install_machine_label_revision()
-    if variant.startswith("imhold-"):
-        _install_image_holdout()
-    ema = re.search(r"(?:^|-)ema([0-9.]+)-", variant)
-    if ema:
-        _install_weight_ema(float(ema.group(1)))
-    wlr = re.search(r"(?:^|-)wlr([0-9.]+)-", variant)
-    if wlr:
-        _install_warm_lr(float(wlr.group(1)))
-    ctx = re.match(r"ctx4(?:m(\d+))?-", variant)
-    if ctx:
-        _install_fourth_scale(int(ctx.group(1)) if ctx.group(1) else None)
-    gate = re.search(r"(?:^|-)oodc([0-9.]+)-", variant)
-    prior = re.search(r"(?:^|-)prior([0-9.]+)-", variant)
-    if prior:
-        _install_prior_scale(float(prior.group(1)))
-    if re.search(r"(?:^|-)bscale-", variant):
-        _install_bank_scaling()
-    if re.search(r"(?:^|-)autobank-", variant):
-        _install_bank_candidate()
-    if re.search(r"(?:^|-)sjit-", variant):
-        _install_shared_jitter()
-    if re.search(r"(?:^|-)djit-", variant):
-        _install_data_jitter()
-    if re.search(r"(?:^|-)gjit-", variant):
-        _install_gain_jitter()
-    if re.search(r"(?:^|-)hjit-", variant):
-        _install_human_jitter()
-    mero = re.search(r"(?:^|-)mero(\d+)-", variant)
-    if mero:
-        _install_machine_erosion(int(mero.group(1)))
-    hs = re.search(r"(?:^|-)hs([0-9.]+)-", variant)
-    if hs:
-        _install_human_share(float(hs.group(1)))
-    if re.search(r"(?:^|-)upright-", variant):
-        _install_upright()
-    if re.search(r"(?:^|-)cropdec-", variant):
-        _install_cropped_decoder()
-    crf = re.search(r"(?:^|-)crf([0-9.]+)-", variant)
-    if crf:
-        _install_prediction_filter("crf", float(crf.group(1)))
-    if re.search(r"(?:^|-)(mnorm|mcap)-", variant):
-        _install_machine_class_norm(cap="mcap-" in variant)
-    if re.search(r"(?:^|-)emprior-", variant):
-        _install_prediction_filter("em")
-    variant_opts = re.sub(
-        r"^((oodc[0-9.]+|ctx4(m\d+)?|wlr[0-9.]+|ema[0-9.]+|prior[0-9.]+|crf[0-9.]+|emprior|bscale|autobank|mnorm|mcap|ypos|lab|nojit|sjit|cropdec|djit|upright|gjit|hjit|mero\d+|hs[0-9.]+)-)+",
-        "",
-        variant.removeprefix("imnorm-")
-        .removeprefix("soup-")
-        .removeprefix("ssl-")
-        .removeprefix("snap-")
-        .removeprefix("rev-")
-        .removeprefix("imhold-"),
-    )
+    probes, variant_opts = split_probes(variant)
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
@@ -928,13 +1060,11 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         cfg.train.augment = False
     if re.search(r"\drow", variant_opts):  # e.g. p16b16s320w160row-brier: TrainConfig.row_position
         cfg.train.row_position = True
-    if gate:
-        cfg.train.novelty_gate = float(gate.group(1))
-    if re.search(r"(?:^|-)nojit-", variant):  # TrainConfig.band_jitter = False
-        cfg.train.band_jitter = False
     for objective in ("brier", "nll"):
         if variant_opts.endswith("-" + objective):
             cfg.train.calibration = objective
+    for apply, m in probes:
+        samples = apply(m, samples, cfg) or samples
     return samples, cfg
 
 
@@ -948,7 +1078,7 @@ def run(set_name: str, variant: str, seed: int, threads: int, iterations: int = 
     torch.set_num_threads(threads)
     samples, cfg = setup(set_name, variant, seed, iterations)
     t0 = time.perf_counter()
-    if variant.startswith("ssl-"):  # every fresh U-Net of the loop starts pretrained
+    if any(m[0] == "ssl-" for _, m in split_probes(variant)[0]):  # fresh U-Nets pretrained
         from napari_hitl.core.learning import net as net_module
         from napari_hitl.core.learning import weights as weights_module
 
