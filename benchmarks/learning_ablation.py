@@ -61,9 +61,15 @@ strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a probe: accepted pi
 of another label do not count in training, :func:`_install_machine_erosion`), ``hs<S>-`` (a
 probe: a share S of each batch's crops on human strokes instead of half,
 :func:`_install_human_share`), ``fm<W>-`` (a probe: FixMatch's consistency on unlabeled
-crops at weight W, :func:`_install_consistency`) and ``agree-`` (a probe, with ``unet+rf``:
-only pixels the forest calls the U-Net's class are pushed, :func:`_install_agreement`). The
-prefixes may come in any order; :data:`PROBES` lists them. ITERATIONS (default
+crops at weight W, :func:`_install_consistency`), ``wd<D>-`` (a probe: AdamW's weight decay D
+instead of 1e-4, :func:`_install_weight_decay`), ``drop<P>-`` (a probe: spatial dropout P
+before the U-Net's classifier, :func:`_install_dropout`), ``imbal-`` (a probe: training crops
+spread evenly over the images holding a class; ``pow<A>-``: an image drawn ∝ its pixels of the
+class to the power A; ``hpx-``: spread on the half of each batch not on human strokes only;
+:func:`_install_image_balance`) and
+``agree-`` (a probe, with ``unet+rf``: only pixels the forest calls the U-Net's class are
+pushed, :func:`_install_agreement`). The prefixes may come in any order; :data:`PROBES`
+lists them. ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
@@ -442,6 +448,89 @@ def _install_warm_lr(factor: float) -> None:
             super().__init__(params, lr=lr, **kwargs)
 
     torch.optim.AdamW = WarmAdamW
+
+
+def _install_weight_decay(decay: float) -> None:
+    """Probe: the networks' AdamW decays the weights by ``decay`` instead of 1e-4 (decoupled
+    weight decay, Loshchilov & Hutter 2019: a pull towards zero of ``lr × decay`` per step)."""
+    import torch
+
+    class DecayAdamW(torch.optim.AdamW):
+        def __init__(self, params, lr=1e-3, **kwargs):
+            kwargs["weight_decay"] = decay
+            super().__init__(params, lr=lr, **kwargs)
+
+    torch.optim.AdamW = DecayAdamW
+
+
+def _install_dropout(p: float) -> None:
+    """Probe: the U-Net's classifier sees its 24 feature channels through spatial dropout
+    (``nn.Dropout2d(p)``: each crop loses whole channels in training; none in eval), so no
+    class rests on one channel a few strokes happened to favour."""
+    from torch import nn
+
+    from napari_hitl.core.learning.networks import SmallUNet
+
+    plain = SmallUNet.__init__
+
+    def init(self, in_channels, n_classes, bank_sigmas=None):
+        plain(self, in_channels, n_classes, bank_sigmas)
+        self.out = nn.Sequential(nn.Dropout2d(p), self.out)
+
+    SmallUNet.__init__ = init
+
+
+def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = False) -> None:
+    """Probe: each crop's class is drawn as before, then an image among those that hold the
+    class (in the human or the whole pool), then one of its pixels of the class — instead of
+    a pixel uniformly over all images, which gives an image crops in proportion to its
+    labeled pixels (the nuclei's 12 stained slides against 53 gray ones; the pool images the
+    first push labeled most).
+
+    ``alpha`` ``None`` (``imbal-``): the image uniformly. A number (``pow<A>-``): the image
+    with probability ∝ n^alpha for its n pixels of the class (tempered sampling, as
+    multilingual language models draw their languages; 1 is the default's distribution by
+    another random stream). ``human_by_pixel`` (``hpx-``): the half of each batch on human
+    strokes keeps the default's draw (what the person painted more of weighs more), the
+    other half is spread uniformly over the images.
+    """
+    from napari_hitl.core.learning.data import BalancedSampler
+
+    plain = BalancedSampler.__init__
+
+    def init(self, images, n_classes, rng, human=None):
+        plain(self, images, n_classes, rng, human)
+        self.per_image = []
+        for pool in self.pools:
+            stats = []
+            for ids, _ in pool:
+                starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
+                w = counts.astype(float) ** (alpha or 0.0)
+                stats.append((starts, counts, np.cumsum(w / w.sum())))
+            self.per_image.append(stats)
+
+    def draw(self, n):
+        out = []
+        for j in range(n):
+            human = j < int(self.human_share * n) or len(self.pools) == 1
+            p = 0 if human else len(self.pools) - 1
+            c = int(self.rng.integers(0, len(self.pools[p])))
+            ids, flat = self.pools[p][c]
+            if human_by_pixel and human and len(self.pools) > 1:
+                k = int(self.rng.integers(0, ids.size))
+            else:
+                starts, counts, cumulative = self.per_image[p][c]
+                if alpha is None:
+                    m = int(self.rng.integers(0, starts.size))
+                else:
+                    m = min(int(np.searchsorted(cumulative, self.rng.random())), starts.size - 1)
+                k = int(starts[m] + self.rng.integers(0, counts[m]))
+            i = int(ids[k])
+            r, col = divmod(int(flat[k]), self.widths[i])
+            out.append((i, r, col))
+        return out
+
+    BalancedSampler.__init__, BalancedSampler.draw = init, draw
 
 
 def _install_shared_jitter() -> None:
@@ -961,6 +1050,11 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imhold", lambda m, s, c: _install_image_holdout()),
     (r"ema([0-9.]+)", lambda m, s, c: _install_weight_ema(float(m[1]))),
     (r"wlr([0-9.]+)", lambda m, s, c: _install_warm_lr(float(m[1]))),
+    (r"wd([0-9.]+)", lambda m, s, c: _install_weight_decay(float(m[1]))),
+    (r"drop([0-9.]+)", lambda m, s, c: _install_dropout(float(m[1]))),
+    ("imbal", lambda m, s, c: _install_image_balance()),
+    ("hpx", lambda m, s, c: _install_image_balance(human_by_pixel=True)),
+    (r"pow([0-9.]+)", lambda m, s, c: _install_image_balance(float(m[1]))),
     (r"ctx4(?:m(\d+))?", lambda m, s, c: _install_fourth_scale(int(m[1]) if m[1] else None)),
     (r"prior([0-9.]+)", lambda m, s, c: _install_prior_scale(float(m[1]))),
     ("bscale", lambda m, s, c: _install_bank_scaling()),
