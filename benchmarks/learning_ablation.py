@@ -66,9 +66,10 @@ instead of 1e-4, :func:`_install_weight_decay`), ``drop<P>-`` (a probe: spatial 
 before the U-Net's classifier, :func:`_install_dropout`), ``imbal-`` (a probe: training crops
 spread evenly over the images holding a class; ``pow<A>-``: an image drawn ∝ its pixels of the
 class to the power A; ``hpx-``: spread on the half of each batch not on human strokes only;
-:func:`_install_image_balance`) and
-``agree-`` (a probe, with ``unet+rf``: only pixels the forest calls the U-Net's class are
-pushed, :func:`_install_agreement`). The prefixes may come in any order; :data:`PROBES`
+:func:`_install_image_balance`), ``cpow<A>-`` (a probe: a crop's class drawn ∝ its labeled
+pixels to the power A instead of uniformly, :func:`_install_class_power`) and ``agree-`` (a
+probe, with ``unet+rf``: only pixels the forest calls the U-Net's class are pushed,
+:func:`_install_agreement`). The prefixes may come in any order; :data:`PROBES`
 lists them. ITERATIONS (default
 10) shortens a run, e.g. to 1 for the first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
@@ -531,6 +532,33 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
         return out
 
     BalancedSampler.__init__, BalancedSampler.draw = init, draw
+
+
+def _install_class_power(alpha: float) -> None:
+    """Probe: each crop's class drawn with probability ∝ n^alpha for the class's n labeled
+    pixels in the pool drawn from, instead of uniformly (alpha 0); then a pixel of it
+    uniformly over all images, as by default. A class painted on a few pixels is then not
+    repeated in a ``1/K`` share of every batch (the loss still weighs every class the same)."""
+    from napari_hitl.core.learning.data import BalancedSampler
+
+    def draw(self, n):
+        cache = self.__dict__.setdefault("class_cumulative", {})
+        out = []
+        for j in range(n):
+            human = j < int(self.human_share * n) or len(self.pools) == 1
+            p = 0 if human else len(self.pools) - 1
+            if p not in cache:
+                w = np.array([ids.size for ids, _ in self.pools[p]], float) ** alpha
+                cache[p] = np.cumsum(w / w.sum())
+            c = min(int(np.searchsorted(cache[p], self.rng.random())), len(self.pools[p]) - 1)
+            ids, flat = self.pools[p][c]
+            k = int(self.rng.integers(0, ids.size))
+            i = int(ids[k])
+            r, col = divmod(int(flat[k]), self.widths[i])
+            out.append((i, r, col))
+        return out
+
+    BalancedSampler.draw = draw
 
 
 def _install_shared_jitter() -> None:
@@ -1055,6 +1083,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imbal", lambda m, s, c: _install_image_balance()),
     ("hpx", lambda m, s, c: _install_image_balance(human_by_pixel=True)),
     (r"pow([0-9.]+)", lambda m, s, c: _install_image_balance(float(m[1]))),
+    (r"cpow([0-9.]+)", lambda m, s, c: _install_class_power(float(m[1]))),
     (r"ctx4(?:m(\d+))?", lambda m, s, c: _install_fourth_scale(int(m[1]) if m[1] else None)),
     (r"prior([0-9.]+)", lambda m, s, c: _install_prior_scale(float(m[1]))),
     ("bscale", lambda m, s, c: _install_bank_scaling()),
