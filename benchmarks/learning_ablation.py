@@ -481,6 +481,17 @@ def _install_dropout(p: float) -> None:
     SmallUNet.__init__ = init
 
 
+def _tempered(sizes: np.ndarray, alpha: float) -> np.ndarray:
+    """Cumulative probabilities ∝ ``sizes ** alpha`` (the sampler probes' tempered draws)."""
+    w = np.asarray(sizes, float) ** alpha
+    return np.cumsum(w / w.sum())
+
+
+def _pick(cumulative: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn by the cumulative probabilities of :func:`_tempered` (one uniform)."""
+    return min(int(np.searchsorted(cumulative, rng.random())), cumulative.size - 1)
+
+
 def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = False) -> None:
     """Probe: each crop's class is drawn as before, then an image among those that hold the
     class (in the human or the whole pool), then one of its pixels of the class — instead of
@@ -506,8 +517,7 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
             stats = []
             for ids, _ in pool:
                 starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
-                w = counts.astype(float) ** (alpha or 0.0)
-                stats.append((starts, counts, np.cumsum(w / w.sum())))
+                stats.append((starts, counts, _tempered(counts, alpha or 0.0)))
             self.per_image.append(stats)
 
     def draw(self, n):
@@ -524,7 +534,7 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
                 if alpha is None:
                     m = int(self.rng.integers(0, starts.size))
                 else:
-                    m = min(int(np.searchsorted(cumulative, self.rng.random())), starts.size - 1)
+                    m = _pick(cumulative, self.rng)
                 k = int(starts[m] + self.rng.integers(0, counts[m]))
             i = int(ids[k])
             r, col = divmod(int(flat[k]), self.widths[i])
@@ -548,9 +558,8 @@ def _install_class_power(alpha: float) -> None:
             human = j < int(self.human_share * n) or len(self.pools) == 1
             p = 0 if human else len(self.pools) - 1
             if p not in cache:
-                w = np.array([ids.size for ids, _ in self.pools[p]], float) ** alpha
-                cache[p] = np.cumsum(w / w.sum())
-            c = min(int(np.searchsorted(cache[p], self.rng.random())), len(self.pools[p]) - 1)
+                cache[p] = _tempered([ids.size for ids, _ in self.pools[p]], alpha)
+            c = _pick(cache[p], self.rng)
             ids, flat = self.pools[p][c]
             k = int(self.rng.integers(0, ids.size))
             i = int(ids[k])
@@ -726,7 +735,7 @@ def _install_consistency(
         strong[..., :c] += 0.1 * strength * noise
         e = weak.shape[1]
         for j in range(crops):
-            y, x = rng.integers(0, e - 8, size=2)
+            y, x = rng.integers(0, e - 8, size=2)  # drawn in any case: the measured runs' stream
             if cutout:
                 strong[j, y : y + 8, x : x + 8, :c] = 0.0
         return (
