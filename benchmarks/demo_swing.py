@@ -9,12 +9,13 @@ fraction. One JSON line per run goes to ``benchmarks/results/demo_swing.jsonl``.
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/demo_swing.py NAME [--train JSON] [--scenes N]
-        [--prior-scale F] [--prior-from human|all]
+        [--prior-scale F] [--prior-from human|all] [--members N]
 
 ``--train``: ``TrainConfig`` fields, e.g. ``'{"warm_steps": 320, "steps": 320}'`` or
 ``'{"precise_bn": true}'``; ``--scenes N``: the scenes' seeds start at 100 + N (the demo's own
 are N = 0); ``--prior-scale``: the U-Net's class log prior times F; ``--prior-from all``: the
-prior counts every labeled pixel, machine-accepted ones too, instead of the human pixels only.
+prior counts every labeled pixel, machine-accepted ones too, instead of the human pixels only;
+``--members N``: N U-Nets of their own seeds, averaged (``learning_ablation.py``'s ``deep<N>-``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=0, help="scene seeds start at 100 + N")
     ap.add_argument("--prior-scale", type=float, default=1.0)
     ap.add_argument("--prior-from", choices=("human", "all"), default="human")
+    ap.add_argument("--members", type=int, default=1, help="U-Nets averaged (deep ensemble)")
     args = ap.parse_args()
+    if args.members > 1:
+        from learning_ablation import _install_deep_ensemble
+
+        _install_deep_ensemble(args.members)
     if args.prior_scale != 1.0:
         original = net_module.class_log_prior
         f = args.prior_scale
@@ -71,6 +77,7 @@ def main() -> None:
         "scenes": args.scenes,
         "prior_scale": args.prior_scale,
         "prior_from": args.prior_from,
+        "members": args.members,
         "miou": miou,
         "dips": sum(b < a for a, b in itertools.pairwise(miou)),
         "mean_2_14": round(float(np.mean(miou[1:])), 4),

@@ -66,12 +66,16 @@ instead of 1e-4, :func:`_install_weight_decay`), ``drop<P>-`` (a probe: spatial 
 before the U-Net's classifier, :func:`_install_dropout`), ``imbal-`` (a probe: training crops
 spread evenly over the images holding a class; ``pow<A>-``: an image drawn ∝ its pixels of the
 class to the power A; ``hpx-``: spread on the half of each batch not on human strokes only;
+``clip-``: an image drawn ∝ its pixels of the class, capped at the median over the images;
 :func:`_install_image_balance`), ``cpow<A>-`` (a probe: a crop's class drawn ∝ its labeled
-pixels to the power A instead of uniformly, :func:`_install_class_power`) and ``agree-`` (a
+pixels to the power A instead of uniformly, :func:`_install_class_power`), ``agree-`` (a
 probe, with ``unet+rf``: only pixels the forest calls the U-Net's class are pushed,
-:func:`_install_agreement`). The prefixes may come in any order; :data:`PROBES`
-lists them. ITERATIONS (default
-10) shortens a run, e.g. to 1 for the first model alone. One JSON line
+:func:`_install_agreement`), ``deep<N>-`` (a probe: N U-Nets of their own seeds, averaged,
+:func:`_install_deep_ensemble`), ``zoom<S>-`` (a probe: training crops rescaled by a factor in
+[1/S, S], :func:`_install_zoom`) and ``adabn-`` (a probe: BatchNorm statistics re-estimated
+on crops anywhere in the images, :func:`_install_adabn`). The prefixes may come in any
+order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g. to 1 for the
+first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
 (mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
 jump by ±0.05, so the mean over them is the steadier figure).
@@ -492,7 +496,9 @@ def _pick(cumulative: np.ndarray, rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cumulative, rng.random())), cumulative.size - 1)
 
 
-def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = False) -> None:
+def _install_image_balance(
+    alpha: float | None = None, human_by_pixel: bool = False, clip: bool = False
+) -> None:
     """Probe: each crop's class is drawn as before, then an image among those that hold the
     class (in the human or the whole pool), then one of its pixels of the class — instead of
     a pixel uniformly over all images, which gives an image crops in proportion to its
@@ -504,7 +510,10 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
     multilingual language models draw their languages; 1 is the default's distribution by
     another random stream). ``human_by_pixel`` (``hpx-``): the half of each batch on human
     strokes keeps the default's draw (what the person painted more of weighs more), the
-    other half is spread uniformly over the images.
+    other half is spread uniformly over the images. ``clip`` (``clip-``): the image with
+    probability ∝ min(n, the median n over the images holding the class) — images with more
+    than the median share equally, those with fewer keep their pixels' share, so a class
+    painted on a few pixels of one image is not drawn as often as a whole image's worth.
     """
     from napari_hitl.core.learning.data import BalancedSampler
 
@@ -517,7 +526,11 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
             stats = []
             for ids, _ in pool:
                 starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
-                stats.append((starts, counts, _tempered(counts, alpha or 0.0)))
+                if clip:
+                    w = np.minimum(counts, np.median(counts))
+                    stats.append((starts, counts, np.cumsum(w / w.sum())))
+                else:
+                    stats.append((starts, counts, _tempered(counts, alpha or 0.0)))
             self.per_image.append(stats)
 
     def draw(self, n):
@@ -531,7 +544,7 @@ def _install_image_balance(alpha: float | None = None, human_by_pixel: bool = Fa
                 k = int(self.rng.integers(0, ids.size))
             else:
                 starts, counts, cumulative = self.per_image[p][c]
-                if alpha is None:
+                if alpha is None and not clip:
                     m = int(self.rng.integers(0, starts.size))
                 else:
                     m = _pick(cumulative, self.rng)
@@ -798,6 +811,172 @@ def _install_agreement() -> None:
         return np.log(np.clip(p, 1e-6, 1.0))
 
     EnsembleClassifier._average = average
+
+
+def _install_deep_ensemble(n: int) -> None:
+    """Probe (a deep ensemble, Lakshminarayanan et al., NeurIPS 2017): ``n`` U-Nets, each with
+    its own seed — its own initial weights, held-out strokes and crops — trained on the same
+    labels and averaged by their calibrated probabilities (the ensemble class, whose members
+    would otherwise share the seed and be one network twice). Members differ where the strokes
+    do not decide, so their average is less sure there: an iteration's swing and its wrong
+    pushes are what it is for. Step counts are each member's (``w80`` for two members costs
+    one U-Net's training)."""
+    import dataclasses
+
+    from napari_hitl.core.learning.config import TrainJob
+    from napari_hitl.core.learning.ensemble import EnsembleClassifier
+
+    plain = EnsembleClassifier.fit
+
+    def fit(self, images, config, cancel=None) -> TrainJob:
+        members = self.members
+        fits = [
+            m.fit(images, dataclasses.replace(config, seed=config.seed + 7919 * i), cancel)
+            for i, m in enumerate(members)
+        ]
+        self.members = [_Prefit(m, f) for m, f in zip(members, fits, strict=True)]
+        try:
+            return (yield from plain(self, images, config, cancel))
+        finally:
+            self.members = members
+
+    from napari_hitl.core.evaluation import simulate
+
+    single = simulate.make_classifier
+
+    def make(kind, *args):
+        if kind != "unet":
+            return single(kind, *args)
+        return EnsembleClassifier([single(kind, *args) for _ in range(n)])
+
+    EnsembleClassifier.fit = fit
+    simulate.make_classifier = make
+
+
+class _Prefit:
+    """A member whose ``fit`` returns the job already started with another configuration."""
+
+    def __init__(self, member: Any, job: Any) -> None:
+        self._member, self._job = member, job
+
+    def fit(self, images, config, cancel=None):
+        return self._job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._member, name)
+
+
+def _install_zoom(span: float) -> None:
+    """Probe (scale augmentation): every U-Net training crop is resampled by a factor drawn
+    log-uniformly in [1/span, span] about its centre pixel — bilinear for the bands, nearest for
+    targets and weights — before the default's turns, flips and band jitter. Objects then
+    appear at sizes the strokes never showed (nuclei of another magnification, a photo's near
+    and far). The default's random draws are kept; the factors come from a second generator
+    seeded from the first's state."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning.batches import PatchBatches, turn_crops
+
+    plain_init = PatchBatches.__init__
+
+    def init(self, images, n_classes, rng, human, net, batch, patch, augment=True, jitter=True):
+        plain_init(self, images, n_classes, rng, human, net, batch, patch, augment, jitter)
+        if self.is_patch:
+            return
+        self.zoom_rng = np.random.default_rng(int(rng.bit_generator.state["state"]["state"]))
+        edge = self.out_size + 2 * self.halo
+        self.zoom_r = int(np.ceil(edge / 2 * span)) + 2
+        self.zoom_padded = [
+            (
+                self._padded_input(im.x, self.zoom_r),
+                np.pad(im.target, self.zoom_r, constant_values=-1),
+                np.pad(im.weight, self.zoom_r),
+            )
+            for im in images
+        ]
+
+    def call(self):
+        if self.is_patch:
+            return plain_call(self)
+        rng, halo, out_size = self.rng, self.halo, self.out_size
+        R, edge = self.zoom_r, out_size + 2 * halo
+        centres = self.sampler.draw(self.batch)
+        n, c = len(centres), self.bands
+        scales = np.exp(self.zoom_rng.uniform(-np.log(span), np.log(span), n))
+        turns = np.zeros(n, np.intp)
+        gains = np.ones((n, c), np.float32)
+        offsets = np.zeros((n, c), np.float32)
+        windows, ts, ws = [], [], []
+        u = np.arange(edge) - edge // 2  # the crop's pixels about its centre, as by default
+        v = np.arange(out_size) - out_size // 2
+        for j, (i, row, col) in enumerate(centres):
+            px, pt, pw = self.zoom_padded[i]
+            windows.append(px[:, row : row + 2 * R + 1, col : col + 2 * R + 1])
+            near = np.clip(np.round(R + v / scales[j]).astype(int), 0, 2 * R)
+            ts.append(pt[row : row + 2 * R + 1, col : col + 2 * R + 1][np.ix_(near, near)])
+            ws.append(pw[row : row + 2 * R + 1, col : col + 2 * R + 1][np.ix_(near, near)])
+            if self.augment:
+                turns[j] = 2 * int(rng.integers(4)) + (rng.random() < 0.5)
+            if self.jitter:
+                gain, offset = self.jitter_params(rng)
+                gains[j], offsets[j] = gain[self.copies[i]], offset[self.copies[i]]
+        size = 2 * R + 1  # grid_sample's coordinates (align_corners=False) of R + u / scale
+        pos = R + u[None, :] / scales[:, None]
+        norm = torch.from_numpy(((2 * pos + 1) / size - 1).astype(np.float32))
+        gx = norm[:, None, :].expand(n, edge, edge)
+        gy = norm[:, :, None].expand(n, edge, edge)
+        grid = torch.stack([gx, gy], -1)
+        src = torch.from_numpy(np.stack(windows).astype(np.float32, copy=False))
+        x = F.grid_sample(src, grid, mode="bilinear", align_corners=False).numpy()
+        x = turn_crops(np.ascontiguousarray(x), turns)
+        if self.jitter:
+            x[..., :c] = x[..., :c] * gains[:, None, None] + offsets[:, None, None]
+        t = turn_crops(np.stack(ts), turns)
+        w = turn_crops(np.stack(ws), turns)
+        return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(t), torch.from_numpy(w)
+
+    plain_call = PatchBatches.__call__
+    PatchBatches.__init__, PatchBatches.__call__ = init, call
+
+
+def _install_adabn(cfg: Any) -> None:
+    """Probe (AdaBN, Li et al. 2016, on the project's own pixels): after training, the
+    U-Net's BatchNorm statistics are re-estimated (``TrainConfig.precise_bn``'s 16 batches)
+    from crops centred on pixels drawn uniformly over the training images — labeled or not —
+    instead of on labeled pixels. The training crops sit around strokes and confident pushes;
+    prediction runs over every pixel, whose statistics are those of the whole image."""
+    from napari_hitl.core.learning import net as net_module
+
+    precise = net_module.recompute_batchnorm
+
+    def recompute(net, draw, batches):
+        sampler = draw.sampler
+        sizes = [p[1].shape[0] - 2 * draw.r for p in draw.padded]
+        area = np.array([h * w for h, w in zip(sizes, sampler.widths, strict=True)], float)
+        cumulative = np.cumsum(area / area.sum())
+
+        def uniform(n):
+            out = []
+            for _ in range(n):
+                i = _pick(cumulative, sampler.rng)
+                out.append(
+                    (
+                        i,
+                        int(sampler.rng.integers(sizes[i])),
+                        int(sampler.rng.integers(sampler.widths[i])),
+                    )
+                )
+            return out
+
+        labeled, sampler.draw = sampler.draw, uniform
+        try:
+            precise(net, draw, batches)
+        finally:
+            sampler.draw = labeled
+
+    net_module.recompute_batchnorm = recompute
+    cfg.train.precise_bn = True
 
 
 def _install_upright() -> None:
@@ -1092,6 +1271,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imbal", lambda m, s, c: _install_image_balance()),
     ("hpx", lambda m, s, c: _install_image_balance(human_by_pixel=True)),
     (r"pow([0-9.]+)", lambda m, s, c: _install_image_balance(float(m[1]))),
+    ("clip", lambda m, s, c: _install_image_balance(clip=True)),
     (r"cpow([0-9.]+)", lambda m, s, c: _install_class_power(float(m[1]))),
     (r"ctx4(?:m(\d+))?", lambda m, s, c: _install_fourth_scale(int(m[1]) if m[1] else None)),
     (r"prior([0-9.]+)", lambda m, s, c: _install_prior_scale(float(m[1]))),
@@ -1104,7 +1284,10 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"mero(\d+)", lambda m, s, c: _install_machine_erosion(int(m[1]))),
     (r"hs([0-9.]+)", lambda m, s, c: _install_human_share(float(m[1]))),
     ("upright", lambda m, s, c: _install_upright()),
+    ("adabn", lambda m, s, c: _install_adabn(c)),
+    (r"zoom([0-9.]+)", lambda m, s, c: _install_zoom(float(m[1]))),
     ("agree", lambda m, s, c: _install_agreement()),
+    (r"deep(\d+)", lambda m, s, c: _install_deep_ensemble(int(m[1]))),
     (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
     ("cropdec", lambda m, s, c: _install_cropped_decoder()),
     (r"crf([0-9.]+)", lambda m, s, c: _install_prediction_filter("crf", float(m[1]))),
