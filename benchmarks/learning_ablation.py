@@ -19,8 +19,10 @@ confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``tb<S>`` (t
 seconds instead of the step counts, ``TrainConfig.time_budget``, e.g.
 ``p16b16s160w160tb4-brier``), ``fb<S1>_<S2>...`` (the U-Net's filter-bank front end at scales
 S1, S2, ..., ``TrainConfig.filter_bank``, e.g. ``p16b16s160w160fb1_2-brier``), ``row`` after a
-digit (``TrainConfig.row_position``, e.g. ``p16b16s320w160row-brier``), ``mg<M>`` (the
-accepting
+digit (``TrainConfig.row_position``, e.g. ``p16b16s320w160row-brier``), ``ip<A>``
+(``TrainConfig.image_power = A``; the default 0 since the twelfth session draws as the
+``imbal-`` probe did, ``ip0.5`` as ``pow0.5-``, and ``p8b32s320w160ip1-brier`` is the default
+before it), ``mg<M>`` (the accepting
 margin in pixels instead of 1, e.g. ``p16b16s160w160mg0-brier``, ``rfmg0``), a suffix
 ``-brier`` or ``-nll`` (``TrainConfig.calibration``, for any model, e.g. ``rf-brier``) and ``bank``
 (a probe of the filter-bank front end before it is built into the network; ``bank:1,2`` or
@@ -519,8 +521,8 @@ def _install_image_balance(
 
     plain = BalancedSampler.__init__
 
-    def init(self, images, n_classes, rng, human=None):
-        plain(self, images, n_classes, rng, human)
+    def init(self, images, n_classes, rng, human=None, image_power=1.0):
+        plain(self, images, n_classes, rng, human)  # the probe's own draw replaces the library's
         self.per_image = []
         for pool in self.pools:
             stats = []
@@ -880,8 +882,8 @@ def _install_zoom(span: float) -> None:
 
     plain_init = PatchBatches.__init__
 
-    def init(self, images, n_classes, rng, human, net, batch, patch, augment=True, jitter=True):
-        plain_init(self, images, n_classes, rng, human, net, batch, patch, augment, jitter)
+    def init(self, images, n_classes, rng, human, net, batch, patch, augment=True, *rest):
+        plain_init(self, images, n_classes, rng, human, net, batch, patch, augment, *rest)
         if self.is_patch:
             return
         self.zoom_rng = np.random.default_rng(int(rng.bit_generator.state["state"]["state"]))
@@ -1348,6 +1350,9 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         m = re.search(key + r"([0-9.]+)", variant_opts)
         if m:
             setattr(cfg.train, field, float(m.group(1)))
+    m = re.search(r"ip([0-9.]+)", variant_opts)
+    if m:  # TrainConfig.image_power (default 0: every image alike; 1: the draw before)
+        cfg.train.image_power = float(m.group(1))
     m = re.search(r"mg(\d+)", variant_opts)
     if m:  # the accepting margin in pixels (default 1)
         cfg.margin = int(m.group(1))

@@ -190,6 +190,16 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         "(default 0.5; 1 = plain warm start, 0 = from scratch)",
     )
     p.add_argument(
+        "--image-power",
+        type=float,
+        default=None,
+        metavar="A",
+        help="how the training crops spread over the images: an image is drawn with "
+        "probability proportional to its labeled pixels of the crop's class to the power A "
+        "(default 0 = every image alike; 1 = every labeled pixel alike, the draw before "
+        "2026-12-06: docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--propagate-weight",
         type=float,
         default=None,
@@ -266,6 +276,7 @@ def train_config(args: argparse.Namespace):
         "filter_bank",
         "machine_weight",
         "warm_shrink",
+        "image_power",
         "propagate_weight",
         "potts_weight",
         "novelty_gate",

@@ -129,3 +129,36 @@ def test_half_of_every_batch_lies_on_human_strokes():
     on_human = [human[r, c] for _, r, c in centres]
     assert all(on_human[:16])
     assert sum(on_human[16:]) < 8  # 32 of 4096 labeled pixels are human
+
+
+@pytest.mark.parametrize(("power", "share"), [(1.0, 1000 / 1010), (0.5, 1 / (1 + 0.1)), (0.0, 0.5)])
+def test_crops_spread_over_the_images_by_the_image_power(power, share):
+    """A class painted on 1,000 pixels of one image and 10 of another: with power 1 every
+    labeled pixel is alike (the big image gets 99 % of the crops), with 0 every image is
+    (half each), with the default 0.5 the big image gets √1000 / (√1000 + √10) = 10/11."""
+    rng = np.random.default_rng(3)
+    big = np.full((50, 50), -1)
+    big.flat[:1000] = 0
+    big[49, 49] = 1  # a second class elsewhere, so the draw has two classes
+    small = np.full((50, 50), -1)
+    small.flat[:10] = 0
+    ones = np.ones((50, 50), np.float32)
+    images = [
+        LabeledImage("big", np.zeros((1, 50, 50), np.float32), big, ones),
+        LabeledImage("small", np.zeros((1, 50, 50), np.float32), small, ones),
+    ]
+    centres = BalancedSampler(images, 2, rng, None, image_power=power).draw(20000)
+    of_class_0 = [(i, r, c) for i, r, c in centres if images[i].target[r, c] == 0]
+    assert all(images[i].target[r, c] >= 0 for i, r, c in centres)  # labeled pixels only
+    got = np.mean([i == 0 for i, _, _ in of_class_0])
+    assert abs(got - share) < 0.015, (power, got, share)
+
+
+def test_the_image_power_is_checked():
+    """A power outside [0, 1] is refused with the option's name, before training."""
+    from napari_hitl.core.learning.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--image-power"):
+        TrainConfig(image_power=-0.5).check()
+    with pytest.raises(ValueError, match="--image-power"):
+        TrainConfig(image_power=float("nan")).check()

@@ -110,6 +110,9 @@ class PatchBatches:
         Random flips, rotations and (U-Net, with ``band_jitter``) band jitter.
     band_jitter
         The U-Net's per-band gain/offset jitter (``TrainConfig.band_jitter``).
+    image_power
+        How the crops spread over the images (``TrainConfig.image_power``,
+        :class:`~napari_hitl.core.learning.data.BalancedSampler`).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class PatchBatches:
         patch: int,
         augment: bool = True,
         band_jitter: bool = True,
+        image_power: float = 1.0,
     ) -> None:
         self.rng = rng
         self.augment = augment
@@ -136,7 +140,7 @@ class PatchBatches:
         # triple each crop's edge); its features are rotation-invariant, so they turn with the
         # crop. The crops then hold bands and features: what enters the U-Net proper.
         self.bank = None if self.is_patch else getattr(net, "bank", None)
-        self.sampler = BalancedSampler(images, n_classes, rng, human)
+        self.sampler = BalancedSampler(images, n_classes, rng, human, image_power)
         # A band that copies another (a gray image stored as RGB) takes the copy's jitter: an
         # independent draw would show the network colour differences no such image has
         # (docs/benchmarks.md, "Copied bands share their jitter").

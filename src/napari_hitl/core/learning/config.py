@@ -103,6 +103,16 @@ class TrainConfig(Jsonable):
         it off (docs/benchmarks.md, "Which part of the augmentation"). Bands that copy one
         another (a gray image stored as RGB) share one gain and offset
         (:func:`~napari_hitl.core.learning.batches.copied_bands`).
+    image_power
+        How a training crop's image is drawn once its class is: among the images holding
+        labeled pixels of the class, with probability ∝ n ** ``image_power`` for an image's n
+        of them, then one of those pixels uniformly. 0 (the default since 2026-12-06) gives
+        every image the same share; 1 gives every labeled pixel the same chance (the draw
+        before), so the images painted most — or, once the loop pushes, the ones the model
+        already knew best — teach most of every batch. With 0 the mean test mIoU over 10
+        iterations rose on the nuclei, field and city tiles (dsb2018 +0.019, eo-learn +0.020,
+        5 seeds; houston +0.014, 3) and stayed level on the flood, cloud and photo sets
+        (docs/benchmarks.md, "Twelfth session").
     seed
         Makes training deterministic.
     threads
@@ -159,6 +169,7 @@ class TrainConfig(Jsonable):
     calibration: str | None = None
     augment: bool = True
     band_jitter: bool = True
+    image_power: float = 0.0
     seed: int = 0
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -209,6 +220,10 @@ class TrainConfig(Jsonable):
             ("novelty gate factor (--novelty-gate, 0 = off)", self.novelty_gate),
         ):
             check_weight(what, value)
+        if not (math.isfinite(self.image_power) and 0 <= self.image_power <= 1):
+            raise ValueError(
+                f"the image draw's power (--image-power) must be in [0, 1], got {self.image_power}"
+            )
         if not (math.isfinite(self.warm_shrink) and 0 <= self.warm_shrink <= 1):
             raise ValueError(
                 f"the warm shrink (--warm-shrink) must be in [0, 1], got {self.warm_shrink}"

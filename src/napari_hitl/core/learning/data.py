@@ -237,12 +237,16 @@ def check_trainable(images: Sequence[LabeledImage], class_names: Sequence[str]) 
 
 
 class BalancedSampler:
-    """Draws labeled pixels with an equal class distribution across all images.
+    """Draws labeled pixels with an equal class distribution, spread over the images.
 
-    Each draw picks a class uniformly among the labeled ones, then one of its pixels uniformly
-    over every image. When ``human`` masks are given, half of every batch is drawn from the
-    human-labeled pixels alone (``human_share``), so that the person's labels stay in every
-    batch however many machine labels have been accepted.
+    Each draw picks a class uniformly among the labeled ones, then an image among those that
+    hold it, with probability ∝ n ** ``image_power`` for its n pixels of the class
+    (``TrainConfig.image_power``; 0, the default there, draws every image alike), then one of
+    those pixels uniformly. ``image_power`` 1 is a pixel drawn uniformly over every image, by
+    the same random calls as the sampler before 2026-12-06 (no image is drawn first), so its
+    runs reproduce. When ``human`` masks are given, half of every
+    batch is drawn from the human-labeled pixels alone (``human_share``), so that the
+    person's labels stay in every batch however many machine labels have been accepted.
     """
 
     human_share = 0.5  # three quarters measured no better (docs/benchmarks.md, tenth session)
@@ -253,6 +257,7 @@ class BalancedSampler:
         n_classes: int,
         rng: np.random.Generator,
         human: Sequence[np.ndarray] | None = None,
+        image_power: float = 1.0,
     ):
         self.rng = rng
         self.widths = [im.target.shape[-1] for im in images]
@@ -261,6 +266,18 @@ class BalancedSampler:
             human_pool = self._index(images, n_classes, human)
             if human_pool:
                 self.pools.insert(0, human_pool)
+        self.image_power = float(image_power)
+        # per pool and class: each image's first index into the class's pixels, its count,
+        # and the cumulative probabilities of drawing it
+        self.by_image = [
+            [self._image_draw(ids, self.image_power) for ids, _ in pool] for pool in self.pools
+        ]
+
+    @staticmethod
+    def _image_draw(ids: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
+        weights = counts.astype(np.float64) ** power
+        return starts, counts, np.cumsum(weights / weights.sum())
 
     @staticmethod
     def _index(images, n_classes, masks) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -285,9 +302,18 @@ class BalancedSampler:
         out = []
         for j in range(n):
             human = j < int(self.human_share * n) or len(self.pools) == 1
-            pool = self.pools[0] if human else self.pools[-1]
-            ids, flat = pool[int(self.rng.integers(0, len(pool)))]
-            k = self.rng.integers(0, ids.size)
+            p = 0 if human else len(self.pools) - 1
+            c = int(self.rng.integers(0, len(self.pools[p])))
+            ids, flat = self.pools[p][c]
+            if self.image_power == 1.0:  # every labeled pixel alike: no image drawn first
+                k = int(self.rng.integers(0, ids.size))
+            else:
+                starts, counts, cumulative = self.by_image[p][c]
+                if self.image_power == 0.0:  # every image alike
+                    m = int(self.rng.integers(0, starts.size))
+                else:
+                    m = min(int(np.searchsorted(cumulative, self.rng.random())), starts.size - 1)
+                k = int(starts[m] + self.rng.integers(0, counts[m]))
             i = int(ids[k])
             r, col = divmod(int(flat[k]), self.widths[i])
             out.append((i, r, col))

@@ -316,6 +316,7 @@ class NetClassifier(TiledLogits):
             config.patch,
             config.augment,
             config.band_jitter,
+            config.image_power,
         )
 
         loss_value = float("nan")
