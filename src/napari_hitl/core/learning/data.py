@@ -268,14 +268,17 @@ class BalancedSampler:
                 self.pools.insert(0, human_pool)
         self.image_power = float(image_power)
         # per pool and class: each image's first index into the class's pixels, its count,
-        # and the cumulative probabilities of drawing it
+        # and the cumulative probabilities of drawing it (power 1 draws no image)
         self.by_image = [
-            [self._image_draw(ids, self.image_power) for ids, _ in pool] for pool in self.pools
+            [self._image_draw(ids, self.image_power) for ids, _ in pool] if image_power != 1 else []
+            for pool in self.pools
         ]
 
     @staticmethod
     def _image_draw(ids: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
+        # ``ids`` run in image order (see _index), so each image's pixels are one block
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        counts = np.diff(np.r_[starts, ids.size])
         weights = counts.astype(np.float64) ** power
         return starts, counts, np.cumsum(weights / weights.sum())
 
