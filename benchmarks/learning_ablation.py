@@ -519,42 +519,36 @@ def _install_image_balance(
     """
     from napari_hitl.core.learning.data import BalancedSampler
 
-    plain = BalancedSampler.__init__
+    plain_init, plain_draw = BalancedSampler.__init__, BalancedSampler.draw
+    uniform = alpha is None and not clip  # imbal-, hpx-: the library's image_power 0
+
+    def tables(ids):
+        starts, counts, cumulative = BalancedSampler._image_draw(ids, alpha or 0.0)
+        if clip:
+            w = np.minimum(counts, np.median(counts))
+            cumulative = np.cumsum(w / w.sum())
+        return starts, counts, cumulative
 
     def init(self, images, n_classes, rng, human=None, image_power=1.0):
-        plain(self, images, n_classes, rng, human)  # the probe's own draw replaces the library's
-        self.per_image = []
-        for pool in self.pools:
-            stats = []
-            for ids, _ in pool:
-                starts, counts = np.unique(ids, return_index=True, return_counts=True)[1:]
-                if clip:
-                    w = np.minimum(counts, np.median(counts))
-                    stats.append((starts, counts, np.cumsum(w / w.sum())))
-                else:
-                    stats.append((starts, counts, _tempered(counts, alpha or 0.0)))
-            self.per_image.append(stats)
+        # the library's draw by image; a power other than 0 and 1 draws by the tables, which
+        # the probe fills with its own weights (alpha 1 included: another stream than power 1)
+        plain_init(self, images, n_classes, rng, human, 0.0 if uniform else 0.5)
+        if not uniform:
+            self.by_image = [[tables(ids) for ids, _ in pool] for pool in self.pools]
 
     def draw(self, n):
-        out = []
-        for j in range(n):
-            human = j < int(self.human_share * n) or len(self.pools) == 1
-            p = 0 if human else len(self.pools) - 1
-            c = int(self.rng.integers(0, len(self.pools[p])))
-            ids, flat = self.pools[p][c]
-            if human_by_pixel and human and len(self.pools) > 1:
-                k = int(self.rng.integers(0, ids.size))
-            else:
-                starts, counts, cumulative = self.per_image[p][c]
-                if alpha is None and not clip:
-                    m = int(self.rng.integers(0, starts.size))
-                else:
-                    m = _pick(cumulative, self.rng)
-                k = int(starts[m] + self.rng.integers(0, counts[m]))
-            i = int(ids[k])
-            r, col = divmod(int(flat[k]), self.widths[i])
-            out.append((i, r, col))
-        return out
+        if not (human_by_pixel and len(self.pools) > 1):
+            return plain_draw(self, n)
+        # hpx-: the human half drawn by pixel (power 1), the rest spread (power 0), in order
+        h = int(self.human_share * n)
+        share, power = self.human_share, self.image_power
+        try:
+            self.human_share, self.image_power = 1.0, 1.0
+            out = plain_draw(self, h)
+            self.human_share, self.image_power = 0.0, 0.0
+            return out + plain_draw(self, n - h)
+        finally:
+            self.human_share, self.image_power = share, power
 
     BalancedSampler.__init__, BalancedSampler.draw = init, draw
 
