@@ -3,8 +3,9 @@
 ``auto`` (``core/learning/auto.py``) picks a model by training each candidate on the strokes of
 some images and scoring it on the strokes of the others. This script asks the same of three
 training variants of the U-Net whose benchmark effect is known and differs between sets —
-the default, ``--no-band-jitter`` and the ``imbal-`` probe of ``learning_ablation.py`` (training
-crops spread evenly over the images) — on the first Train of a simulated run (the seed images
+the draw of the default before 2026-12-06 (``image_power`` 1), that draw with
+``--no-band-jitter``, and training crops spread evenly over the images (``image_power`` 0,
+today's default) — on the first Train of a simulated run (the seed images
 and their strokes, exactly as ``learning_ablation.py SET auto SEED`` draws them). It prints
 and records the pooled and per-fold balanced accuracy of each; the simulation stops there.
 
@@ -30,12 +31,15 @@ import torch
 from napari_hitl.core.evaluation import simulate as sim
 from napari_hitl.core.evaluation.metrics import balanced_accuracy, confusion
 from napari_hitl.core.learning import auto
-from napari_hitl.core.learning.data import BalancedSampler
 from napari_hitl.core.learning.registry import make_classifier
 from napari_hitl.core.progress import run_to_end
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning" / "switch_folds.jsonl"
-VARIANTS = ("default", "nojit", "imbal")
+VARIANTS = {  # TrainConfig fields of each variant
+    "pixels": {"image_power": 1.0},
+    "nojit": {"image_power": 1.0, "band_jitter": False},
+    "images": {"image_power": 0.0},
+}
 
 
 class _Scored(Exception):
@@ -47,12 +51,9 @@ def _score(set_name: str, seed: int):
         method, folds = auto.stroke_folds(images, config.seed)
         base = replace(config, holdout_fraction=0.0, novelty_gate=0.0, tta=False, time_budget=None)
         k = len(values)
-        plain = (BalancedSampler.__init__, BalancedSampler.draw)
         row = {"set": set_name, "seed": seed, "method": method, "folds": len(folds)}
-        for name in VARIANTS:
-            cfg = replace(base, band_jitter=False) if name == "nojit" else base
-            if name == "imbal":
-                la._install_image_balance()
+        for name, fields in VARIANTS.items():
+            cfg = replace(base, **fields)
             pooled = np.zeros((k + 1, k + 1), np.int64)
             per_fold = []
             for train, score in folds:  # as auto.choose_model scores a candidate
@@ -69,7 +70,6 @@ def _score(set_name: str, seed: int):
                 )
                 pooled += cm
                 per_fold.append(round(balanced_accuracy(cm), 4))
-            BalancedSampler.__init__, BalancedSampler.draw = plain
             pooled_score = round(balanced_accuracy(pooled), 4)
             row[name] = {"balanced_accuracy": pooled_score, "folds": per_fold}
             print(name, row[name], flush=True)
