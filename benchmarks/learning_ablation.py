@@ -75,7 +75,13 @@ probe, with ``unet+rf``: only pixels the forest calls the U-Net's class are push
 :func:`_install_agreement`), ``deep<N>-`` (a probe: N U-Nets of their own seeds, averaged,
 :func:`_install_deep_ensemble`), ``zoom<S>-`` (a probe: training crops rescaled by a factor in
 [1/S, S], :func:`_install_zoom`) and ``adabn-`` (a probe: BatchNorm statistics re-estimated
-on crops anywhere in the images, :func:`_install_adabn`). The prefixes may come in any
+on crops anywhere in the images, :func:`_install_adabn`), ``gce<q>-`` (a probe: pushed pixels
+learn through the generalized cross-entropy, :func:`_install_robust_machine_loss`),
+``wide<F>-`` (a probe: the U-Net's channels times F, :func:`_install_wide`), ``last<N>-`` (a
+probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and two ceilings:
+``full-`` (every pool pixel labeled by the person; run it with ITERATIONS 1,
+:func:`_install_full_labels`; ``full-rf`` for the forest) and ``orc-`` (the simulator's
+``oracle`` interaction: wrong pushes removed before each push). The prefixes may come in any
 order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g. to 1 for the
 first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
@@ -485,6 +491,36 @@ def _install_dropout(p: float) -> None:
         self.out = nn.Sequential(nn.Dropout2d(p), self.out)
 
     SmallUNet.__init__ = init
+
+
+def _install_wide(factor: float) -> None:
+    """The ``wide<F>-`` probe: the U-Net's channels 24/48/64 become ``F`` times as many (the
+    same three scales and receptive field; about ``F``² the multiply-adds)."""
+    from torch import nn
+
+    from napari_hitl.core.learning import networks
+
+    plain = networks.SmallUNet.__init__
+    c0, c1, c2 = (round(c * factor) for c in (24, 48, 64))
+
+    def init(self, in_channels, n_classes, bank_sigmas=None):
+        plain(self, in_channels, n_classes, bank_sigmas)
+        cin = self.enc0[0].in_channels
+        self.enc0 = networks._block(cin, c0)
+        self.enc1 = networks._block(c0, c1)
+        self.enc2 = networks._block(c1, c2)
+        self.fuse1 = nn.Sequential(nn.Conv2d(c2 + c1, c1, 1), nn.BatchNorm2d(c1), nn.ReLU(True))
+        self.fuse0 = nn.Sequential(
+            nn.Conv2d(c1 + c0, c0, 1),
+            nn.BatchNorm2d(c0),
+            nn.ReLU(True),
+            nn.Conv2d(c0, c0, 3, padding=1),
+            nn.BatchNorm2d(c0),
+            nn.ReLU(True),
+        )
+        self.out = nn.Conv2d(c0, n_classes, 1)
+
+    networks.SmallUNet.__init__ = init
 
 
 def _tempered(sizes: np.ndarray, alpha: float) -> np.ndarray:
@@ -1150,6 +1186,39 @@ def _install_machine_class_norm(cap: bool = False) -> None:
     net_module.balanced_loss = balanced_loss
 
 
+def _install_robust_machine_loss(q: float) -> None:
+    """The ``gce<q>-`` probe: machine-accepted pixels learn through the generalized
+    cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu, NeurIPS 2018) instead of the
+    cross-entropy, a loss that is robust to wrong labels — a pushed pixel the network strongly
+    disagrees with pulls with ``p_y^q`` of the cross-entropy's gradient. Human pixels keep the
+    cross-entropy; both groups stay class-balanced as in ``balanced_loss``."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning import net as net_module
+
+    def balanced_loss(logits, target, weight, k):
+        t = target.clamp(min=0).reshape(-1)
+        w = weight.reshape(-1) * (target.reshape(-1) >= 0)
+        logp = F.log_softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, k)
+        logp_y = logp.gather(1, t[:, None])[:, 0]
+        human = w >= 1.0
+        per_px = torch.where(human, -logp_y, (1 - torch.exp(q * logp_y)) / q)
+        onehot = F.one_hot(t, k).float()
+        total = per_px.sum() * 0
+        for mask, share in ((human, 1.0), (~human & (w > 0), None)):
+            if not bool(mask.any()):
+                continue
+            group = onehot * mask.float().reshape(-1, 1)
+            counts = group.sum(0)
+            present = counts > 0
+            per_class = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
+            total = total + (share or float(w[mask].mean())) * per_class.mean()
+        return total
+
+    net_module.balanced_loss = balanced_loss
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -1242,6 +1311,37 @@ def _with_lab(samples: list) -> list:
     return out
 
 
+def _install_full_labels(cfg: Any) -> None:
+    """The ``full-`` probe, a ceiling: every pool image starts with its whole ground truth as
+    human labels (the simulated person painted every pixel), so the first iteration's test
+    mIoU is what the model's training makes of all the pool's labels (run it with one
+    iteration)."""
+    from napari_hitl.core.evaluation import simulate as simulate_module
+
+    simulate_module.sparse_scribbles = lambda gt, fraction, seed=0: np.asarray(gt, np.uint8)
+    cfg.seed_images = 10**6
+
+
+def _install_final_refit(steps: int, cfg: Any) -> None:
+    """The ``last<N>-`` probe: the loop's last Train starts a fresh network and trains it
+    ``N`` steps on every label the loop holds by then (what ``napari-hitl train --fresh
+    --steps N`` does on a project), instead of a warm start."""
+    from dataclasses import replace
+
+    from napari_hitl.core.learning.net import NetClassifier
+
+    plain, calls = NetClassifier.fit, [0]
+
+    def fit(self, images, config, cancel=None):
+        calls[0] += 1
+        if calls[0] == cfg.iterations:
+            self.trained = False
+            config = replace(config, steps=steps)
+        return (yield from plain(self, images, config, cancel))
+
+    NetClassifier.fit = fit
+
+
 def _set_train(field: str, value: Any) -> Callable[[re.Match, list, Any], None]:
     """A probe entry that sets ``TrainConfig.<field>`` (a library switch that began here)."""
     return lambda m, samples, cfg: setattr(cfg.train, field, value(m) if callable(value) else value)
@@ -1264,6 +1364,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"wlr([0-9.]+)", lambda m, s, c: _install_warm_lr(float(m[1]))),
     (r"wd([0-9.]+)", lambda m, s, c: _install_weight_decay(float(m[1]))),
     (r"drop([0-9.]+)", lambda m, s, c: _install_dropout(float(m[1]))),
+    (r"wide([0-9.]+)", lambda m, s, c: _install_wide(float(m[1]))),
     ("imbal", lambda m, s, c: _install_image_balance()),
     ("hpx", lambda m, s, c: _install_image_balance(human_by_pixel=True)),
     (r"pow([0-9.]+)", lambda m, s, c: _install_image_balance(float(m[1]))),
@@ -1283,6 +1384,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("adabn", lambda m, s, c: _install_adabn(c)),
     (r"zoom([0-9.]+)", lambda m, s, c: _install_zoom(float(m[1]))),
     ("agree", lambda m, s, c: _install_agreement()),
+    (r"gce([0-9.]+)", lambda m, s, c: _install_robust_machine_loss(float(m[1]))),
     (r"deep(\d+)", lambda m, s, c: _install_deep_ensemble(int(m[1]))),
     (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
     ("cropdec", lambda m, s, c: _install_cropped_decoder()),
@@ -1291,6 +1393,9 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("emprior", lambda m, s, c: _install_prediction_filter("em")),
     (r"oodc([0-9.]+)", _set_train("novelty_gate", lambda m: float(m[1]))),
     ("nojit", _set_train("band_jitter", False)),
+    ("full", lambda m, s, c: _install_full_labels(c)),
+    (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
+    ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
 ]
 
 
