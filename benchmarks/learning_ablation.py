@@ -81,7 +81,8 @@ learn through the generalized cross-entropy, :func:`_install_robust_machine_loss
 probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and two ceilings:
 ``full-`` (every pool pixel labeled by the person; run it with ITERATIONS 1,
 :func:`_install_full_labels`; ``full-rf`` for the forest) and ``orc-`` (the simulator's
-``oracle`` interaction: wrong pushes removed before each push). The prefixes may come in any
+``oracle`` interaction: wrong pushes removed before each push); ``sf<F>-`` strokes a share F of
+each seed image instead of the set's 1 %. The prefixes may come in any
 order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g. to 1 for the
 first model alone. One JSON line
 per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
@@ -1396,6 +1397,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("full", lambda m, s, c: _install_full_labels(c)),
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
+    (r"sf([0-9.]+)", lambda m, s, c: setattr(c, "scribble_fraction", float(m[1]))),
 ]
 
 
