@@ -497,29 +497,13 @@ def _install_dropout(p: float) -> None:
 def _install_wide(factor: float) -> None:
     """The ``wide<F>-`` probe: the U-Net's channels 24/48/64 become ``F`` times as many (the
     same three scales and receptive field; about ``F``² the multiply-adds)."""
-    from torch import nn
-
     from napari_hitl.core.learning import networks
 
     plain = networks.SmallUNet.__init__
-    c0, c1, c2 = (round(c * factor) for c in (24, 48, 64))
+    widths = tuple(round(c * factor) for c in (24, 48, 64))
 
-    def init(self, in_channels, n_classes, bank_sigmas=None):
-        plain(self, in_channels, n_classes, bank_sigmas)
-        cin = self.enc0[0].in_channels
-        self.enc0 = networks._block(cin, c0)
-        self.enc1 = networks._block(c0, c1)
-        self.enc2 = networks._block(c1, c2)
-        self.fuse1 = nn.Sequential(nn.Conv2d(c2 + c1, c1, 1), nn.BatchNorm2d(c1), nn.ReLU(True))
-        self.fuse0 = nn.Sequential(
-            nn.Conv2d(c1 + c0, c0, 1),
-            nn.BatchNorm2d(c0),
-            nn.ReLU(True),
-            nn.Conv2d(c0, c0, 3, padding=1),
-            nn.BatchNorm2d(c0),
-            nn.ReLU(True),
-        )
-        self.out = nn.Conv2d(c0, n_classes, 1)
+    def init(self, in_channels, n_classes, bank_sigmas=None, widths=widths):
+        plain(self, in_channels, n_classes, bank_sigmas, widths)
 
     networks.SmallUNet.__init__ = init
 
@@ -554,13 +538,13 @@ def _install_image_balance(
     than the median share equally, those with fewer keep their pixels' share, so a class
     painted on a few pixels of one image is not drawn as often as a whole image's worth.
     """
-    from napari_hitl.core.learning.data import BalancedSampler
+    from napari_hitl.core.learning.data import BalancedSampler, image_draw
 
     plain_init, plain_draw = BalancedSampler.__init__, BalancedSampler.draw
     uniform = alpha is None and not clip  # imbal-, hpx-: the library's image_power 0
 
     def tables(ids):
-        starts, counts, cumulative = BalancedSampler._image_draw(ids, alpha or 0.0)
+        starts, counts, cumulative = image_draw(ids, alpha or 0.0)
         if clip:
             w = np.minimum(counts, np.median(counts))
             cumulative = np.cumsum(w / w.sum())
@@ -1196,25 +1180,19 @@ def _install_robust_machine_loss(q: float) -> None:
     import torch
     import torch.nn.functional as F
 
+    from napari_hitl.core.learning import losses
     from napari_hitl.core.learning import net as net_module
 
     def balanced_loss(logits, target, weight, k):
-        t = target.clamp(min=0).reshape(-1)
-        w = weight.reshape(-1) * (target.reshape(-1) >= 0)
-        logp = F.log_softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, k)
-        logp_y = logp.gather(1, t[:, None])[:, 0]
-        human = w >= 1.0
+        t = target.clamp(min=0)
+        logp_y = F.log_softmax(logits, 1).gather(1, t[:, None])[:, 0]
+        human = weight * (target >= 0) >= 1.0
         per_px = torch.where(human, -logp_y, (1 - torch.exp(q * logp_y)) / q)
-        onehot = F.one_hot(t, k).float()
-        total = per_px.sum() * 0
-        for mask, share in ((human, 1.0), (~human & (w > 0), None)):
-            if not bool(mask.any()):
-                continue
-            group = onehot * mask.float().reshape(-1, 1)
-            counts = group.sum(0)
-            present = counts > 0
-            per_class = (group * per_px.reshape(-1, 1)).sum(0)[present] / counts[present]
-            total = total + (share or float(w[mask].mean())) * per_class.mean()
+        groups = losses.class_losses(logits, target, weight, k, per_pixel=per_px)
+        total = groups[2]
+        for group in groups[:2]:
+            if group is not None:
+                total = total + group.weight * group.per_class.mean()
         return total
 
     net_module.balanced_loss = balanced_loss

@@ -50,3 +50,13 @@ def test_a_batch_without_labels_adds_nothing_but_keeps_the_graph():
     assert human is None and machine is None
     loss = balanced_loss(logits, t, w, 3)
     assert float(loss.detach()) == 0.0 and loss.requires_grad
+
+
+def test_a_given_per_pixel_loss_is_pooled_by_class_and_group_like_the_cross_entropy():
+    target = [0, 0, 0, 1, 2, 2]
+    weight = [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    logits, t, w = _batch(target, weight)
+    per_px = torch.arange(6, dtype=torch.float32).reshape(t.shape)  # 0..5
+    human, machine, _zero = class_losses(logits, t, w, 3, per_pixel=per_px)
+    torch.testing.assert_close(human.per_class, torch.tensor([1.0, 3.0]))  # (0+1+2)/3, 3
+    torch.testing.assert_close(machine.per_class, torch.tensor([4.5]))

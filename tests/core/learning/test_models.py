@@ -92,6 +92,16 @@ def test_tiled_apply_counts_progress_and_cancels(rng):
         next(job)
 
 
+def test_the_unet_widths_set_its_channels_and_leave_its_output_alone():
+    x = torch.zeros(1, 3, 64, 64)
+    narrow, wide = SmallUNet(3, 4), SmallUNet(3, 4, widths=(36, 72, 96))
+    assert narrow.features(x).shape[1] == 24 and wide.features(x).shape[1] == 36
+    assert wide(x).shape == narrow(x).shape == (1, 4, 64 - 2 * 24, 64 - 2 * 24)
+    assert sum(p.numel() for p in wide.parameters()) > 2 * sum(
+        p.numel() for p in narrow.parameters()
+    )
+
+
 def test_flops_are_counted():
     unet = flops_per_pixel(SmallUNet(15, 5), 15, size=256)
     patch = flops_per_pixel(PatchCNN(15, 5), 15, size=1024)

@@ -236,6 +236,28 @@ def check_trainable(images: Sequence[LabeledImage], class_names: Sequence[str]) 
     return counts
 
 
+def image_draw(ids: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How :class:`BalancedSampler` draws an image for one class's pixels.
+
+    Parameters
+    ----------
+    ids
+        Each pixel's image index, in image order (each image's pixels one block).
+    power
+        An image with n of the pixels is drawn with probability ∝ n ** ``power``.
+
+    Returns
+    -------
+    starts, counts, cumulative : np.ndarray
+        Each image's first index into ``ids``, its pixel count and the cumulative
+        probabilities of drawing it.
+    """
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    counts = np.diff(np.r_[starts, ids.size])
+    weights = counts.astype(np.float64) ** power
+    return starts, counts, np.cumsum(weights / weights.sum())
+
+
 class BalancedSampler:
     """Draws labeled pixels with an equal class distribution, spread over the images.
 
@@ -270,17 +292,9 @@ class BalancedSampler:
         # per pool and class: each image's first index into the class's pixels, its count,
         # and the cumulative probabilities of drawing it (power 1 draws no image)
         self.by_image = [
-            [self._image_draw(ids, self.image_power) for ids, _ in pool] if image_power != 1 else []
+            [image_draw(ids, self.image_power) for ids, _ in pool] if image_power != 1 else []
             for pool in self.pools
         ]
-
-    @staticmethod
-    def _image_draw(ids: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # ``ids`` run in image order (see _index), so each image's pixels are one block
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        counts = np.diff(np.r_[starts, ids.size])
-        weights = counts.astype(np.float64) ** power
-        return starts, counts, np.cumsum(weights / weights.sum())
 
     @staticmethod
     def _index(images, n_classes, masks) -> list[tuple[np.ndarray, np.ndarray]]:

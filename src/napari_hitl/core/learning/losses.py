@@ -33,7 +33,11 @@ class GroupLoss:
 
 
 def class_losses(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    k: int,
+    per_pixel: torch.Tensor | None = None,
 ) -> tuple[GroupLoss | None, GroupLoss | None, torch.Tensor]:
     """Each labeled group's per-class losses on a batch.
 
@@ -48,6 +52,8 @@ def class_losses(
         not count.
     k
         Number of classes.
+    per_pixel
+        Each pixel's loss (``N, H, W``); by default the cross-entropy of ``logits``.
 
     Returns
     -------
@@ -56,7 +62,9 @@ def class_losses(
     zero : torch.Tensor
         A zero that carries the graph: what a batch without labels adds to the loss.
     """
-    per_px = F.cross_entropy(logits, target.clamp(min=0), reduction="none").reshape(-1)
+    if per_pixel is None:
+        per_pixel = F.cross_entropy(logits, target.clamp(min=0), reduction="none")
+    per_px = per_pixel.reshape(-1)
     t = target.clamp(min=0).reshape(-1)
     w = weight.reshape(-1) * (target.reshape(-1) >= 0)
     onehot = F.one_hot(t, k).float()

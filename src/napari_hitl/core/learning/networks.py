@@ -110,10 +110,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class SmallUNet(nn.Module):
     """A small U-Net for multiband pixel classification (the default model).
 
-    Three scales (full, 1/2, 1/4) with 24/48/64 channels, light 1×1 fusion on the way up so that
-    most work happens at low resolution. Its receptive field reaches 18 px from a pixel, so a
-    ``halo`` of 24 px makes tiled and whole-image predictions agree to float precision (tested);
-    tiles start on multiples of ``align`` so that the pooling grid never shifts.
+    Three scales (full, 1/2, 1/4) with ``widths`` channels (24/48/64), light 1×1 fusion on the
+    way up so that most work happens at low resolution. Its receptive field reaches 18 px from a
+    pixel, so a ``halo`` of 24 px makes tiled and whole-image predictions agree to float precision
+    (tested); tiles start on multiples of ``align`` so that the pooling grid never shifts.
 
     With ``bank_sigmas`` a fixed filter bank
     (:class:`~napari_hitl.core.learning.filter_bank.FilterBank`, ``"valid"`` borders, on the
@@ -129,9 +129,14 @@ class SmallUNet(nn.Module):
     input_margin = 0
 
     def __init__(
-        self, in_channels: int, n_classes: int, bank_sigmas: list[float] | None = None
+        self,
+        in_channels: int,
+        n_classes: int,
+        bank_sigmas: list[float] | None = None,
+        widths: tuple[int, int, int] = (24, 48, 64),
     ) -> None:
         super().__init__()
+        c0, c1, c2 = widths
         self.bank: FilterBank | None = None
         if bank_sigmas:
             projection = (
@@ -143,19 +148,19 @@ class SmallUNet(nn.Module):
             self.input_margin = _rounded_up(self.bank.halo, self.align)  # = bank_margin
             self.halo = UNET_HALO + self.input_margin
             in_channels += self.bank.out_channels
-        self.enc0 = _block(in_channels, 24)
-        self.enc1 = _block(24, 48)
-        self.enc2 = _block(48, 64)
-        self.fuse1 = nn.Sequential(nn.Conv2d(64 + 48, 48, 1), nn.BatchNorm2d(48), nn.ReLU(True))
+        self.enc0 = _block(in_channels, c0)
+        self.enc1 = _block(c0, c1)
+        self.enc2 = _block(c1, c2)
+        self.fuse1 = nn.Sequential(nn.Conv2d(c2 + c1, c1, 1), nn.BatchNorm2d(c1), nn.ReLU(True))
         self.fuse0 = nn.Sequential(
-            nn.Conv2d(48 + 24, 24, 1),
-            nn.BatchNorm2d(24),
+            nn.Conv2d(c1 + c0, c0, 1),
+            nn.BatchNorm2d(c0),
             nn.ReLU(True),
-            nn.Conv2d(24, 24, 3, padding=1),
-            nn.BatchNorm2d(24),
+            nn.Conv2d(c0, c0, 3, padding=1),
+            nn.BatchNorm2d(c0),
             nn.ReLU(True),
         )
-        self.out = nn.Conv2d(24, n_classes, 1)
+        self.out = nn.Conv2d(c0, n_classes, 1)
 
     def unet_input(self, x: torch.Tensor) -> torch.Tensor:
         """What enters the U-Net proper: ``x``, or with a filter bank the bands and their
