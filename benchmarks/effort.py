@@ -2,21 +2,21 @@
 
 Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 
-    .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,siftflow,photos8]
+    .venv/bin/python -u benchmarks/effort.py [--sets sen1floods,eolearn,dsb2018,...]
         [--models unet,rf,patch-cnn,unet:gate2,rf:m0] [--seeds SET=0,1,2;...] [--iterations 10]
         [--threads 2] [--force] [--summarize-only]
 
-Every set × model × seed is one ``simulate --interaction correct`` run (in this process) with the
-set's options of ``run_simulations.py`` (images used, seed images, scribble fraction) and the
-corrective user's default budget (0.5 % of the pool's pixels per iteration). Its report goes to
-``OUT/<set>/<model>-s<seed>/report.json`` (with ``effort.png``); a run whose report exists is
-skipped unless ``--force``. A model may carry options after colons: ``:gate<F>`` (U-Net only,
-``TrainConfig.novelty_gate = F``; ``unet:gate0``: without the gate) and ``:m<M>`` (the accepting
-margin in pixels instead of the default 1) and ``:bank`` (U-Net only, the filter-bank front
-end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net only, N fresh and N warm training
-steps instead of the defaults; ``:w<W>`` after it: W warm steps) and ``:shrink<λ>`` (U-Net
-only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-Net only, no per-band jitter,
-``TrainConfig.band_jitter = False``) and ``:row`` last (the row-position cue,
+The sets are :data:`SETS` (all of them by default). Every set × model × seed is one ``simulate
+--interaction correct`` run (in this process) with the set's options of ``run_simulations.py``
+(images used, seed images, scribble fraction) and the corrective user's default budget (0.5 % of
+the pool's pixels per iteration). Its report goes to ``OUT/<set>/<model>-s<seed>/report.json``
+(with ``effort.png``); a run whose report exists is skipped unless ``--force``. A model may carry
+options after colons: ``:gate<F>`` (U-Net only, ``TrainConfig.novelty_gate = F``; ``unet:gate0``:
+without the gate) and ``:m<M>`` (the accepting margin in pixels instead of the default 1) and
+``:bank`` (U-Net only, the filter-bank front end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net
+only, N fresh and N warm training steps instead of the defaults; ``:w<W>`` after it: W warm steps)
+and ``:shrink<λ>`` (U-Net only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-Net only, no
+per-band jitter, ``TrainConfig.band_jitter = False``) and ``:row`` last (the row-position cue,
 ``TrainConfig.row_position``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
 ``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``; the folder name writes the
 colons as ``-``.
@@ -49,7 +49,7 @@ from napari_hitl.core.choices import FILTER_BANK_SIGMAS  # noqa: E402
 CACHE = Path("~/.cache/napari-hitl/bench-data").expanduser()
 OUT = REPO / "benchmarks" / "results" / "effort"
 IMAGES = REPO / "docs" / "images"
-SETS = ("sen1floods", "eolearn", "dsb2018", "siftflow", "photos8")
+SETS = ("sen1floods", "eolearn", "dsb2018", "siftflow", "photos8", "houston", "cloud38")
 MODELS = ("unet", "rf", "patch-cnn")
 # 3 seeds where a run takes under 5 min on 2 cores; one where rf takes 10+ min a run
 DEFAULT_SEEDS = {
@@ -58,6 +58,8 @@ DEFAULT_SEEDS = {
     "dsb2018": (0,),
     "siftflow": (0,),
     "photos8": (0,),
+    "houston": (0, 1, 2),
+    "cloud38": (0, 1, 2),
 }
 TARGETS = (0.95, 0.90, 0.85)
 RUN_DIR = re.compile(r"(?P<model>.+)-s(?P<seed>\d+)")  # OUT/<set>/<model>-s<seed>
