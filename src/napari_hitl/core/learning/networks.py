@@ -114,6 +114,8 @@ class SmallUNet(nn.Module):
     way up so that most work happens at low resolution. Its receptive field reaches 18 px from a
     pixel, so a ``halo`` of 24 px makes tiled and whole-image predictions agree to float precision
     (tested); tiles start on multiples of ``align`` so that the pooling grid never shifts.
+    Other ``widths`` are for experiments (``benchmarks/learning_ablation.py``): the models the
+    library builds, saves and loads always have the default ones.
 
     With ``bank_sigmas`` a fixed filter bank
     (:class:`~napari_hitl.core.learning.filter_bank.FilterBank`, ``"valid"`` borders, on the
