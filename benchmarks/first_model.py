@@ -31,7 +31,9 @@ def _recall(hits: np.ndarray) -> list[str]:
 
 def install(samples: list) -> None:
     """Wrap the networks' calibration so that each Train reports as described above."""
+    from napari_hitl.core.evaluation.metrics import confusion
     from napari_hitl.core.learning import net as net_module
+    from napari_hitl.core.learning.data import human_mask
 
     plain = net_module.calibrate
     trains = [0]
@@ -48,7 +50,7 @@ def install(samples: list) -> None:
             pred = np.argmax(clf.logits(im.x), 0).ravel()
             target = im.target.ravel()
             share += np.bincount(pred, minlength=k)
-            human = net_module.human_mask(im).ravel() & (target >= 0)
+            human = human_mask(im).ravel() & (target >= 0)
             is_held = np.zeros_like(human)
             for flat in held_by_image.get(i, []):
                 is_held[flat] = True
@@ -67,10 +69,7 @@ def install(samples: list) -> None:
             return
         for s in samples:
             pred = np.argmax(clf.logits(clf.normalization.apply(s.bands)), 0)
-            truth = s.truth.astype(int) - 1
-            m = truth >= 0
-            cm = np.zeros((k, k))
-            np.add.at(cm, (truth[m], pred[m]), 1)
+            cm = confusion(pred + 1, s.truth, k)[1:, 1:]  # class values 1..k, 0: no truth
             print(
                 f"  {s.name}: truth shares {np.round(cm.sum(1) / cm.sum(), 3).tolist()}, "
                 f"recall {np.round(np.diag(cm) / np.maximum(cm.sum(1), 1), 2).tolist()}, "

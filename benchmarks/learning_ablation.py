@@ -1188,12 +1188,7 @@ def _install_robust_machine_loss(q: float) -> None:
         logp_y = F.log_softmax(logits, 1).gather(1, t[:, None])[:, 0]
         human = weight * (target >= 0) >= 1.0
         per_px = torch.where(human, -logp_y, (1 - torch.exp(q * logp_y)) / q)
-        groups = losses.class_losses(logits, target, weight, k, per_pixel=per_px)
-        total = groups[2]
-        for group in groups[:2]:
-            if group is not None:
-                total = total + group.weight * group.per_class.mean()
-        return total
+        return losses.balanced_loss(logits, target, weight, k, per_pixel=per_px)
 
     net_module.balanced_loss = balanced_loss
 

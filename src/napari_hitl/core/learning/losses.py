@@ -83,7 +83,11 @@ def class_losses(
 
 
 def balanced_loss(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, k: int
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    k: int,
+    per_pixel: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Class-balanced cross-entropy in which human labels always anchor the model.
 
@@ -94,7 +98,7 @@ def balanced_loss(
     model's own past predictions outvote the person, the confirmation bias that makes
     self-training degrade round after round. Arguments as in :func:`class_losses`.
     """
-    human, machine, total = class_losses(logits, target, weight, k)
+    human, machine, total = class_losses(logits, target, weight, k, per_pixel)
     for group in (human, machine):
         if group is not None:
             total = total + group.weight * group.per_class.mean()
