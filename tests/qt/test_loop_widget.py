@@ -283,3 +283,20 @@ def test_the_row_cue_box_trains_with_it_and_follows_the_projects_model(viewer_wi
     loop.row_check.setChecked(False)
     loop._image_changed()  # what choosing the labels layer (or reopening the project) runs
     assert loop.row_check.isChecked()
+
+
+def test_start_a_new_network_trains_from_scratch_once(viewer_with_project, qtbot):
+    """Ticked, the next Train forgets the stored model and starts afresh; the box then unticks
+    itself, so the Train after it continues the new model again."""
+    viewer, loop, store = viewer_with_project
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    modes = []
+    for tick in (False, False, True, False):
+        loop.fresh_check.setChecked(tick)
+        assert loop.train(TrainConfig(steps=5, warm_steps=5))
+        qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+        modes.append("warm start" if "warm start" in loop.status.text() else "fresh")
+        assert not loop.fresh_check.isChecked()
+    assert modes == ["fresh", "warm start", "fresh", "warm start"]

@@ -87,6 +87,12 @@ class LoopPanel(DockWidget):
             "Measured: needed on flood, field and photo sets; stained nuclei did better "
             "without it, where the balance of the colours is the signal (docs/benchmarks.md)"
         )
+        self.fresh_check = QCheckBox("Start a new network at the next Train")
+        self.fresh_check.setToolTip(
+            "Forget the trained model and train a new one from scratch on every label (a "
+            "U-Net's 320 first steps) instead of continuing it, e.g. after clearing many wrong "
+            "additions or when a class changed its meaning. Unticks itself after that Train"
+        )
         self.budget_spin = QDoubleSpinBox()
         self.budget_spin.setRange(0.0, 600.0)
         self.budget_spin.setDecimals(1)
@@ -176,6 +182,7 @@ class LoopPanel(DockWidget):
         form.addRow("", self.bank_check)
         form.addRow("", self.row_check)
         form.addRow("", self.jitter_check)
+        form.addRow("", self.fresh_check)
         form.addRow("Train for", self.budget_spin)
         form.addRow("Model bands", self.bands_list)
         form.addRow("Predict", self.stack_combo)

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import (
-    QListWidgetItem,
-)
+from qtpy.QtWidgets import QListWidgetItem
 
 from napari_hitl._napari.adopt import adopt_layer, image_name_for, project_path_for
 from napari_hitl._napari.layers import (
@@ -330,10 +328,11 @@ class LoopWidget(LoopPanel):
         except (HitlError, ValueError) as exc:
             self.show_error(exc)
             return False
-        config = config or self.train_config()
+        config, fresh = config or self.train_config(), self.fresh_check.isChecked()
 
         def done(result: Any) -> None:
             report, state = result
+            self.fresh_check.setChecked(False)  # one new network, then warm starts again
             chosen = f"{report.model_choice['summary']}. " if report.model_choice else ""
             self.status.setText(
                 f"{chosen}Trained {state.classifier.kind}, iteration {state.iteration} "
@@ -344,7 +343,7 @@ class LoopWidget(LoopPanel):
             self._update_history(store)
 
         return self.jobs.start(
-            "Training", lambda token: train_project(store, config, cancel=token), done
+            "Training", lambda token: train_project(store, config, fresh=fresh, cancel=token), done
         )
 
     def infer(self) -> bool:
