@@ -82,12 +82,13 @@ probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and t
 ``full-`` (every pool pixel labeled by the person; run it with ITERATIONS 1,
 :func:`_install_full_labels`; ``full-rf`` for the forest) and ``orc-`` (the simulator's
 ``oracle`` interaction: wrong pushes removed before each push); ``sf<F>-`` strokes a share F of
-each seed image instead of the set's 1 %. The prefixes may come in any
-order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g. to 1 for the
-first model alone. One JSON line
-per run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
-(mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
-jump by ±0.05, so the mean over them is the steadier figure).
+each seed image instead of the set's 1 %; ``typ-`` strokes the most typical image of each kind
+instead of random seed images (``SimulationConfig.seed_choice = "typical"``). The prefixes
+may come in any order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g.
+to 1 for the first model alone. One JSON line per run goes to
+``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over seeds
+of the final test mIoU and of the mean over the 10 iterations — the iterations jump by ±0.05,
+so the mean over them is the steadier figure).
 """
 
 from __future__ import annotations
@@ -1371,6 +1372,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
     (r"sf([0-9.]+)", lambda m, s, c: setattr(c, "scribble_fraction", float(m[1]))),
+    ("typ", lambda m, s, c: setattr(c, "seed_choice", "typical")),
 ]
 
 

@@ -22,6 +22,7 @@ from napari_hitl.cli.common import (
 )
 from napari_hitl.core.choices import (
     DEFAULT_THRESHOLD,
+    SEED_CHOICES,
     SEED_HELP,
     STRATEGIES,
     THREADS_HELP,
@@ -178,6 +179,13 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
         f"(default {DEFAULT_THRESHOLD}); report.json's effort gives what reaching it cost",
     )
     p.add_argument("--seed-images", type=int, default=10, help="pool images the human labels")
+    p.add_argument(
+        "--seed-choice",
+        choices=SEED_CHOICES,
+        default="random",
+        help="which pool images the human labels first: drawn at random, or the most typical "
+        "image of each of as many kinds of image (read from their bands alone)",
+    )
     p.add_argument(
         "--scribble-fraction",
         type=float,

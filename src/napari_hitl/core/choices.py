@@ -53,6 +53,8 @@ MODEL_HELP = {
 
 # active learning (napari_hitl.core.active.strategies)
 STRATEGIES = ("hise", "entropy", "margin", "kcenter", "gmm", "random")
+# which images a simulated person strokes first (napari-hitl simulate --seed-choice)
+SEED_CHOICES = ("random", "typical")
 
 # explanations and attention steering (napari_hitl.core.explain.gradcam,
 # napari_hitl.core.explain.steering)

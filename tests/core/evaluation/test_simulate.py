@@ -119,11 +119,15 @@ def test_run_summary_weights_accepted_accuracy_by_pixels():
 def test_simulate_json_summary(tiny_set, tmp_path, capsys):
     argv = ["simulate", "--images", str(tiny_set / "images"), "--masks", str(tiny_set / "masks"),
             "--out", str(tmp_path / "o"), "--iterations", "1", "--seed-images", "2", "--steps",
-            "4", "--json"]  # fmt: skip
+            "4", "--json", "--seed-choice", "typical"]  # fmt: skip
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["summary"]["iterations"] == 1 and "iterations_to_target" in out["effort"]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["config"]["seed_choice"] == "typical"
+    with pytest.raises(SystemExit) as bad:  # argparse: a one-line usage error, exit 2
+        main([*argv[:-1], "best"])
+    assert bad.value.code == 2
     assert out["summary"]["final_test_miou"] == report["iterations"][0]["test_miou"]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_hitl.core.active.first_images import first_images
 from napari_hitl.core.active.strategies import (
     STRATEGIES,
     Box,
@@ -27,7 +28,7 @@ from napari_hitl.core.active.strategies import (
     score_tiles,
     split_routes,
 )
-from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MARGIN, DEFAULT_THRESHOLD
+from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MARGIN, DEFAULT_THRESHOLD, SEED_CHOICES
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
 from napari_hitl.core.evaluation.curves import plot_curves
@@ -59,6 +60,9 @@ class SimulationConfig(Jsonable):
     threshold: float = DEFAULT_THRESHOLD
     interaction: str = "none"  # "none" | "oracle" | "correct"
     seed_images: int = 10
+    # which pool images get the first strokes: "random" | "typical" (first_images: the most
+    # typical image of each of as many kinds of image, read from the bands alone)
+    seed_choice: str = "random"
     scribble_fraction: float = 0.01
     test_fraction: float = 0.25
     max_images: int | None = None
@@ -205,6 +209,8 @@ def simulate(
     norm = normalization_from_stats(band_names, stats)
     norm.row_position = bool(config.train.row_position)
     xs_pool = [norm.apply(s.bands) for s in pool]
+    if config.seed_choice == "typical":
+        seeds = np.asarray(first_images(xs_pool, len(seeds), seed=config.seed))
     xs_test = [norm.apply(s.bands) for s in test]
     labels = [np.zeros(s.truth.shape, np.uint16) for s in pool]
     prov = [np.zeros(s.truth.shape, np.uint16) for s in pool]
@@ -400,6 +406,10 @@ def check_config(config: SimulationConfig) -> None:
     if config.interaction not in INTERACTIONS:
         raise ValueError(
             f"interaction must be one of {', '.join(INTERACTIONS)}, got {config.interaction!r}"
+        )
+    if config.seed_choice not in SEED_CHOICES:
+        raise ValueError(
+            f"seed choice must be one of {', '.join(SEED_CHOICES)}, got {config.seed_choice!r}"
         )
     if not 0 < config.target <= 1:
         raise ValueError(f"--target must be in (0, 1], got {config.target}")
