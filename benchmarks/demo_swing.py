@@ -9,13 +9,15 @@ fraction. One JSON line per run goes to ``benchmarks/results/demo_swing.jsonl``.
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/demo_swing.py NAME [--train JSON] [--scenes N]
-        [--prior-scale F] [--prior-from human|all] [--members N]
+        [--prior-scale F] [--prior-from human|all] [--members N] [--extra-scenes N]
 
 ``--train``: ``TrainConfig`` fields, e.g. ``'{"warm_steps": 320, "steps": 320}'`` or
 ``'{"precise_bn": true}'``; ``--scenes N``: the scenes' seeds start at 100 + N (the demo's own
 are N = 0); ``--prior-scale``: the U-Net's class log prior times F; ``--prior-from all``: the
 prior counts every labeled pixel, machine-accepted ones too, instead of the human pixels only;
-``--members N``: N U-Nets of their own seeds, averaged (``learning_ablation.py``'s ``deep<N>-``).
+``--members N``: N U-Nets of their own seeds, averaged (``learning_ablation.py``'s ``deep<N>-``);
+``--extra-scenes N``: each iteration's model is also scored on N more scenes (seeds 300, 301,
+…), which the loop never sees — is the swing the two test scenes' or the model's?
 """
 
 from __future__ import annotations
@@ -46,6 +48,41 @@ def _all_label_counts(
     return counts
 
 
+def _install_extra_scoring(n: int) -> list[float]:
+    """Score every iteration's model on ``n`` more sample scenes; returns the list it fills."""
+    from napari_hitl.core.evaluation import simulate as sim
+    from napari_hitl.core.learning.prediction import predict_normalized
+    from napari_hitl.core.sample.scene import make_sample_scene
+
+    scenes = [make_sample_scene((256, 256), seed=300 + i) for i in range(n)]
+    scores: list[float] = []
+    plain = sim._predict_each
+
+    def predict_each(clf, xs, cancel, done, total, prefix, keep):
+        out = yield from plain(clf, xs, cancel, done, total, prefix, keep)
+        if "test" in prefix:  # once per iteration, after its test scenes
+            preds, truths = [], []
+            for sc in scenes:
+                p = run_to_end(predict_normalized(clf, clf.normalization.apply(sc.bands)))
+                preds.append(p.labels.astype(np.int64).ravel())
+                truths.append(sc.ground_truth.astype(np.int64).ravel())
+            _, miou = sim._miou(np.concatenate(preds), np.concatenate(truths), 5)
+            scores.append(round(miou, 3))
+        return out
+
+    sim._predict_each = predict_each
+    return scores
+
+
+def _extra_row(scores: list[float] | None) -> dict:
+    if scores is None:
+        return {}
+    return {
+        "extra_miou": scores,
+        "extra_dips": sum(b < a for a, b in itertools.pairwise(scores)),
+    }
+
+
 def main() -> None:
     """Run the demo's loop once with the options given and record it."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,7 +92,9 @@ def main() -> None:
     ap.add_argument("--prior-scale", type=float, default=1.0)
     ap.add_argument("--prior-from", choices=("human", "all"), default="human")
     ap.add_argument("--members", type=int, default=1, help="U-Nets averaged (deep ensemble)")
+    ap.add_argument("--extra-scenes", type=int, default=0, help="also score on N more scenes")
     args = ap.parse_args()
+    extra = _install_extra_scoring(args.extra_scenes) if args.extra_scenes else None
     if args.members > 1:
         from learning_ablation import _install_deep_ensemble
 
@@ -79,6 +118,7 @@ def main() -> None:
         "prior_from": args.prior_from,
         "members": args.members,
         "miou": miou,
+        **_extra_row(extra),
         "dips": sum(b < a for a, b in itertools.pairwise(miou)),
         "mean_2_14": round(float(np.mean(miou[1:])), 4),
         "labeled": round(report["iterations"][-1]["labeled_fraction"], 3),
