@@ -92,19 +92,19 @@ def image_description(x: np.ndarray, projection: np.ndarray | None = None) -> li
         and texture (``K·2`` mean gradient magnitudes over the image or, when it is larger than
         :data:`MAX_SIDE`², five windows of that size).
     """
-    small = _project(x, projection)  # block means and spread read every pixel (no aliasing)
-    h, w = small.shape[1:]
+    z = _project(x, projection)  # block means and spread read every pixel (no aliasing)
+    h, w = z.shape[1:]
     rows = np.array_split(np.arange(h), min(GRID, h))
     cols = np.array_split(np.arange(w), min(GRID, w))
     layout = []
-    for band in small:
+    for band in z:
         blocks = [float(band[np.ix_(r, c)].mean()) for r in rows for c in cols]
         layout.extend(blocks + [float(band.mean())] * (GRID * GRID - len(blocks)))
-    spread = small.reshape(small.shape[0], -1).std(1)
+    spread = z.reshape(z.shape[0], -1).std(1)
     windows = [_project(win, projection) for win in _windows(x)]
     texture = [
         np.mean([ndi.gaussian_gradient_magnitude(win[k], s).mean() for win in windows])
-        for k in range(small.shape[0])
+        for k in range(z.shape[0])
         for s in TEXTURE_SIGMAS
     ]
     return [np.asarray(layout), spread, np.asarray(texture)]
