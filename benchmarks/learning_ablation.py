@@ -159,17 +159,14 @@ def _ssl_pretrained_build(samples: list, seed: int, test_fraction: float):
     import torch
     from torch import nn
 
-    from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
-    from napari_hitl.core.learning.data import normalization_from_stats
+    from napari_hitl.core.evaluation.simulate import samples_normalization
     from napari_hitl.core.learning.networks import SmallUNet, build_model
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(samples))
     n_test = max(1, round(len(samples) * test_fraction))
     pool = [samples[i] for i in order[n_test:]]
-    names = [f"band_{i}" for i in range(pool[0].bands.shape[0])]
-    stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in pool]
-    norm = normalization_from_stats(names, stats)
+    norm = samples_normalization(pool)
     xs = [np.nan_to_num(norm.apply(s.bands)).astype(np.float32) for s in pool]
     c = xs[0].shape[0]
     torch.manual_seed(10_000 + seed)

@@ -39,6 +39,7 @@ from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.learning.auto import ModelChoice, auto_classifier
 from napari_hitl.core.learning.data import (
+    Normalization,
     TrainingDataError,
     make_labeled_image,
     normalization_from_stats,
@@ -88,6 +89,22 @@ class Sample:
     name: str
     bands: np.ndarray
     truth: np.ndarray
+
+
+def samples_normalization(samples: Sequence[Sample]) -> Normalization:
+    """The normalization a model of these images gets: the robust statistics of every sample's
+    bands (named ``band_0``, ``band_1``, …), pooled over the samples.
+
+    Parameters
+    ----------
+    samples
+        Images with the same bands (a simulation's pool, a training set).
+    """
+    names = [f"band_{i}" for i in range(samples[0].bands.shape[0])]
+    stats = [
+        [robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in samples
+    ]
+    return normalization_from_stats(names, stats)
 
 
 def load_image_folder(
@@ -204,9 +221,7 @@ def simulate(
     pool = [samples[i] for i in order[n_test:]]
     seeds = rng.choice(len(pool), size=min(config.seed_images, len(pool)), replace=False)
 
-    band_names = [f"band_{i}" for i in range(pool[0].bands.shape[0])]
-    stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in pool]
-    norm = normalization_from_stats(band_names, stats)
+    norm = samples_normalization(pool)
     norm.row_position = bool(config.train.row_position)
     xs_pool = [norm.apply(s.bands) for s in pool]
     if config.seed_choice == "typical":

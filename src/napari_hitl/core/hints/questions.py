@@ -25,15 +25,13 @@ import numpy as np
 import torch
 
 from napari_hitl.core.evaluation.metrics import confusion, scores
-from napari_hitl.core.evaluation.simulate import Sample
+from napari_hitl.core.evaluation.simulate import Sample, samples_normalization
 from napari_hitl.core.hints.block import hint_windows
 from napari_hitl.core.hints.guide import GuideConfig, Hints, ImageGuide, descend
-from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.learning.data import (
     TrainingDataError,
     make_labeled_image,
-    normalization_from_stats,
 )
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.learning.prediction import Prediction
@@ -214,9 +212,7 @@ def train_on(
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, Any]:  # fmt: skip
     """A classifier trained on the full masks of ``train``; a generator returning it."""
-    band_names = [f"band_{i}" for i in range(train[0].bands.shape[0])]
-    stats = [[robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in train]
-    norm = normalization_from_stats(band_names, stats)
+    norm = samples_normalization(train)
     clf = make_classifier(config.model, norm, class_values, [f"class {v}" for v in class_values])
     images = []
     for s in train:
