@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import learning_ablation
@@ -45,8 +46,8 @@ def _looks_against_accuracy(pool: list, seeds: set[str], per_image: dict) -> flo
         for i, s in enumerate(pool)
         if not is_seed[i] and per_image.get(s.name, [0])[0]
     ]
-    rank = [np.argsort(np.argsort([r[j] for r in rows])) for j in (0, 1)]
-    return float(np.corrcoef(rank[0], rank[1])[0, 1])
+    distance, right = zip(*rows, strict=True)
+    return float(spearmanr(distance, right).statistic)  # ties share their mean rank
 
 
 def main() -> None:
