@@ -159,14 +159,14 @@ def _ssl_pretrained_build(samples: list, seed: int, test_fraction: float):
     import torch
     from torch import nn
 
-    from napari_hitl.core.evaluation.simulate import samples_normalization
+    from napari_hitl.core.learning.data import normalization_from_bands
     from napari_hitl.core.learning.networks import SmallUNet, build_model
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(samples))
     n_test = max(1, round(len(samples) * test_fraction))
     pool = [samples[i] for i in order[n_test:]]
-    norm = samples_normalization(pool)
+    norm = normalization_from_bands([s.bands for s in pool])
     xs = [np.nan_to_num(norm.apply(s.bands)).astype(np.float32) for s in pool]
     c = xs[0].shape[0]
     torch.manual_seed(10_000 + seed)

@@ -36,8 +36,9 @@ def _looks_against_accuracy(pool: list, seeds: set[str], per_image: dict) -> flo
     """Spearman's ρ between a non-seed pool image's distance to the nearest seed image (in
     ``first_images``' standardized description) and the share of its pushes that were right."""
     from napari_hitl.core.active.first_images import described
+    from napari_hitl.core.learning.data import normalization_from_bands
 
-    norm = sim.samples_normalization(pool)  # the normalization the run's model had
+    norm = normalization_from_bands([s.bands for s in pool])  # what the run's model had
     features = described([norm.apply(s.bands) for s in pool])
     is_seed = np.array([s.name in seeds for s in pool])
     d = np.linalg.norm(features[:, None] - features[None, is_seed], axis=2).min(1)

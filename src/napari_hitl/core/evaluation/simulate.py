@@ -34,15 +34,13 @@ from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
 from napari_hitl.core.evaluation.curves import plot_curves
 from napari_hitl.core.evaluation.metrics import confusion, scores
 from napari_hitl.core.evaluation.scribbles import sparse_scribbles
-from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.learning.auto import ModelChoice, auto_classifier
 from napari_hitl.core.learning.data import (
-    Normalization,
     TrainingDataError,
     make_labeled_image,
-    normalization_from_stats,
+    normalization_from_bands,
 )
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.learning.prediction import Prediction, predict_normalized
@@ -89,22 +87,6 @@ class Sample:
     name: str
     bands: np.ndarray
     truth: np.ndarray
-
-
-def samples_normalization(samples: Sequence[Sample]) -> Normalization:
-    """The normalization a model of these images gets: the robust statistics of every sample's
-    bands (named ``band_0``, ``band_1``, …), pooled over the samples.
-
-    Parameters
-    ----------
-    samples
-        Images with the same bands (a simulation's pool, a training set).
-    """
-    names = [f"band_{i}" for i in range(samples[0].bands.shape[0])]
-    stats = [
-        [robust_stats(b) for b in s.bands[subsample_for_stats(s.bands.shape)]] for s in samples
-    ]
-    return normalization_from_stats(names, stats)
 
 
 def load_image_folder(
@@ -221,7 +203,7 @@ def simulate(
     pool = [samples[i] for i in order[n_test:]]
     seeds = rng.choice(len(pool), size=min(config.seed_images, len(pool)), replace=False)
 
-    norm = samples_normalization(pool)
+    norm = normalization_from_bands([s.bands for s in pool])
     norm.row_position = bool(config.train.row_position)
     xs_pool = [norm.apply(s.bands) for s in pool]
     if config.seed_choice == "typical":

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from napari_hitl.core.evaluation.metrics import confusion, scores
-from napari_hitl.core.evaluation.simulate import Sample, samples_normalization
+from napari_hitl.core.evaluation.simulate import Sample
 from napari_hitl.core.hints.block import hint_windows
 from napari_hitl.core.hints.guide import GuideConfig, Hints, ImageGuide, descend
 from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.learning.data import (
     TrainingDataError,
     make_labeled_image,
+    normalization_from_bands,
 )
 from napari_hitl.core.learning.net import TrainConfig
 from napari_hitl.core.learning.prediction import Prediction
@@ -212,7 +213,7 @@ def train_on(
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, Any]:  # fmt: skip
     """A classifier trained on the full masks of ``train``; a generator returning it."""
-    norm = samples_normalization(train)
+    norm = normalization_from_bands([s.bands for s in train])
     clf = make_classifier(config.model, norm, class_values, [f"class {v}" for v in class_values])
     images = []
     for s in train:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_hitl.core.errors import HitlError
+from napari_hitl.core.io.bands import robust_stats, subsample_for_stats
 from napari_hitl.core.jsonable import Jsonable
 from napari_hitl.core.store import PROVENANCE_HUMAN
 
@@ -160,6 +161,15 @@ def normalization_from_stats(band_names: Sequence[str], stats: Sequence[Sequence
         lows.append(lo)
         highs.append(hi)
     return Normalization(list(band_names), lows, highs)
+
+
+def normalization_from_bands(images: Sequence[np.ndarray]) -> Normalization:
+    """:func:`normalization_from_stats` of in-memory ``C, H, W`` images (the same bands each,
+    named ``band_0``, ``band_1``, …): each band's robust statistics on a subsample, per image.
+    """
+    names = [f"band_{i}" for i in range(images[0].shape[0])]
+    stats = [[robust_stats(b) for b in x[subsample_for_stats(x.shape)]] for x in images]
+    return normalization_from_stats(names, stats)
 
 
 @dataclass
