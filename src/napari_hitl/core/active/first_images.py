@@ -101,7 +101,8 @@ def image_description(x: np.ndarray, projection: np.ndarray | None = None) -> li
         blocks = [float(band[np.ix_(r, c)].mean()) for r in rows for c in cols]
         layout.extend(blocks + [float(band.mean())] * (GRID * GRID - len(blocks)))
     spread = z.reshape(z.shape[0], -1).std(1)
-    windows = [_project(win, projection) for win in _windows(x)]
+    wins = _windows(x)  # the image itself when it is small: already projected as z
+    windows = [z] if wins[0] is x else [_project(win, projection) for win in wins]
     texture = [
         np.mean([ndi.gaussian_gradient_magnitude(win[k], s).mean() for win in windows])
         for k in range(z.shape[0])
