@@ -51,27 +51,28 @@ def _all_label_counts(
 def _install_extra_scoring(n: int) -> list[float]:
     """Score every iteration's model on ``n`` more sample scenes; returns the list it fills."""
     from napari_hitl.core.evaluation import simulate as sim
+    from napari_hitl.core.evaluation.metrics import confusion, scores
     from napari_hitl.core.learning.prediction import predict_normalized
     from napari_hitl.core.sample.scene import make_sample_scene
 
     scenes = [make_sample_scene((256, 256), seed=300 + i) for i in range(n)]
-    scores: list[float] = []
+    truth = np.concatenate([sc.ground_truth.astype(np.int64).ravel() for sc in scenes])
+    extra: list[float] = []
     plain = sim._predict_each
 
     def predict_each(clf, xs, cancel, done, total, prefix, keep):
         out = yield from plain(clf, xs, cancel, done, total, prefix, keep)
         if "test" in prefix:  # once per iteration, after its test scenes
-            preds, truths = [], []
+            preds = []
             for sc in scenes:
                 p = run_to_end(predict_normalized(clf, clf.normalization.apply(sc.bands)))
                 preds.append(p.labels.astype(np.int64).ravel())
-                truths.append(sc.ground_truth.astype(np.int64).ravel())
-            _, miou = sim._miou(np.concatenate(preds), np.concatenate(truths), 5)
-            scores.append(round(miou, 3))
+            cm = confusion(np.concatenate(preds), truth, 5)
+            extra.append(round(scores(cm)["miou"], 3))
         return out
 
     sim._predict_each = predict_each
-    return scores
+    return extra
 
 
 def _extra_row(scores: list[float] | None) -> dict:
