@@ -9,9 +9,11 @@ Usage (from the repository root, after ``benchmarks/prepare_data.py``)::
 Variants: ``none`` (the default U-Net), ``rf`` (the forest), ``prop<W>`` (strokes spread to pure
 superpixels at weight W, ``TrainConfig.propagate_weight``), ``potts<W>`` (relaxed Potts loss at
 weight W, ``TrainConfig.potts_weight``), ``shrink<L>`` (``TrainConfig.warm_shrink``),
-``mw<W>`` (``TrainConfig.machine_weight``), ``lr<R>`` (``TrainConfig.lr``: the fresh learning
-rate, warm starts at half of it), ``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops
-per step, F fresh and W warm steps; suffixes above may follow), ``long`` (160/80 steps; its
+``mw<W>`` (``TrainConfig.machine_weight``), ``lovasz<W>`` (the Lovász-softmax loss at weight
+W, ``TrainConfig.lovasz_weight``; the library's form of the ``lov<W>-`` probe), ``lr<R>``
+(``TrainConfig.lr``: the fresh learning rate, warm starts at half of it),
+``p<E>b<N>s<F>w<W>`` (U-Net crop edge E, N crops per step, F fresh and W warm steps; suffixes
+above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
 (flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
@@ -83,7 +85,11 @@ probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and t
 :func:`_install_full_labels`; ``full-rf`` for the forest) and ``orc-`` (the simulator's
 ``oracle`` interaction: wrong pushes removed before each push); ``sf<F>-`` strokes a share F of
 each seed image instead of the set's 1 %; ``typ-`` strokes the most typical image of each kind
-instead of random seed images (``SimulationConfig.seed_choice = "typical"``). The prefixes
+instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``mix<A>-``
+(a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
+``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (a probe: plus W ×
+the Lovász-softmax loss, :func:`_install_lovasz`) and ``imean-`` (a probe: each band's image
+mean as a constant band, :func:`_with_image_means`). An unknown prefix is refused. The prefixes
 may come in any order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g.
 to 1 for the first model alone. One JSON line per run goes to
 ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over seeds
@@ -1191,6 +1197,93 @@ def _install_robust_machine_loss(q: float) -> None:
     net_module.balanced_loss = balanced_loss
 
 
+def _install_mixup(alpha: float) -> None:
+    """The ``mix<a>-`` probe: mixup (Zhang et al., ICLR 2018) on the training crops. Each batch
+    is blended with a shuffled copy of itself, ``x = l x + (1 - l) x[perm]`` with one
+    ``l ~ Beta(a, a)`` per batch (halo and extra channels alike), and the loss is the same blend
+    of the two batches' class-balanced losses, each on its own labels — the segmentation form
+    that keeps sparse labels sparse. For spectral bands a blend is also what a mixed pixel is."""
+    import torch
+
+    from napari_hitl.core.learning import batches
+    from napari_hitl.core.learning import net as net_module
+
+    call, loss = batches.PatchBatches.__call__, net_module.balanced_loss
+    state: dict = {}
+
+    def draw(self):
+        x, t, w = call(self)
+        lam = float(self.rng.beta(alpha, alpha))
+        perm = torch.from_numpy(self.rng.permutation(len(x)))
+        state["mix"] = (max(lam, 1 - lam), t[perm], w[perm])  # the batch's own crops dominate
+        lam = state["mix"][0]
+        return lam * x + (1 - lam) * x[perm], t, w
+
+    def balanced_loss(logits, target, weight, k):
+        lam, t2, w2 = state.pop("mix", (1.0, None, None))
+        out = loss(logits, target, weight, k)
+        if t2 is None or lam >= 1.0:
+            return out
+        return lam * out + (1 - lam) * loss(logits, t2, w2, k)
+
+    batches.PatchBatches.__call__ = draw
+    net_module.balanced_loss = balanced_loss
+
+
+def _install_focal(gamma: float) -> None:
+    """The ``focal<g>-`` probe: every labeled pixel learns through the focal loss
+    ``-(1 - p_y)^g log p_y`` (Lin et al. 2017) instead of the cross-entropy, class-balanced as in
+    ``balanced_loss``. It stops pushing pixels the network already gets right towards certainty,
+    which Mukhoti et al. (NeurIPS 2020) found keeps networks calibrated."""
+    import torch.nn.functional as F
+
+    from napari_hitl.core.learning import losses
+    from napari_hitl.core.learning import net as net_module
+
+    def balanced_loss(logits, target, weight, k):
+        logp_y = F.log_softmax(logits, 1).gather(1, target.clamp(min=0)[:, None])[:, 0]
+        per_px = -((1 - logp_y.exp()).clamp(min=0) ** gamma) * logp_y
+        return losses.balanced_loss(logits, target, weight, k, per_pixel=per_px)
+
+    net_module.balanced_loss = balanced_loss
+
+
+def _install_lovasz(weight: float) -> None:
+    """The ``lov<w>-`` probe: the class-balanced cross-entropy plus ``w`` times the
+    Lovász-softmax loss (Berman et al., CVPR 2018), a convex surrogate of the mean Jaccard
+    index over the classes a batch labels, computed on the batch's labeled pixels (human and
+    machine alike) — a loss for the score the benchmark reports, which matters most on the
+    two-class sets where the forest is closest."""
+    import torch
+
+    from napari_hitl.core.learning import net as net_module
+
+    loss = net_module.balanced_loss
+
+    def lovasz_softmax(logits, target, labeled, k):
+        p = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, k)[labeled.reshape(-1)]
+        t = target.reshape(-1)[labeled.reshape(-1)]
+        terms = []
+        for c in range(k):
+            fg = (t == c).float()
+            if not bool(fg.any()):
+                continue
+            errors, order = torch.sort((fg - p[:, c]).abs(), descending=True)
+            gts = fg[order]
+            inter = gts.sum() - gts.cumsum(0)
+            union = gts.sum() + (1 - gts).cumsum(0)
+            jaccard = 1 - inter / union
+            jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()  # the Lovász extension's gradient
+            terms.append(torch.dot(errors, jaccard))
+        return torch.stack(terms).mean() if terms else logits.sum() * 0
+
+    def balanced_loss(logits, target, w, k):
+        labeled = (target >= 0) & (w > 0)
+        return loss(logits, target, w, k) + weight * lovasz_softmax(logits, target, labeled, k)
+
+    net_module.balanced_loss = balanced_loss
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -1269,6 +1362,28 @@ def _with_row_position(samples: list) -> list:
     return out
 
 
+def _with_image_means(samples: list) -> list:
+    """The ``imean-`` probe: each image gains one constant band per band, holding that band's mean
+    over the image — image-level context (what kind of scene this is) that a network seeing
+    18 px cannot gather; every tile and crop of an image sees the same values."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    # in each band's own 1st-99th percentile range over all images (bands only, no labels): a
+    # constant band has p1 == p99 in every image, so the normalization would leave its scale
+    means = [
+        np.nanmean(s.bands.reshape(len(s.bands), -1).astype(np.float64), axis=1) for s in samples
+    ]
+    pixels = np.concatenate([s.bands.reshape(len(s.bands), -1)[:, ::97] for s in samples], axis=1)
+    lo, hi = np.nanpercentile(pixels, 1, axis=1), np.nanpercentile(pixels, 99, axis=1)
+    out = []
+    for s, m in zip(samples, means, strict=True):
+        b = s.bands.astype(np.float32)
+        scaled = ((m - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+        const = np.broadcast_to(scaled[:, None, None], b.shape)
+        out.append(Sample(s.name, np.concatenate([b, const]), s.truth))
+    return out
+
+
 def _with_lab(samples: list) -> list:
     """The ``lab-`` probe: RGB images gain their CIELAB bands (scikit-image's ``rgb2lab``)."""
     from skimage.color import rgb2lab
@@ -1327,6 +1442,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imnorm", lambda m, s, c: _per_image_normalized(s)),
     ("ypos", lambda m, s, c: _with_row_position(s)),
     ("lab", lambda m, s, c: _with_lab(s)),
+    ("imean", lambda m, s, c: _with_image_means(s)),
     ("ssl", lambda m, s, c: None),
     ("soup", lambda m, s, c: _install_weight_average()),
     ("snap", lambda m, s, c: _install_snapshot_ensemble()),
@@ -1357,6 +1473,9 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"zoom([0-9.]+)", lambda m, s, c: _install_zoom(float(m[1]))),
     ("agree", lambda m, s, c: _install_agreement()),
     (r"gce([0-9.]+)", lambda m, s, c: _install_robust_machine_loss(float(m[1]))),
+    (r"mix([0-9.]+)", lambda m, s, c: _install_mixup(float(m[1]))),
+    (r"focal([0-9.]+)", lambda m, s, c: _install_focal(float(m[1]))),
+    (r"lov([0-9.]+)", lambda m, s, c: _install_lovasz(float(m[1]))),
     (r"deep(\d+)", lambda m, s, c: _install_deep_ensemble(int(m[1]))),
     (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
     ("cropdec", lambda m, s, c: _install_cropped_decoder()),
@@ -1399,6 +1518,9 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     if variant == "bank" or variant.startswith("bank:"):
         samples = _bank_features(samples, variant.removeprefix("bank"))
     probes, variant_opts = split_probes(variant)
+    unknown = re.match(r"[a-z]+[0-9.]*-(?!brier$|nll$)", variant_opts.replace("patch-cnn", "cnn"))
+    if unknown:  # a prefix no probe knows would otherwise run as the default, unnoticed
+        raise SystemExit(f"unknown probe prefix {unknown.group(0)!r} in {variant!r}")
     if variant.endswith(":fit"):  # an ensemble whose weights are fitted on held-out strokes
         from napari_hitl.core.learning import ensemble
 
@@ -1415,6 +1537,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     )
     for key, field in (
         ("potts", "potts_weight"),
+        ("lovasz", "lovasz_weight"),
         ("prop", "propagate_weight"),
         ("shrink", "warm_shrink"),
         ("mw", "machine_weight"),
