@@ -16,10 +16,11 @@ without the gate) and ``:m<M>`` (the accepting margin in pixels instead of the d
 ``:bank`` (U-Net only, the filter-bank front end, ``TrainConfig.filter_bank``) and ``:s<N>`` (U-Net
 only, N fresh and N warm training steps instead of the defaults; ``:w<W>`` after it: W warm steps)
 and ``:shrink<λ>`` (U-Net only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-Net only, no
-per-band jitter, ``TrainConfig.band_jitter = False``) and ``:row`` last (the row-position cue,
-``TrainConfig.row_position``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
-``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``; the folder name writes the
-colons as ``-``.
+per-band jitter, ``TrainConfig.band_jitter = False``) and ``:row`` (the row-position cue,
+``TrainConfig.row_position``) and ``:lov<W>`` last (the Lovász-softmax loss at weight W,
+``TrainConfig.lovasz_weight``), e.g. ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
+``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``, ``unet:lov1``; the folder
+name writes the colons as ``-``.
 
 The summary ``OUT/summary.md`` (+ ``summary.json``) gives per set and model the human share of the
 pool and the strokes spent when the pool was first finished (labeled fraction and label accuracy
@@ -67,7 +68,7 @@ RUN_DIR = re.compile(r"(?P<model>.+)-s(?P<seed>\d+)")  # OUT/<set>/<model>-s<see
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
     r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?::shrink(?P<shrink>[0-9.]+))?(?P<nojit>:nojit)?"
-    r"(?P<row>:row)?"
+    r"(?P<row>:row)?(?::lov(?P<lovasz>[0-9.]+))?"
 )
 
 
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.band_jitter = False
                 if spec["row"]:
                     cfg.train.row_position = True
+                if spec["lovasz"]:
+                    cfg.train.lovasz_weight = float(spec["lovasz"])
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -283,7 +286,7 @@ def main() -> None:
         if not (spec := MODEL_SPEC.fullmatch(m))
         or spec["name"] not in MODELS
         or (
-            any(spec[k] for k in ("gate", "bank", "steps", "warm", "shrink", "nojit"))
+            any(spec[k] for k in ("gate", "bank", "steps", "warm", "shrink", "nojit", "lovasz"))
             and spec["name"] != "unet"
         )
     ]

@@ -299,18 +299,18 @@ def test_training_aid_options_reach_the_train_config():
         args = build_parser().parse_args(
             [*cmd, "--propagate-weight", "0.3", "--potts-weight", "0.1", "--calibration", "nll",
              "--novelty-gate", "3", "--time-budget", "12.5", "--filter-bank", "1, 2",
-             "--row-position", "--no-band-jitter", "--image-power", "0.5"]
+             "--row-position", "--no-band-jitter", "--image-power", "0.5", "--lovasz-weight", "0.5"]
         )  # fmt: skip
         cfg = train_config(args)
         assert not cfg.band_jitter and cfg.image_power == 0.5
         assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.3, 0.1, "nll")
         assert cfg.novelty_gate == 3.0 and cfg.time_budget == 12.5
-        assert cfg.filter_bank == [1.0, 2.0] and cfg.row_position
+        assert cfg.filter_bank == [1.0, 2.0] and cfg.row_position and cfg.lovasz_weight == 0.5
     args = build_parser().parse_args(["train", "s.zarr", "--filter-bank", "on"])
     assert train_config(args).filter_bank == [1.0, 2.0, 4.0, 8.0]
     cfg = train_config(build_parser().parse_args(["train", "s.zarr"]))
     assert (cfg.propagate_weight, cfg.potts_weight, cfg.calibration) == (0.0, 0.0, None)
     assert cfg.time_budget is None and cfg.filter_bank is None  # unset: steps, no bank
-    assert not cfg.row_position and cfg.band_jitter
+    assert not cfg.row_position and cfg.band_jitter and cfg.lovasz_weight == 0.0
     assert cfg.image_power == TrainConfig().image_power == 0.0
     assert cfg.novelty_gate == TrainConfig().novelty_gate  # unset: the config's default

@@ -200,6 +200,7 @@ def test_train_counts_must_be_positive(store, capsys, option, value):
         ("--machine-weight", "-0.5", "machine weight (--machine-weight) must be a finite number"),
         ("--propagate-weight", "inf", "propagation weight (--propagate-weight) must be a finite"),
         ("--potts-weight", "-1", "Potts weight (--potts-weight) must be a finite number >= 0"),
+        ("--lovasz-weight", "nan", "Lovász weight (--lovasz-weight) must be a finite number >= 0"),
         ("--warm-shrink", "1.5", "warm shrink (--warm-shrink) must be in [0, 1], got 1.5"),
         ("--image-power", "2", "image draw's power (--image-power) must be in [0, 1], got 2.0"),
         ("--novelty-gate", "-2", "novelty gate factor (--novelty-gate, 0 = off) must be"),

@@ -214,6 +214,13 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         help="weight of the relaxed Potts loss: neighbours with similar bands agree (default 0)",
     )
     p.add_argument(
+        "--lovasz-weight",
+        type=float,
+        default=None,
+        help="add the Lovász-softmax loss, a surrogate of the mean IoU, at this weight to the "
+        "cross-entropy (default 0 = off; see docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--novelty-gate",
         type=float,
         default=None,
@@ -279,6 +286,7 @@ def train_config(args: argparse.Namespace):
         "image_power",
         "propagate_weight",
         "potts_weight",
+        "lovasz_weight",
         "novelty_gate",
     ):
         if getattr(args, key, None) is not None:

@@ -123,6 +123,11 @@ class TrainConfig(Jsonable):
         Weight of the relaxed Potts loss on every pixel of the U-Net's training crops
         (:func:`~napari_hitl.core.learning.regularizers.local_potts_loss`: neighbours with
         similar bands should agree; 0 = off).
+    lovasz_weight
+        Weight of the Lovász-softmax loss added to the cross-entropy on the labeled pixels of
+        each batch (:func:`~napari_hitl.core.learning.losses.lovasz_softmax`: a surrogate of
+        the mean intersection over union; 0 = off). Measured in docs/benchmarks.md
+        ("Seventeenth session").
     propagate_weight
         Spread each training stroke over the superpixels whose human pixels are all of its
         class, at this loss weight (:mod:`napari_hitl.core.learning.propagation`; 0 = off).
@@ -175,6 +180,7 @@ class TrainConfig(Jsonable):
     extra: dict[str, Any] = field(default_factory=dict)
     bands: list[str] | None = None
     potts_weight: float = 0.0
+    lovasz_weight: float = 0.0
     propagate_weight: float = 0.0
     tta: bool = False
     novelty_gate: float = 0.0
@@ -217,6 +223,7 @@ class TrainConfig(Jsonable):
             ("machine weight (--machine-weight)", self.machine_weight),
             ("propagation weight (--propagate-weight)", self.propagate_weight),
             ("Potts weight (--potts-weight)", self.potts_weight),
+            ("Lovász weight (--lovasz-weight)", self.lovasz_weight),
             ("novelty gate factor (--novelty-gate, 0 = off)", self.novelty_gate),
         ):
             check_weight(what, value)

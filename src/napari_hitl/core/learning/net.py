@@ -42,7 +42,7 @@ from napari_hitl.core.learning.data import (
     human_class_counts,
     human_mask,
 )
-from napari_hitl.core.learning.losses import balanced_loss
+from napari_hitl.core.learning.losses import balanced_loss, lovasz_softmax
 from napari_hitl.core.learning.networks import ModelSpec, PatchCNN, SmallUNet, build_model
 from napari_hitl.core.learning.novelty import NoveltyGate, fit_network_gate
 from napari_hitl.core.learning.propagation import propagate_images
@@ -327,6 +327,8 @@ class NetClassifier(TiledLogits):
             x, t, w = draw()
             logits, t, w = draw.logits_and_targets(net, x, t, w)
             loss = balanced_loss(logits, t, w, k)
+            if config.lovasz_weight > 0:
+                loss = loss + config.lovasz_weight * lovasz_softmax(logits, t, (t >= 0) & (w > 0))
             if config.potts_weight > 0 and not is_patch:  # on the supervised window's pixels
                 m, c = draw.halo, draw.bands
                 loss = loss + config.potts_weight * local_potts_loss(logits, x[:, :c, m:-m, m:-m])
