@@ -87,14 +87,14 @@ probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and t
 each seed image instead of the set's 1 %; ``typ-`` strokes the most typical image of each kind
 instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
-``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (a probe: plus W ×
-the Lovász-softmax loss, :func:`_install_lovasz`) and ``imean-`` (a probe: each band's image
-mean as a constant band, :func:`_with_image_means`). An unknown prefix is refused. The prefixes
-may come in any order; :data:`PROBES` lists them. ITERATIONS (default 10) shortens a run, e.g.
-to 1 for the first model alone. One JSON line per run goes to
-``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table (mean over seeds
-of the final test mIoU and of the mean over the 10 iterations — the iterations jump by ±0.05,
-so the mean over them is the steadier figure).
+``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
+Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``)
+and ``imean-`` (a probe: each band's image mean as a constant band, :func:`_with_image_means`).
+An unknown prefix is refused. The prefixes may come in any order; :data:`PROBES` lists them.
+ITERATIONS (default 10) shortens a run, e.g. to 1 for the first model alone. One JSON line per
+run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
+(mean over seeds of the final test mIoU and of the mean over the 10 iterations — the iterations
+jump by ±0.05, so the mean over them is the steadier figure).
 """
 
 from __future__ import annotations
@@ -1215,8 +1215,8 @@ def _install_mixup(alpha: float) -> None:
         x, t, w = call(self)
         lam = float(self.rng.beta(alpha, alpha))
         perm = torch.from_numpy(self.rng.permutation(len(x)))
-        state["mix"] = (max(lam, 1 - lam), t[perm], w[perm])  # the batch's own crops dominate
-        lam = state["mix"][0]
+        lam = max(lam, 1 - lam)  # the batch's own crops dominate
+        state["mix"] = (lam, t[perm], w[perm])
         return lam * x + (1 - lam) * x[perm], t, w
 
     def balanced_loss(logits, target, weight, k):
@@ -1244,42 +1244,6 @@ def _install_focal(gamma: float) -> None:
         logp_y = F.log_softmax(logits, 1).gather(1, target.clamp(min=0)[:, None])[:, 0]
         per_px = -((1 - logp_y.exp()).clamp(min=0) ** gamma) * logp_y
         return losses.balanced_loss(logits, target, weight, k, per_pixel=per_px)
-
-    net_module.balanced_loss = balanced_loss
-
-
-def _install_lovasz(weight: float) -> None:
-    """The ``lov<w>-`` probe: the class-balanced cross-entropy plus ``w`` times the
-    Lovász-softmax loss (Berman et al., CVPR 2018), a convex surrogate of the mean Jaccard
-    index over the classes a batch labels, computed on the batch's labeled pixels (human and
-    machine alike) — a loss for the score the benchmark reports, which matters most on the
-    two-class sets where the forest is closest."""
-    import torch
-
-    from napari_hitl.core.learning import net as net_module
-
-    loss = net_module.balanced_loss
-
-    def lovasz_softmax(logits, target, labeled, k):
-        p = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, k)[labeled.reshape(-1)]
-        t = target.reshape(-1)[labeled.reshape(-1)]
-        terms = []
-        for c in range(k):
-            fg = (t == c).float()
-            if not bool(fg.any()):
-                continue
-            errors, order = torch.sort((fg - p[:, c]).abs(), descending=True)
-            gts = fg[order]
-            inter = gts.sum() - gts.cumsum(0)
-            union = gts.sum() + (1 - gts).cumsum(0)
-            jaccard = 1 - inter / union
-            jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()  # the Lovász extension's gradient
-            terms.append(torch.dot(errors, jaccard))
-        return torch.stack(terms).mean() if terms else logits.sum() * 0
-
-    def balanced_loss(logits, target, w, k):
-        labeled = (target >= 0) & (w > 0)
-        return loss(logits, target, w, k) + weight * lovasz_softmax(logits, target, labeled, k)
 
     net_module.balanced_loss = balanced_loss
 
@@ -1475,7 +1439,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"gce([0-9.]+)", lambda m, s, c: _install_robust_machine_loss(float(m[1]))),
     (r"mix([0-9.]+)", lambda m, s, c: _install_mixup(float(m[1]))),
     (r"focal([0-9.]+)", lambda m, s, c: _install_focal(float(m[1]))),
-    (r"lov([0-9.]+)", lambda m, s, c: _install_lovasz(float(m[1]))),
+    (r"lov([0-9.]+)", _set_train("lovasz_weight", lambda m: float(m[1]))),
     (r"deep(\d+)", lambda m, s, c: _install_deep_ensemble(int(m[1]))),
     (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
     ("cropdec", lambda m, s, c: _install_cropped_decoder()),
