@@ -88,8 +88,9 @@ each seed image instead of the set's 1 %; ``typ-`` strokes the most typical imag
 instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
-Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``)
-and ``imean-`` (a probe: each band's image mean as a constant band, :func:`_with_image_means`).
+Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``),
+``lovh<W>-`` (a probe: that loss on the human pixels only, :func:`_install_human_lovasz`) and
+``imean-`` (a probe: each band's image mean as a constant band, :func:`_with_image_means`).
 An unknown prefix is refused. The prefixes may come in any order; :data:`PROBES` lists them.
 ITERATIONS (default 10) shortens a run, e.g. to 1 for the first model alone. One JSON line per
 run goes to ``benchmarks/results/learning/results.jsonl``; ``--summarize`` prints the table
@@ -1248,6 +1249,29 @@ def _install_focal(gamma: float) -> None:
     net_module.balanced_loss = balanced_loss
 
 
+def _install_human_lovasz(cfg: Any, weight: float) -> None:
+    """The ``lovh<W>-`` probe: ``TrainConfig.lovasz_weight`` W, the Lovász-softmax loss on the
+    batch's human pixels only (weight 1 in ``balanced_loss``; pushed pixels weigh
+    ``machine_weight`` < 1) — the overlap surrogate on the labels the person vouches for,
+    while pushed labels still train through the cross-entropy."""
+    from napari_hitl.core.learning import net as net_module
+
+    if not cfg.train.machine_weight < 1:
+        raise SystemExit("lovh- tells human pixels by a machine weight < 1")
+    cfg.train.lovasz_weight = weight
+    plain_loss, plain_lovasz, last = net_module.balanced_loss, net_module.lovasz_softmax, {}
+
+    def balanced_loss(logits, target, w, k):
+        last["w"] = w
+        return plain_loss(logits, target, w, k)
+
+    def lovasz_softmax(logits, target, labeled):
+        return plain_lovasz(logits, target, labeled & (last["w"] >= 1))
+
+    net_module.balanced_loss = balanced_loss
+    net_module.lovasz_softmax = lovasz_softmax
+
+
 def _install_prediction_filter(kind: str, weight: float = 0.0) -> None:
     """Probe: every prediction of the simulated loop (pool and test) is made from changed
     logits: ``"em"`` re-estimates the class mixture on each image by EM (Saerens et al. 2002,
@@ -1440,6 +1464,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"mix([0-9.]+)", lambda m, s, c: _install_mixup(float(m[1]))),
     (r"focal([0-9.]+)", lambda m, s, c: _install_focal(float(m[1]))),
     (r"lov([0-9.]+)", _set_train("lovasz_weight", lambda m: float(m[1]))),
+    (r"lovh([0-9.]+)", lambda m, s, c: _install_human_lovasz(c, float(m[1]))),
     (r"deep(\d+)", lambda m, s, c: _install_deep_ensemble(int(m[1]))),
     (r"fm([0-9.]+)", lambda m, s, c: _install_consistency(float(m[1]))),
     ("cropdec", lambda m, s, c: _install_cropped_decoder()),

@@ -244,6 +244,32 @@ def test_the_novelty_check_box_trains_a_gated_u_net(viewer_with_project, qtbot):
     assert not loop.jitter_check.isEnabled()  # nor band jitter
 
 
+def test_the_lovasz_check_box_adds_the_overlap_loss_to_training(
+    viewer_with_project, qtbot, monkeypatch
+):
+    """Ticked, Train adds the Lovász-softmax loss at every step; off by default and not
+    offered for the forest."""
+    import napari_hitl.core.learning.net as net
+
+    viewer, loop, store = viewer_with_project
+    assert not loop.lovasz_check.isChecked() and loop.train_config().lovasz_weight == 0.0
+    calls = []
+    real = net.lovasz_softmax
+    monkeypatch.setattr(net, "lovasz_softmax", lambda *a: calls.append(1) or real(*a))
+    viewer.layers["sample labels"].data = sparse_scribbles(
+        store.read_derived("sample", "ground_truth"), 0.03, seed=1
+    )
+    loop.lovasz_check.setChecked(True)
+    config = loop.train_config()
+    assert config.lovasz_weight == 1.0
+    config.steps = 6
+    assert loop.train(config)
+    qtbot.waitUntil(lambda: not loop.jobs.busy, timeout=120_000)
+    assert "iteration 1" in loop.status.text() and len(calls) == 6  # once per step
+    loop.model_combo.setCurrentText("rf")
+    assert not loop.lovasz_check.isEnabled() and loop.train_config().lovasz_weight == 0.0
+
+
 def test_texture_features_follow_the_projects_model(viewer_with_project, qtbot):
     """Ticked, Train gives the U-Net its filter bank; the box then shows what the stored model
     has, so a reopened project's Train continues it rather than starting afresh."""

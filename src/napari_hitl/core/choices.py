@@ -22,6 +22,10 @@ NOVELTY_GATE_FACTOR = 2.0
 # "The filter bank in the U-Net")
 FILTER_BANK_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 
+# the Lovász-softmax loss's weight (TrainConfig.lovasz_weight) that the widget's check box uses,
+# the one measured in docs/benchmarks.md ("Seventeenth session")
+LOVASZ_WEIGHT = 1.0
+
 DEFAULT_MODEL = "unet"
 MODEL_NAMES = ("unet", "patch-cnn", "rf", "unet+rf")
 # ``auto`` is no model of its own: the first Train of a fresh model picks one of MODEL_NAMES

@@ -32,7 +32,7 @@ from napari_hitl._qt.loop.live import LiveController
 from napari_hitl._qt.loop.panel import LoopPanel
 from napari_hitl._qt.loop.points import PointsTool
 from napari_hitl._qt.loop.texts import areas_text, history_text
-from napari_hitl.core.choices import FILTER_BANK_SIGMAS, NOVELTY_GATE_FACTOR, may_train_unet
+from napari_hitl.core import choices
 from napari_hitl.core.errors import HitlError
 from napari_hitl.core.learning.data import TrainingDataError
 from napari_hitl.core.learning.net import TrainConfig
@@ -267,9 +267,9 @@ class LoopWidget(LoopPanel):
     def train_config(self) -> TrainConfig:
         """The training settings chosen in the widget."""
         model = self.model_combo.currentText()
-        unet = may_train_unet(model)
-        gate = NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and unet else 0.0
-        bank = list(FILTER_BANK_SIGMAS) if self.bank_check.isChecked() and unet else None
+        unet = choices.may_train_unet(model)
+        gate = choices.NOVELTY_GATE_FACTOR if self.novelty_check.isChecked() and unet else 0.0
+        bank = list(choices.FILTER_BANK_SIGMAS) if self.bank_check.isChecked() and unet else None
         budget = self.budget_spin.value() or None  # 0: the model's step counts
         return TrainConfig(
             model=model,
@@ -279,11 +279,12 @@ class LoopWidget(LoopPanel):
             filter_bank=bank,
             row_position=self.row_check.isChecked(),
             band_jitter=self.jitter_check.isChecked(),
+            lovasz_weight=choices.LOVASZ_WEIGHT if self.lovasz_check.isChecked() and unet else 0.0,
         )
 
     def _model_changed(self, model: str) -> None:
-        for box in (self.novelty_check, self.bank_check, self.jitter_check):  # the U-Net's
-            box.setEnabled(may_train_unet(model))
+        for box in self.unet_boxes:
+            box.setEnabled(choices.may_train_unet(model))
 
     def _set_busy(self, busy: bool) -> None:
         name = self.jobs.name
