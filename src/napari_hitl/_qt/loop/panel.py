@@ -93,8 +93,9 @@ class LoopPanel(DockWidget):
             f"U-Net: add {LOVASZ_WEIGHT:g}x the Lovász-softmax loss, a stand-in for each class's "
             "intersection over union, to the training loss. Measured with a person correcting "
             "the additions: flood tiles reach 85 % labeled and right with less paint, city "
-            "tiles predict better, nuclei worse (docs/benchmarks.md). The model continues; "
-            "only its later training changes"
+            "tiles predict better; field tiles' and photos' additions are a little less often "
+            "right, and one nuclei run in six went wrong on unpainted images "
+            "(docs/learning.md). The model continues; only its later training changes"
         )
         # the options only a U-Net has (the widget disables them for the other models)
         self.unet_boxes = (
