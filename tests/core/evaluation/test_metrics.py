@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from napari_hitl.core.evaluation.metrics import balanced_accuracy, confusion, scores
+from napari_hitl.core.evaluation.metrics import (
+    balanced_accuracy,
+    confusion,
+    image_scores,
+    scores,
+)
 
 
 def test_scores_of_a_known_confusion():
@@ -13,6 +18,23 @@ def test_scores_of_a_known_confusion():
     # class 1: 1 right, union 2 → 1/2; class 2: 3 right of 4 predicted and 4 true → 3/5
     assert s["miou"] == pytest.approx((0.5 + 0.6) / 2)
     assert s["pixel_accuracy"] == pytest.approx(4 / 6)  # the pixel predicted 0 counts as wrong
+
+
+def test_image_scores_show_the_image_that_went_wrong():
+    truth = [np.array([1, 1, 2, 2, 0]), np.array([1, 1, 1, 2])]
+    pred = [np.array([1, 1, 2, 2, 2]), np.array([2, 2, 2, 2])]  # the second: all class 2
+    good, bad = image_scores(pred, truth, ["a", "b"], 2)
+    assert good == {
+        "image": "a",
+        "pixels": 4,  # the pixel without truth is not counted
+        "miou": 1.0,
+        "pixel_accuracy": 1.0,
+        "predicted_share": [0.5, 0.5],
+        "true_share": [0.5, 0.5],
+    }
+    assert bad["image"] == "b" and bad["pixel_accuracy"] == 0.25
+    assert bad["predicted_share"] == [0.0, 1.0] and bad["true_share"] == [0.75, 0.25]
+    assert bad["miou"] == pytest.approx((0 + 0.25) / 2)
 
 
 @pytest.mark.parametrize("bad", ["pred", "truth"])

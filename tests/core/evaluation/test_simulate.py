@@ -82,6 +82,11 @@ def test_simulate_cli_writes_report_and_curves(tiny_set, tmp_path):
     for row in report["iterations"]:
         assert set(row) >= ITER_KEYS
         assert 0 < row["labeled_fraction"] <= 1 and 0 <= row["test_miou"] <= 1
+        # per test image, adding up to the pooled pixel accuracy
+        (img,) = row["test_images"]
+        assert img["image"] in {"s0", "s1", "s2", "s3"} and img["pixels"] > 0
+        assert img["pixel_accuracy"] == pytest.approx(row["test_pixel_accuracy"], abs=1e-4)
+        assert sum(img["true_share"]) == pytest.approx(1, abs=1e-3)
     first, second = report["iterations"]
     assert second["labeled_fraction"] >= first["labeled_fraction"]
     assert first["human_pixels"] == second["human_pixels"] > 0

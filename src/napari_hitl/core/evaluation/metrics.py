@@ -56,3 +56,31 @@ def balanced_accuracy(cm: np.ndarray) -> float:
     if not present.any():
         return float("nan")
     return float((np.diag(cm)[1:][present] / rows.sum(1)[present]).mean())
+
+
+def image_scores(
+    preds: list[np.ndarray], truths: list[np.ndarray], names: list[str], n_classes: int
+) -> list[dict[str, object]]:
+    """Per image: its pixels with truth, mIoU, pixel accuracy and each class's share of those
+    pixels in the prediction and in the truth (class values 1..``n_classes`` in order).
+
+    A data set's pooled score hides an image that goes wrong (a test image a model suddenly
+    calls mostly one class); these rows show which one and how.
+    """
+    out: list[dict[str, object]] = []
+    for pred, truth, name in zip(preds, truths, names, strict=True):
+        cm = confusion(pred, truth, n_classes)
+        total = int(cm[1:].sum())
+        s = scores(cm)
+        denom = max(total, 1)
+        out.append(
+            {
+                "image": name,
+                "pixels": total,
+                "miou": round(s["miou"], 4),
+                "pixel_accuracy": round(s["pixel_accuracy"], 4),
+                "predicted_share": [round(float(v) / denom, 4) for v in cm[1:, 1:].sum(0)],
+                "true_share": [round(float(v) / denom, 4) for v in cm[1:].sum(1)],
+            }
+        )
+    return out

@@ -32,7 +32,7 @@ from napari_hitl.core.choices import AUTO_MODEL, DEFAULT_MARGIN, DEFAULT_THRESHO
 from napari_hitl.core.errors import InputFileError
 from napari_hitl.core.evaluation.corrective import correct_pool, human_strokes
 from napari_hitl.core.evaluation.curves import plot_curves
-from napari_hitl.core.evaluation.metrics import confusion, scores
+from napari_hitl.core.evaluation.metrics import confusion, image_scores, scores
 from napari_hitl.core.evaluation.scribbles import sparse_scribbles
 from napari_hitl.core.io.rasters import RASTER_SUFFIXES, read_mask, read_raster
 from napari_hitl.core.jsonable import Jsonable
@@ -359,6 +359,7 @@ def simulate(
             "infer_seconds": round(infer_s, 3),
             "temperature": train_report.temperature,
             "test_calibration": calibration,
+            "test_images": image_scores(preds_t, truths, [s.name for s in test], k),
         }
         row["human_pixels_total"] = human_after
         row["human_strokes"] = strokes
