@@ -66,6 +66,21 @@ def image_scores(
 
     A data set's pooled score hides an image that goes wrong (a test image a model suddenly
     calls mostly one class); these rows show which one and how.
+
+    Parameters
+    ----------
+    preds, truths
+        Per image, the predicted and the true class values (0 = none), of equal shapes.
+    names
+        Per image, the name its row carries.
+    n_classes
+        Number of classes.
+
+    Returns
+    -------
+    list of dict
+        Per image ``image``, ``pixels``, ``miou``, ``pixel_accuracy`` (4 digits) and the
+        per-class ``predicted_share`` and ``true_share`` lists.
     """
     out: list[dict[str, object]] = []
     for pred, truth, name in zip(preds, truths, names, strict=True):
