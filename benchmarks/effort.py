@@ -18,8 +18,8 @@ only, N fresh and N warm training steps instead of the defaults; ``:w<W>`` after
 and ``:shrink<λ>`` (U-Net only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-Net only, no
 per-band jitter, ``TrainConfig.band_jitter = False``) and ``:row`` (the row-position cue,
 ``TrainConfig.row_position``) and ``:lov<W>`` last (the Lovász-softmax loss at weight W,
-``TrainConfig.lovasz_weight``) and the probes ``:prior<F>`` (U-Net: its class log prior times F)
-and ``:pfix`` (U-Net: the prior of the first Train kept, corrections do not move it), e.g.
+``TrainConfig.lovasz_weight``) and the probe ``:pfix`` (U-Net: the class prior of the first
+Train kept, corrections do not move it; ``learning_ablation.py``'s ``prior<F>-`` scales it), e.g.
 ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
 ``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``, ``unet:lov1``; the folder
 name writes the colons as ``-``.
@@ -70,7 +70,7 @@ RUN_DIR = re.compile(r"(?P<model>.+)-s(?P<seed>\d+)")  # OUT/<set>/<model>-s<see
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
     r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?::shrink(?P<shrink>[0-9.]+))?(?P<nojit>:nojit)?"
-    r"(?P<row>:row)?(?::lov(?P<lovasz>[0-9.]+))?(?::prior(?P<prior>[0-9.]+))?(?P<pfix>:pfix)?"
+    r"(?P<row>:row)?(?::lov(?P<lovasz>[0-9.]+))?(?P<pfix>:pfix)?"
 )
 
 
@@ -137,9 +137,7 @@ def run(args: argparse.Namespace) -> None:
                     cfg.train.row_position = True
                 if spec["lovasz"]:
                     cfg.train.lovasz_weight = float(spec["lovasz"])
-                _install_prior_probe(
-                    float(spec["prior"]) if spec["prior"] else 1.0, bool(spec["pfix"])
-                )
+                _install_prior_probe(bool(spec["pfix"]))
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -155,25 +153,25 @@ def run(args: argparse.Namespace) -> None:
 _PRIOR_ORIGINAL: list[Any] = []
 
 
-def _install_prior_probe(factor: float, fixed: bool) -> None:
-    """Probe (U-Net): its class log prior times ``factor``, and with ``fixed`` the prior of the
-    run's first Train kept for every later one (the person's corrections then do not move it);
-    with either, every Train prints the prior it uses. ``factor`` 1 without ``fixed``: the
-    library's own prior, bit for bit."""
+def _install_prior_probe(fixed: bool) -> None:
+    """Probe (U-Net) ``:pfix``: the class log prior of the run's first Train kept for every later
+    one (the person's corrections then do not move it), printed at each Train. Without it the
+    library's own function is put back, so a probe run cannot leak into the next."""
     from napari_hitl.core.learning import net as net_module
 
     if not _PRIOR_ORIGINAL:
         _PRIOR_ORIGINAL.append(net_module.class_log_prior)
     original = _PRIOR_ORIGINAL[0]
+    net_module.class_log_prior = original
+    if not fixed:
+        return
     first: list[Any] = []
 
     def prior(counts, smoothing=1.0):
-        p = first[0] if fixed and first else factor * original(counts, smoothing)
         if not first:
-            first.append(p)
-        if fixed or factor != 1.0:
-            print("  log prior", " ".join(f"{v:+.2f}" for v in p), flush=True)
-        return p.astype("float32")
+            first.append(original(counts, smoothing))
+        print("  log prior", " ".join(f"{v:+.2f}" for v in first[0]), flush=True)
+        return first[0]
 
     net_module.class_log_prior = prior
 
@@ -329,7 +327,7 @@ def main() -> None:
                 spec[k]
                 for k in (
                     *("gate", "bank", "steps", "warm", "shrink"),
-                    *("nojit", "lovasz", "prior", "pfix"),
+                    *("nojit", "lovasz", "pfix"),
                 )
             )
             and spec["name"] != "unet"

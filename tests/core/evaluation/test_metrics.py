@@ -23,7 +23,8 @@ def test_scores_of_a_known_confusion():
 def test_image_scores_show_the_image_that_went_wrong():
     truth = [np.array([1, 1, 2, 2, 0]), np.array([1, 1, 1, 2])]
     pred = [np.array([1, 1, 2, 2, 2]), np.array([2, 2, 2, 2])]  # the second: all class 2
-    good, bad = image_scores(pred, truth, ["a", "b"], 2)
+    cms = [confusion(p, t, 2) for p, t in zip(pred, truth, strict=True)]
+    good, bad = image_scores(cms, ["a", "b"])
     assert good == {
         "image": "a",
         "pixels": 4,  # the pixel without truth is not counted

@@ -58,23 +58,20 @@ def balanced_accuracy(cm: np.ndarray) -> float:
     return float((np.diag(cm)[1:][present] / rows.sum(1)[present]).mean())
 
 
-def image_scores(
-    preds: list[np.ndarray], truths: list[np.ndarray], names: list[str], n_classes: int
-) -> list[dict[str, object]]:
+def image_scores(cms: list[np.ndarray], names: list[str]) -> list[dict[str, object]]:
     """Per image: its pixels with truth, mIoU, pixel accuracy and each class's share of those
-    pixels in the prediction and in the truth (class values 1..``n_classes`` in order).
+    pixels in the prediction and in the truth (class values 1..n in order), from its
+    :func:`confusion`.
 
     A data set's pooled score hides an image that goes wrong (a test image a model suddenly
     calls mostly one class); these rows show which one and how.
 
     Parameters
     ----------
-    preds, truths
-        Per image, the predicted and the true class values (0 = none), of equal shapes.
+    cms
+        Per image, its :func:`confusion` (their sum is the data set's).
     names
         Per image, the name its row carries.
-    n_classes
-        Number of classes.
 
     Returns
     -------
@@ -83,8 +80,7 @@ def image_scores(
         per-class ``predicted_share`` and ``true_share`` lists.
     """
     out: list[dict[str, object]] = []
-    for pred, truth, name in zip(preds, truths, names, strict=True):
-        cm = confusion(pred, truth, n_classes)
+    for cm, name in zip(cms, names, strict=True):
         total = int(cm[1:].sum())
         s = scores(cm)
         denom = max(total, 1)

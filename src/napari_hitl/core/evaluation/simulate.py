@@ -138,12 +138,6 @@ def load_image_folder(
     return out
 
 
-def _miou(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, float]:
-    """(pixel accuracy, mean IoU over the classes present in the truth), mask-0 ignored."""
-    s = scores(confusion(pred, truth, n_classes))
-    return s["pixel_accuracy"], s["miou"]
-
-
 CALIBRATION_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)
 INTERACTIONS = ("none", "oracle", "correct")
 
@@ -334,7 +328,10 @@ def simulate(
         done += len(xs_test)
         preds_t, confs = [lab for lab, _ in kept], [conf for _, conf in kept]
         truths = [s.truth.ravel() for s in test]
-        test_acc, test_miou = _miou(np.concatenate(preds_t), np.concatenate(truths), k)
+        # one confusion per test image: its row below, and summed, the pooled scores
+        cms = [confusion(p, t, k) for p, t in zip(preds_t, truths, strict=True)]
+        pooled = scores(sum(cms))
+        test_acc, test_miou = pooled["pixel_accuracy"], pooled["miou"]
         calibration = reliability(
             np.concatenate(preds_t), np.concatenate(truths), np.concatenate(confs)
         )
@@ -359,7 +356,7 @@ def simulate(
             "infer_seconds": round(infer_s, 3),
             "temperature": train_report.temperature,
             "test_calibration": calibration,
-            "test_images": image_scores(preds_t, truths, [s.name for s in test], k),
+            "test_images": image_scores(cms, [s.name for s in test]),
         }
         row["human_pixels_total"] = human_after
         row["human_strokes"] = strokes
