@@ -42,10 +42,12 @@ prefix ``ssl-`` (a probe of self-supervised pretraining: the U-Net first learns 
 blocks of the pool's own unlabeled pixels, see :func:`_ssl_pretrained_build`; e.g.
 ``ssl-p16b16s160w160-brier``) and a prefix ``rev-`` (a probe: before each push, machine labels the
 new model contradicts are dropped, and pushed again with the new class where it is accepted; see
-:func:`_install_machine_label_revision`) and ``ctx4-`` / ``ctx4m<M>-`` (a probe: a U-Net with a
-fourth scale, receptive field 33 px; ``m<M>``: training crops with M px of context instead of
-8; see :func:`_install_fourth_scale`) and ``imhold-`` (a probe: the temperature is fitted on the
-strokes of whole images left out of training, see :func:`_install_image_holdout`) and
+:func:`_install_machine_label_revision`) and ``stab-`` (a probe: pushed only where the previous
+iteration's model accepted the same class too, :func:`_install_stable_push`) and ``ctx4-`` /
+``ctx4m<M>-`` (a probe: a U-Net with a fourth scale, receptive field 33 px; ``m<M>``: training crops
+with M px of context instead of 8; see :func:`_install_fourth_scale`) and ``imhold-`` (a probe: the
+temperature is fitted on the strokes of whole images left out of training, see
+:func:`_install_image_holdout`) and
 ``wlr<F>-`` (a probe: warm starts at F × the learning rate instead of 0.5×), ``ema<D>-`` (a
 probe: a Train hands on the moving average of its weights over the steps, decay D; see
 :func:`_install_weight_ema`) and ``prior<F>-``
@@ -60,13 +62,14 @@ weighs more than a human class), ``ypos-`` (a probe: a band with each pixel's ro
 image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their CIELAB bands,
 :func:`_with_lab`), ``upright-`` (a probe: training crops mirrored but never turned,
 :func:`_install_upright`), ``gjit-`` (a probe: the band jitter's gain without its offset,
-:func:`_install_gain_jitter`), ``hjit-`` (a probe: the jitter on the crops around human
-strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a probe: accepted pixels within D px
-of another label do not count in training, :func:`_install_machine_erosion`), ``hs<S>-`` (a
-probe: a share S of each batch's crops on human strokes instead of half,
-:func:`_install_human_share`), ``fm<W>-`` (a probe: FixMatch's consistency on unlabeled
-crops at weight W, :func:`_install_consistency`), ``wd<D>-`` (a probe: AdamW's weight decay D
-instead of 1e-4, :func:`_install_weight_decay`), ``drop<P>-`` (a probe: spatial dropout P
+:func:`_install_gain_jitter`), ``bdrop<P>-`` (a probe, with ``fb...``: each filter-bank channel of a
+training crop dropped with probability P, :func:`_install_bank_dropout`), ``hjit-`` (a probe: the
+jitter on the crops around human strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a
+probe: accepted pixels within D px of another label do not count in training,
+:func:`_install_machine_erosion`), ``hs<S>-`` (a probe: a share S of each batch's crops on human
+strokes instead of half, :func:`_install_human_share`), ``fm<W>-`` (a probe: FixMatch's consistency
+on unlabeled crops at weight W, :func:`_install_consistency`), ``wd<D>-`` (a probe: AdamW's weight
+decay D instead of 1e-4, :func:`_install_weight_decay`), ``drop<P>-`` (a probe: spatial dropout P
 before the U-Net's classifier, :func:`_install_dropout`), ``imbal-`` (a probe: training crops
 spread evenly over the images holding a class; ``pow<A>-``: an image drawn ∝ its pixels of the
 class to the power A; ``hpx-``: spread on the half of each batch not on human strokes only;
@@ -352,6 +355,35 @@ def _install_machine_label_revision() -> None:
     sim.accept_mask, sim.push = accept_and_remember, revising_push
 
 
+def _install_stable_push() -> None:
+    """Probe: a pixel is pushed only where the previous iteration's model accepted it too, as
+    the same class (two models in a row sure of it); the first iteration pushes as usual. A
+    pixel the loop's swing carries over the threshold once waits for the next model."""
+    from napari_hitl.core.evaluation import simulate as sim
+
+    plain_accept, plain_push = sim.accept_mask, sim.push
+    last: dict[str, Any] = {"it": None, "j": 0}
+    previous: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def accept_and_remember(confidence, *args, **kwargs):
+        last["mask"] = plain_accept(confidence, *args, **kwargs)
+        return last["mask"]
+
+    def stable_push(labels, provenance, predicted, accept, iteration):
+        if iteration != last["it"]:
+            last["it"], last["j"] = iteration, 0
+        j = last["j"]
+        last["j"] += 1
+        sure = last.pop("mask")
+        if j in previous:
+            was_class, was_sure = previous[j]
+            accept = accept & was_sure & (was_class == predicted)
+        previous[j] = (predicted.copy(), sure.copy())
+        return plain_push(labels, provenance, predicted, accept, iteration)
+
+    sim.accept_mask, sim.push = accept_and_remember, stable_push
+
+
 def _install_fourth_scale(margin: int | None) -> None:
     """Probe: the U-Net with a fourth scale (1/8, 64 channels) — a receptive field of 33 px
     instead of 18 (halo 40, tiles aligned to 8); ``margin``: the training crops' context."""
@@ -619,6 +651,37 @@ def _install_shared_jitter() -> None:
         return np.full(c, gain, np.float32), np.full(c, offset, np.float32)
 
     PatchBatches.jitter_params = jitter_params
+
+
+def _install_bank_dropout(p: float) -> None:
+    """Probe: each filter-bank feature channel of a training crop is zeroed with probability
+    ``p`` (the survivors scaled by ``1 / (1 - p)``, as ``nn.Dropout2d``), so the network cannot
+    lean on a few texture channels that happen to separate the seed images' interior strokes;
+    the raw bands are never dropped. The draws come from their own generator (seeded by the
+    Train's count in the run), so the crops, turns and jitter are those of the run without it."""
+    import torch
+
+    from napari_hitl.core.learning.batches import PatchBatches
+
+    plain_init, plain_call = PatchBatches.__init__, PatchBatches.__call__
+    trains = [0]
+
+    def init(self, images, n_classes, rng, *args, **kwargs):
+        plain_init(self, images, n_classes, rng, *args, **kwargs)
+        trains[0] += 1
+        self.drop_rng = np.random.default_rng([0x5EED, trains[0]])
+
+    def call(self):
+        x, t, w = plain_call(self)
+        if self.bank is not None:
+            c = self.bands
+            keep = self.drop_rng.random((x.shape[0], x.shape[1] - c)) >= p
+            scale = torch.from_numpy(keep.astype(np.float32) / (1.0 - p))
+            x[:, c:] *= scale[:, :, None, None]
+        return x, t, w
+
+    PatchBatches.__init__ = init
+    PatchBatches.__call__ = call
 
 
 def _install_gain_jitter() -> None:
@@ -1451,6 +1514,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("soup", lambda m, s, c: _install_weight_average()),
     ("snap", lambda m, s, c: _install_snapshot_ensemble()),
     ("rev", lambda m, s, c: _install_machine_label_revision()),
+    ("stab", lambda m, s, c: _install_stable_push()),
     ("imhold", lambda m, s, c: _install_image_holdout()),
     (r"ema([0-9.]+)", lambda m, s, c: _install_weight_ema(float(m[1]))),
     (r"wlr([0-9.]+)", lambda m, s, c: _install_warm_lr(float(m[1]))),
@@ -1469,6 +1533,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("sjit", lambda m, s, c: _install_shared_jitter()),
     ("djit", lambda m, s, c: _install_data_jitter()),
     ("gjit", lambda m, s, c: _install_gain_jitter()),
+    (r"bdrop([0-9.]+)", lambda m, s, c: _install_bank_dropout(float(m[1]))),
     ("hjit", lambda m, s, c: _install_human_jitter()),
     (r"mero(\d+)", lambda m, s, c: _install_machine_erosion(int(m[1]))),
     (r"hs([0-9.]+)", lambda m, s, c: _install_human_share(float(m[1]))),
