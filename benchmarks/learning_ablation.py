@@ -358,7 +358,9 @@ def _install_machine_label_revision() -> None:
 def _install_stable_push() -> None:
     """Probe: a pixel is pushed only where the previous iteration's model accepted it too, as
     the same class (two models in a row sure of it); the first iteration pushes as usual. A
-    pixel the loop's swing carries over the threshold once waits for the next model."""
+    pixel the loop's swing carries over the threshold once waits for the next model. Pool
+    images are told apart by their order of pushes within an iteration, so it assumes every
+    pool image is pushed each iteration (``pseudo="all"``, the benchmark's setting)."""
     from napari_hitl.core.evaluation import simulate as sim
 
     plain_accept, plain_push = sim.accept_mask, sim.push
