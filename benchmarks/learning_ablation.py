@@ -326,6 +326,17 @@ def _install_weight_ema(decay: float) -> None:
     net_module.calibrate = ema_calibrate
 
 
+def _remembering(accept_mask: Callable, last: dict) -> Callable:
+    """``accept_mask`` that also leaves its latest mask in ``last["mask"]`` (the simulator
+    calls it just before it pushes that image, so a wrapped ``push`` can read it)."""
+
+    def accept_and_remember(confidence, *args, **kwargs):
+        last["mask"] = accept_mask(confidence, *args, **kwargs)
+        return last["mask"]
+
+    return accept_and_remember
+
+
 def _install_machine_label_revision() -> None:
     """Probe: before each push, machine labels the new model contradicts are revised.
 
@@ -336,12 +347,8 @@ def _install_machine_label_revision() -> None:
     from napari_hitl.core.evaluation import simulate as sim
     from napari_hitl.core.store import PROVENANCE_UNLABELED, machine_provenance
 
-    plain_accept, plain_push = sim.accept_mask, sim.push
+    plain_push = sim.push
     last: dict[str, np.ndarray] = {}
-
-    def accept_and_remember(confidence, *args, **kwargs):
-        last["mask"] = plain_accept(confidence, *args, **kwargs)
-        return last["mask"]
 
     def revising_push(labels, provenance, predicted, accept, iteration):
         machine = provenance >= machine_provenance(1)
@@ -352,7 +359,7 @@ def _install_machine_label_revision() -> None:
             accept = accept | (wrong & last.pop("mask", np.zeros_like(wrong)))
         return plain_push(labels, provenance, predicted, accept, iteration)
 
-    sim.accept_mask, sim.push = accept_and_remember, revising_push
+    sim.accept_mask, sim.push = _remembering(sim.accept_mask, last), revising_push
 
 
 def _install_stable_push() -> None:
@@ -363,13 +370,9 @@ def _install_stable_push() -> None:
     pool image is pushed each iteration (``pseudo="all"``, the benchmark's setting)."""
     from napari_hitl.core.evaluation import simulate as sim
 
-    plain_accept, plain_push = sim.accept_mask, sim.push
+    plain_push = sim.push
     last: dict[str, Any] = {"it": None, "j": 0}
     previous: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def accept_and_remember(confidence, *args, **kwargs):
-        last["mask"] = plain_accept(confidence, *args, **kwargs)
-        return last["mask"]
 
     def stable_push(labels, provenance, predicted, accept, iteration):
         if iteration != last["it"]:
@@ -383,7 +386,7 @@ def _install_stable_push() -> None:
         previous[j] = (predicted.copy(), sure.copy())
         return plain_push(labels, provenance, predicted, accept, iteration)
 
-    sim.accept_mask, sim.push = accept_and_remember, stable_push
+    sim.accept_mask, sim.push = _remembering(sim.accept_mask, last), stable_push
 
 
 def _install_fourth_scale(margin: int | None) -> None:
