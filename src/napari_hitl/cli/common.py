@@ -166,7 +166,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         "beside the bands, 'on' for scales "
         + ",".join(f"{v:g}" for v in FILTER_BANK_SIGMAS)
         + " or e.g. 1,2 (helped nuclei and fields, hurt flood, city and cloud tiles: "
-        "docs/benchmarks.md)",
+        "docs/learning-log.md)",
     )
     p.add_argument(
         "--time-budget",
@@ -197,7 +197,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         help="how the training crops spread over the images: an image is drawn with "
         "probability proportional to its labeled pixels of the crop's class to the power A "
         "(default 0 = every image alike; 1 = every labeled pixel alike, the draw before "
-        "2026-12-06: docs/benchmarks.md)",
+        "2026-12-06: docs/learning-log.md)",
     )
     p.add_argument(
         "--propagate-weight",
@@ -205,7 +205,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="spread each stroke over the superpixels pure in its class at this loss weight "
         "(default 0 = off; 0.3 helped dsb2018 and eo-learn, cost sen1floods 0.01, see "
-        "docs/benchmarks.md)",
+        "docs/learning-log.md)",
     )
     p.add_argument(
         "--potts-weight",
@@ -218,7 +218,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="add the Lovász-softmax loss, a surrogate of the mean IoU, at this weight to the "
-        "cross-entropy (default 0 = off; see docs/benchmarks.md)",
+        "cross-entropy (default 0 = off; see docs/learning-log.md)",
     )
     p.add_argument(
         "--novelty-gate",
@@ -227,7 +227,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         metavar="FACTOR",
         help="unet: lower the confidence of pixels whose features lie further than FACTOR x the "
         "99th percentile of the human pixels' own distance from every class (0 = off; see "
-        "docs/benchmarks.md)",
+        "docs/learning-log.md)",
     )
     p.add_argument(
         "--calibration",
@@ -251,7 +251,7 @@ def add_warm_options(p: argparse.ArgumentParser) -> None:
         "--no-band-jitter",
         action="store_true",
         help="unet: train without the per-band gain/offset jitter (it helps multispectral, "
-        "radar and photo sets; stained nuclei did better without it: docs/benchmarks.md)",
+        "radar and photo sets; stained nuclei did better without it: docs/learning-log.md)",
     )
     p.add_argument(
         "--tta",

@@ -14,16 +14,16 @@ DEFAULT_MARGIN = 1  # px kept between accepted pixels and a predicted class boun
 DEMO_LOOP_ITERATIONS = 14
 
 # the novelty gate (napari_hitl.core.learning.novelty): the factor the widget's check box and
-# the docs use, the one measured in docs/benchmarks.md ("The novelty gate in the library")
+# the docs use, the one measured in docs/learning-log.md ("The novelty gate in the library")
 NOVELTY_GATE_FACTOR = 2.0
 
 # the U-Net's filter-bank front end (TrainConfig.filter_bank): the scales the widget's check box
-# and --filter-bank without scales use (ilastik's, as the forest's; docs/benchmarks.md,
+# and --filter-bank without scales use (ilastik's, as the forest's; docs/learning-log.md,
 # "The filter bank in the U-Net")
 FILTER_BANK_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 
 # the Lovász-softmax loss's weight (TrainConfig.lovasz_weight) that the widget's check box uses,
-# the one measured in docs/benchmarks.md ("Seventeenth session")
+# the one measured in docs/learning-log.md ("Seventeenth session")
 LOVASZ_WEIGHT = 1.0
 
 DEFAULT_MODEL = "unet"

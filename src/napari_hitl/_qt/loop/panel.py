@@ -78,7 +78,7 @@ class LoopPanel(DockWidget):
         self.row_check.setToolTip(
             "Give the model each pixel's row (0 at the top, 1 at the bottom) as one more input: "
             "in photos the sky is up and the road is down. Measured on outdoor photos: test "
-            "mIoU and accepted labels much better (docs/benchmarks.md). Leave it off for tiles, "
+            "mIoU and accepted labels much better (docs/learning-log.md). Leave it off for tiles, "
             "slides and stacks, where a pixel's row says nothing about its class. Changing it "
             "starts a new model at the next Train"
         )
@@ -89,7 +89,7 @@ class LoopPanel(DockWidget):
             "the model looks past bands that shift apart between tiles, dates and cameras "
             "(bands that copy one another, as in a gray image saved as RGB, share theirs). "
             "Measured: needed on flood, field and photo sets; stained nuclei did better "
-            "without it, where the balance of the colours is the signal (docs/benchmarks.md)"
+            "without it, where the balance of the colours is the signal (docs/learning-log.md)"
         )
         self.lovasz_check = QCheckBox("Train for overlap (Lovász loss)")
         self.lovasz_check.setToolTip(

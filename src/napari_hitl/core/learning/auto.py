@@ -8,7 +8,7 @@ strokes and scored on the rest, and the winner is the project's model until a fr
 
 How the strokes are split matters more than anything else here. Strokes held out of the images
 that trained a model flatter the forest (its features see the same surroundings; see "Ensembles"
-in docs/benchmarks.md), while most pixels a model will label lie in images it never saw. So:
+in docs/learning-log.md), while most pixels a model will label lie in images it never saw. So:
 
 * strokes in two or more images: whole images are held out, ``k = min(3, images)`` folds
   grouped by image (the windows of one large plane stay together);
@@ -21,7 +21,7 @@ the share predicted right — pooled over the folds, for the classes the fold's 
 (a class the training half never saw is no model's fault). The default keeps its place unless
 another candidate beats it by :data:`AUTO_MARGIN` overall **and** on every fold: on dsb2018 the
 patch CNN won two folds of three on two seeds of three and was the weaker model on one of them
-(docs/benchmarks.md) — at a small difference, which model is better depends on the draw of
+(docs/learning-log.md) — at a small difference, which model is better depends on the draw of
 strokes, and one fold that disagrees says so.
 """
 

@@ -143,7 +143,7 @@ class PatchBatches:
         self.sampler = BalancedSampler(images, n_classes, rng, human, image_power)
         # A band that copies another (a gray image stored as RGB) takes the copy's jitter: an
         # independent draw would show the network colour differences no such image has
-        # (docs/benchmarks.md, "Copied bands share their jitter").
+        # (docs/learning-log.md, "Copied bands share their jitter").
         self.jitter = not self.is_patch and augment and band_jitter
         self.copies = [copied_bands(im.x) for im in images] if self.jitter else []
         r = self.out_size // 2 + self.halo
@@ -174,7 +174,7 @@ class PatchBatches:
     def features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's last feature map on a batch from :meth:`__call__` (the whole crop: the
         BatchNorm statistics of its last block must see the margin too — running that block on
-        the supervised window only lost test mIoU, docs/benchmarks.md)."""
+        the supervised window only lost test mIoU, docs/learning-log.md)."""
         if self.bank is not None:  # the crops hold the bank's features already
             return net.unet_features(x)  # type: ignore[operator]
         return net.features(x)  # type: ignore[operator]

@@ -14,24 +14,24 @@ from napari_hitl.core.progress import Progress
 MODEL_DEFAULTS: dict[str, dict[str, float]] = {
     # Many small crops rather than a few large ones: 160 steps of 16 crops of 16² (+ 8 px
     # margin) cost 1.3x the former 40 steps of 8 crops of 64² and learn from a few strokes
-    # what those could not (docs/benchmarks.md, "Training crops": mean test mIoU over 10
+    # what those could not (docs/learning-log.md, "Training crops": mean test mIoU over 10
     # iterations, 3 seeds, dsb2018 0.614 -> 0.679, sen1floods 0.744 -> 0.777, eo-learn
     # 0.204 -> 0.206). A warm start trains as long as a fresh one (160, not 80): the mean
     # test mIoU over 10 iterations rises on all five benchmark sets (5 seeds: dsb2018 +0.034,
     # sen1floods +0.013, eo-learn +0.002, houston +0.024, cloud38 +0.012) and the loop no
     # longer loses ground on dsb2018 (final 0.663 -> 0.704); eo-learn's final is 0.008 lower
-    # (docs/benchmarks.md, "Warm steps"). A fresh network trains 320 steps (since 2026-12-05):
+    # (docs/learning-log.md, "Warm steps"). A fresh network trains 320 steps (since 2026-12-05):
     # its first model then pushes more of the pool at the same accuracy; mean test mIoU over
     # 10 iterations dsb2018 +0.017, eo-learn +0.016, houston +0.005 (5 seeds), sen1floods and
     # cloud38 within 0.001, and with a person correcting, sen1floods reaches a pool 85 %
-    # labeled at 85 % right with 1.95 % of it painted instead of 3.28 % (docs/benchmarks.md,
+    # labeled at 85 % right with 1.95 % of it painted instead of 3.28 % (docs/learning-log.md,
     # "Training longer"). Only the first Train of a project (or a fresh one) pays: ~2x.
     # Since the seventh 2026-12-05 session each step draws 32 crops of 8² (+ 8 px margin)
     # instead of 16 of 16²: twice the places per step at 1.1x the cost; mean test mIoU over 10
     # iterations (3 seeds, default in the same run) dsb2018 +0.023, sen1floods +0.027,
     # houston +0.050, eo-learn level, cloud38 -0.007, photos8 +0.014 (2 seeds), and the
     # accepted pixels more often right (houston 0.661 -> 0.743, photos8 0.661 -> 0.764)
-    # (docs/benchmarks.md, "More places per step").
+    # (docs/learning-log.md, "More places per step").
     "unet": {"steps": 320, "warm_steps": 160, "lr": 3e-3},
     "patch-cnn": {"steps": 120, "warm_steps": 40, "lr": 1e-2},
 }
@@ -43,7 +43,7 @@ MAX_BANK_SIGMA = 16.0  # the largest filter-bank scale (its halo is 4σ + a few 
 # The U-Net's few confidently wrong held-out pixels made the NLL soften every pixel (the
 # README's sample loop: T 2.2, 2 % of the pool accepted where T 1 accepts 56 % at 96.8 %
 # right); on the three benchmark sets the Brier fit is within ±0.01 of NLL's mIoU. The
-# forest keeps NLL: Brier softened it more and its sen1floods run degraded (docs/benchmarks.md,
+# forest keeps NLL: Brier softened it more and its sen1floods run degraded (docs/learning-log.md,
 # "Calibration").
 CALIBRATION_DEFAULTS: dict[str, str] = {"unet": "brier", "patch-cnn": "nll", "rf": "nll"}
 
@@ -100,7 +100,7 @@ class TrainConfig(Jsonable):
         shift apart between dates, orbits and sensors. On by default — without it the flood
         tiles lose 0.041 test mIoU, the field tiles 0.026 and the photos 0.015 — but stained
         nuclei gain 0.037 (3 of 3 seeds): where the balance of the colours is the signal, turn
-        it off (docs/benchmarks.md, "Which part of the augmentation"). Bands that copy one
+        it off (docs/learning-log.md, "Which part of the augmentation"). Bands that copy one
         another (a gray image stored as RGB) share one gain and offset
         (:func:`~napari_hitl.core.learning.batches.copied_bands`).
     image_power
@@ -112,7 +112,7 @@ class TrainConfig(Jsonable):
         already knew best — teach most of every batch. With 0 the mean test mIoU over 10
         iterations rose on the nuclei, field and city tiles (dsb2018 +0.019, eo-learn +0.020,
         5 seeds; houston +0.014, 3) and stayed level on the flood, cloud and photo sets
-        (docs/benchmarks.md, "Twelfth session").
+        (docs/learning-log.md, "Twelfth session").
     seed
         Makes training deterministic.
     threads
@@ -126,7 +126,7 @@ class TrainConfig(Jsonable):
     lovasz_weight
         Weight of the Lovász-softmax loss added to the cross-entropy on the labeled pixels of
         each batch (:func:`~napari_hitl.core.learning.losses.lovasz_softmax`: a surrogate of
-        the mean intersection over union; 0 = off). Measured in docs/benchmarks.md
+        the mean intersection over union; 0 = off). Measured in docs/learning-log.md
         ("Seventeenth session").
     propagate_weight
         Spread each training stroke over the superpixels whose human pixels are all of its

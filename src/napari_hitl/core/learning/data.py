@@ -281,7 +281,7 @@ class BalancedSampler:
     person's labels stay in every batch however many machine labels have been accepted.
     """
 
-    human_share = 0.5  # three quarters measured no better (docs/benchmarks.md, tenth session)
+    human_share = 0.5  # three quarters measured no better (docs/learning-log.md, tenth session)
 
     def __init__(
         self,

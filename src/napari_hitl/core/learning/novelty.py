@@ -11,7 +11,7 @@ novelty is its squared Mahalanobis distance ``d`` to the nearest class (Lee et a
 times the 99th percentile of ``d`` over the human pixels themselves. Where ``d > tau`` the logits
 are multiplied by ``tau / d``: the prediction (the argmax) stays, its confidence falls towards
 uniform, so a threshold keeps such pixels for a person. Measured on five benchmark sets in
-``docs/benchmarks.md`` ("The novelty gate in the library").
+``docs/learning-log.md`` ("The novelty gate in the library").
 """
 
 from __future__ import annotations

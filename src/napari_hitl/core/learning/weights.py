@@ -23,7 +23,7 @@ def shrink_towards_init(net: nn.Module, spec: ModelSpec, lam: float, seed: int) 
     cross the acceptance threshold without having become more likely to be right (measured on
     sen1floods: test pixels at confidence ≥ 0.95 fell from 99 % to 89 % right over 10
     iterations). Pulling the weights halfway back to their (seeded) initial values keeps what
-    was learnt as a head start but resets that over-confidence; ``docs/benchmarks.md`` has the
+    was learnt as a head start but resets that over-confidence; ``docs/learning-log.md`` has the
     comparison.
     """
     torch.manual_seed(seed)
@@ -67,7 +67,7 @@ def recompute_batchnorm(net: nn.Module, draw: Any, batches: int) -> None:
     few batches of a short training run; on heterogeneous images (dsb2018 mixes fluorescence,
     bright-field and stained tissue) that noise moved the test mIoU by ±0.07 from one iteration to
     the next. The plain average over 16 batches made the confidence better calibrated there (test
-    pixels at confidence ≥ 0.95: ≥ 98 % right in every iteration, see docs/benchmarks.md).
+    pixels at confidence ≥ 0.95: ≥ 98 % right in every iteration, see docs/learning-log.md).
     """
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     if not bns:
