@@ -60,10 +60,14 @@ bank's principal components rescaled to the bands' spread, :func:`_install_bank_
 every class labeled in the batch, :func:`_install_machine_class_norm`; ``mcap-``: no machine class
 weighs more than a human class), ``ypos-`` (a probe: a band with each pixel's row height in its
 image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their CIELAB bands,
-:func:`_with_lab`), ``upright-`` (a probe: training crops mirrored but never turned,
-:func:`_install_upright`), ``gjit-`` (a probe: the band jitter's gain without its offset,
-:func:`_install_gain_jitter`), ``bdrop<P>-`` (a probe, with ``fb...``: each filter-bank channel of a
-training crop dropped with probability P, :func:`_install_bank_dropout`), ``hjit-`` (a probe: the
+:func:`_with_lab`), ``ndi-`` (a probe: normalized-difference spectral indices — NDVI, NDWI, MNDWI,
+NDBI — as bands where the band names allow, :func:`_with_indices`), ``upright-`` (a probe: training
+crops mirrored but never turned, :func:`_install_upright`), ``gjit-`` (a probe: the band jitter's
+gain without its offset, :func:`_install_gain_jitter`), ``bdrop<P>-`` (a probe, with ``fb...``: each
+filter-bank channel of a
+training crop dropped with probability P, :func:`_install_bank_dropout`), ``bneck<K>-`` (a probe,
+with ``fb...``: the filter bank's features enter the U-Net through a learned 1×1 convolution to
+K channels, :func:`_install_bank_bottleneck`), ``hjit-`` (a probe: the
 jitter on the crops around human strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a
 probe: accepted pixels within D px of another label do not count in training,
 :func:`_install_machine_erosion`), ``hs<S>-`` (a probe: a share S of each batch's crops on human
@@ -286,7 +290,7 @@ def _install_weight_ema(decay: float) -> None:
     start) is the exponential moving average of its weights over the training steps (decay
     ``min(decay, (1 + t) / (10 + t))`` at step t), not the last step's; BatchNorm statistics stay
     the live ones. 16 crops of 16² per step make each step's gradient noisy, and the
-    iteration-to-iteration swing is the training's own variance (docs/benchmarks.md).
+    iteration-to-iteration swing is the training's own variance (docs/learning-log.md).
     The warm-up caps the decay at 0.947 after 160 steps and 0.973 after 320."""
     import torch
 
@@ -689,6 +693,38 @@ def _install_bank_dropout(p: float) -> None:
     PatchBatches.__call__ = call
 
 
+def _install_bank_bottleneck(k: int) -> None:
+    """Probe: a U-Net with a filter bank first maps the bank's features through a learned 1×1
+    convolution to ``k`` channels (no bias, no activation) and feeds those beside the bands to
+    its first 3×3 convolution, instead of all 56–84 features: the first convolution's weights on
+    the features become rank ``k`` (84 × 24 × 9 weights → 84 × k + k × 24 × 9), fewer to fit to
+    the seed images' texture and fewer multiply-adds per pixel. Without a bank the U-Net is the
+    default's."""
+    import torch
+    from torch import nn
+
+    from napari_hitl.core.learning import networks
+
+    plain_init, plain_features = networks.SmallUNet.__init__, networks.SmallUNet.unet_features
+
+    def init(self, in_channels, n_classes, bank_sigmas=None, widths=(24, 48, 64)):
+        plain_init(self, in_channels, n_classes, bank_sigmas, widths)
+        self.bneck = None
+        if self.bank is not None:
+            self.bneck = nn.Conv2d(self.bank.out_channels, k, 1, bias=False)
+            self.bneck_bands = in_channels
+            self.enc0 = networks._block(in_channels + k, widths[0])
+
+    def unet_features(self, u):
+        if getattr(self, "bneck", None) is not None:
+            c = self.bneck_bands
+            u = torch.cat([u[:, :c], self.bneck(u[:, c:])], 1)
+        return plain_features(self, u)
+
+    networks.SmallUNet.__init__ = init
+    networks.SmallUNet.unet_features = unet_features
+
+
 def _install_gain_jitter() -> None:
     """Probe: the per-band jitter's gain without its offset (the same draws; the offset is
     drawn and dropped). A shift of 0.05 is as large as a dim image's whole contrast in the
@@ -791,7 +827,7 @@ def _install_consistency(
     FixMatch's mean over every unlabeled pixel. The first 32 steps of a Train skip it (a fresh
     network's BatchNorm statistics are not yet its own); ``warm_only`` skips the loop's first
     model (before any push). The measured runs used the defaults (``fm0.5-``); the 2–3
-    iteration screens before them, on sen1floods seed 0, are in docs/benchmarks.md.
+    iteration screens before them, on sen1floods seed 0, are in docs/learning-log.md.
     """
     import torch
 
@@ -1470,6 +1506,61 @@ def _with_lab(samples: list) -> list:
     return out
 
 
+# Normalized-difference indices (a - b) / (a + b) by band name: Sentinel-2 (NDVI, McFeeters'
+# NDWI, MNDWI, NDBI) and red/green/NIR cameras (NDVI, NDWI).
+SPECTRAL_INDICES = {
+    "s2": {
+        "ndvi": ("B08", "B04"),
+        "ndwi": ("B03", "B08"),
+        "mndwi": ("B03", "B11"),
+        "ndbi": ("B11", "B08"),
+    },
+    "rgbn": {"ndvi": ("nir", "red"), "ndwi": ("green", "nir")},
+}
+
+
+def _band_names(set_name: str) -> list[str]:
+    """The band names a prepared set's TIFFs carry in their metadata (empty if none)."""
+    import tifffile
+
+    first = sorted((CACHE / set_name / "images").glob("*.tif"))
+    if not first:
+        return []
+    with tifffile.TiffFile(first[0]) as tif:
+        try:
+            return list(json.loads(tif.pages[0].description).get("band_names", []))
+        except (ValueError, AttributeError):
+            return []
+
+
+def _with_indices(samples: list, set_name: str) -> list:
+    """The ``ndi-`` probe: images whose band names allow it gain normalized-difference
+    spectral indices (:data:`SPECTRAL_INDICES`), computed on the raw band values, as bands;
+    other sets are left alone."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    names = _band_names(set_name)
+    pairs = next(
+        (
+            list(table.values())
+            for table in SPECTRAL_INDICES.values()
+            if all(b in names for pair in table.values() for b in pair)
+        ),
+        [],
+    )
+    if not pairs:
+        return samples
+    out = []
+    for s in samples:
+        bands = s.bands.astype(np.float32)
+        extra = []
+        for a, b in pairs:
+            x, y = bands[names.index(a)], bands[names.index(b)]
+            extra.append((x - y) / np.maximum(x + y, 1e-6))
+        out.append(Sample(s.name, np.concatenate([bands, np.stack(extra)]), s.truth))
+    return out
+
+
 def _install_full_labels(cfg: Any) -> None:
     """The ``full-`` probe, a ceiling: every pool image starts with its whole ground truth as
     human labels (the simulated person painted every pixel), so the first iteration's test
@@ -1514,6 +1605,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imnorm", lambda m, s, c: _per_image_normalized(s)),
     ("ypos", lambda m, s, c: _with_row_position(s)),
     ("lab", lambda m, s, c: _with_lab(s)),
+    ("ndi", lambda m, s, c: None),  # needs the set's name: applied in setup()
     ("imean", lambda m, s, c: _with_image_means(s)),
     ("ssl", lambda m, s, c: None),
     ("soup", lambda m, s, c: _install_weight_average()),
@@ -1539,6 +1631,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("djit", lambda m, s, c: _install_data_jitter()),
     ("gjit", lambda m, s, c: _install_gain_jitter()),
     (r"bdrop([0-9.]+)", lambda m, s, c: _install_bank_dropout(float(m[1]))),
+    (r"bneck(\d+)", lambda m, s, c: _install_bank_bottleneck(int(m[1]))),
     ("hjit", lambda m, s, c: _install_human_jitter()),
     (r"mero(\d+)", lambda m, s, c: _install_machine_erosion(int(m[1]))),
     (r"hs([0-9.]+)", lambda m, s, c: _install_human_share(float(m[1]))),
@@ -1657,6 +1750,8 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
             cfg.train.calibration = objective
     for apply, m in probes:
         samples = apply(m, samples, cfg) or samples
+    if any(m[0] == "ndi-" for _, m in probes):
+        samples = _with_indices(samples, set_name)
     return samples, cfg
 
 
