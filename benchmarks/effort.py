@@ -19,7 +19,9 @@ and ``:shrink<λ>`` (U-Net only, ``TrainConfig.warm_shrink``) and ``:nojit`` (U-
 per-band jitter, ``TrainConfig.band_jitter = False``) and ``:row`` (the row-position cue,
 ``TrainConfig.row_position``) and ``:lov<W>`` last (the Lovász-softmax loss at weight W,
 ``TrainConfig.lovasz_weight``) and the probe ``:pfix`` (U-Net: the class prior of the first
-Train kept, corrections do not move it; ``learning_ablation.py``'s ``prior<F>-`` scales it), e.g.
+Train kept, corrections do not move it; ``learning_ablation.py``'s ``prior<F>-`` scales it) and
+the probe ``:ndi`` last (the bands gain normalized-difference spectral indices where their names
+allow, ``learning_ablation.py``'s ``ndi-``), e.g.
 ``unet:gate2``, ``rf:m0``, ``unet:bank``, ``unet:s320``,
 ``unet:s320:w160``, ``unet:shrink1``, ``unet:nojit``, ``unet:row``, ``unet:lov1``; the folder
 name writes the colons as ``-``.
@@ -70,7 +72,7 @@ RUN_DIR = re.compile(r"(?P<model>.+)-s(?P<seed>\d+)")  # OUT/<set>/<model>-s<see
 MODEL_SPEC = re.compile(
     r"(?P<name>[a-z+-]+?)(?::gate(?P<gate>[0-9.]+))?(?::m(?P<margin>\d+))?(?P<bank>:bank)?"
     r"(?::s(?P<steps>\d+))?(?::w(?P<warm>\d+))?(?::shrink(?P<shrink>[0-9.]+))?(?P<nojit>:nojit)?"
-    r"(?P<row>:row)?(?::lov(?P<lovasz>[0-9.]+))?(?P<pfix>:pfix)?"
+    r"(?P<row>:row)?(?::lov(?P<lovasz>[0-9.]+))?(?P<pfix>:pfix)?(?P<ndi>:ndi)?"
 )
 
 
@@ -138,8 +140,13 @@ def run(args: argparse.Namespace) -> None:
                 if spec["lovasz"]:
                     cfg.train.lovasz_weight = float(spec["lovasz"])
                 _install_prior_probe(bool(spec["pfix"]))
+                run_samples = samples
+                if spec["ndi"]:  # the learning ablation's spectral-index probe
+                    from learning_ablation import _with_indices
+
+                    run_samples = _with_indices(samples, set_name)
                 t0 = time.perf_counter()
-                report = run_to_end(simulate(samples, cfg))
+                report = run_to_end(simulate(run_samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)
                 write_report(report, dest)
                 eff = report["effort"]
