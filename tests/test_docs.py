@@ -53,8 +53,9 @@ def anchors(page: Path) -> set[str]:
     return out
 
 
-def broken_links(page: Path) -> list[str]:
-    """The relative links of ``page`` whose file or heading does not exist."""
+def broken_links(page: Path, root: Path = ROOT) -> list[str]:
+    """The relative links of ``page`` whose file or heading does not exist (paths in the
+    messages relative to ``root``)."""
     bad = []
     for line in prose_lines(page.read_text(encoding="utf-8")):
         for target in LINK.findall(line):
@@ -63,9 +64,9 @@ def broken_links(page: Path) -> list[str]:
             path, _, anchor = target.partition("#")
             dest = (page.parent / path).resolve() if path else page
             if not dest.exists():
-                bad.append(f"{target} (no file {dest.relative_to(ROOT)})")
+                bad.append(f"{target} (no file {dest.relative_to(root)})")
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
-                bad.append(f"{target} (no heading #{anchor} in {dest.relative_to(ROOT)})")
+                bad.append(f"{target} (no heading #{anchor} in {dest.relative_to(root)})")
     return bad
 
 
@@ -85,15 +86,10 @@ def test_broken_links_finds_a_missing_heading(tmp_path: Path) -> None:
         "```\n[in code](#nowhere)\n```\n",
         encoding="utf-8",
     )
-    global ROOT
-    root, ROOT = ROOT, tmp_path
-    try:
-        assert broken_links(page) == [
-            "b.md#old-part (no heading #old-part in b.md)",
-            "c.md (no file c.md)",
-        ]
-    finally:
-        ROOT = root
+    assert broken_links(page, tmp_path) == [
+        "b.md#old-part (no heading #old-part in b.md)",
+        "c.md (no file c.md)",
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
