@@ -100,7 +100,7 @@ class TrainConfig(Jsonable):
         shift apart between dates, orbits and sensors. On by default — without it the flood
         tiles lose 0.041 test mIoU, the field tiles 0.026 and the photos 0.015 — but stained
         nuclei gain 0.037 (3 of 3 seeds): where the balance of the colours is the signal, turn
-        it off (docs/learning-log.md, "Which part of the augmentation"). Bands that copy one
+        it off (docs/benchmarks.md, "Which part of the augmentation"). Bands that copy one
         another (a gray image stored as RGB) share one gain and offset
         (:func:`~napari_hitl.core.learning.batches.copied_bands`).
     image_power
