@@ -142,9 +142,9 @@ def run(args: argparse.Namespace) -> None:
                 _install_prior_probe(bool(spec["pfix"]))
                 run_samples = samples
                 if spec["ndi"]:  # the learning ablation's spectral-index probe
-                    from learning_ablation import _with_indices
+                    from learning_ablation import with_spectral_indices
 
-                    run_samples = _with_indices(samples, set_name)
+                    run_samples = with_spectral_indices(samples, set_name)
                 t0 = time.perf_counter()
                 report = run_to_end(simulate(run_samples, cfg))
                 report["wall_seconds"] = round(time.perf_counter() - t0, 1)

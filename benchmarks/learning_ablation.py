@@ -61,14 +61,14 @@ every class labeled in the batch, :func:`_install_machine_class_norm`; ``mcap-``
 weighs more than a human class), ``ypos-`` (a probe: a band with each pixel's row height in its
 image, :func:`_with_row_position`) and ``lab-`` (a probe: RGB images gain their CIELAB bands,
 :func:`_with_lab`), ``ndi-`` (a probe: normalized-difference spectral indices — NDVI, NDWI, MNDWI,
-NDBI — as bands where the band names allow, :func:`_with_indices`), ``upright-`` (a probe: training
-crops mirrored but never turned, :func:`_install_upright`), ``gjit-`` (a probe: the band jitter's
-gain without its offset, :func:`_install_gain_jitter`), ``bdrop<P>-`` (a probe, with ``fb...``: each
-filter-bank channel of a
-training crop dropped with probability P, :func:`_install_bank_dropout`), ``bneck<K>-`` (a probe,
-with ``fb...``: the filter bank's features enter the U-Net through a learned 1×1 convolution to
-K channels, :func:`_install_bank_bottleneck`), ``hjit-`` (a probe: the
-jitter on the crops around human strokes only, :func:`_install_human_jitter`), ``mero<D>-`` (a
+NDBI — as bands where the band names allow, :func:`with_spectral_indices`), ``upright-`` (a probe:
+training crops mirrored but never turned, :func:`_install_upright`), ``gjit-`` (a probe: the band
+jitter's gain without its offset, :func:`_install_gain_jitter`), ``bdrop<P>-`` (a probe, with
+``fb...``: each filter-bank channel of a training crop dropped with probability P,
+:func:`_install_bank_dropout`), ``bneck<K>-`` (a probe, with ``fb...``: the filter bank's features
+enter the U-Net through a learned 1×1 convolution to K channels, :func:`_install_bank_bottleneck`),
+``hjit-`` (a probe: the jitter on the crops around human strokes only,
+:func:`_install_human_jitter`), ``mero<D>-`` (a
 probe: accepted pixels within D px of another label do not count in training,
 :func:`_install_machine_erosion`), ``hs<S>-`` (a probe: a share S of each batch's crops on human
 strokes instead of half, :func:`_install_human_share`), ``fm<W>-`` (a probe: FixMatch's consistency
@@ -1457,53 +1457,55 @@ def _per_image_normalized(samples: list) -> list:
     return out
 
 
+def _with_extra_bands(samples: list, extra: Callable[[Any], np.ndarray]) -> list:
+    """``samples`` with ``extra(sample)`` (``K, H, W``) appended to each one's bands, as
+    float32: the probes that hand the network a cue as more bands (``ypos-``, ``imean-``,
+    ``lab-``, ``ndi-``)."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    return [
+        Sample(s.name, np.concatenate([s.bands.astype(np.float32), extra(s)]), s.truth)
+        for s in samples
+    ]
+
+
 def _with_row_position(samples: list) -> list:
     """The ``ypos-`` probe: each image gains a band holding its row's height in the image
     (0 at the top, 1 at the bottom) — a location cue for photos, whose sky is up."""
-    from napari_hitl.core.evaluation.simulate import Sample
 
-    out = []
-    for s in samples:
+    def rows(s: Any) -> np.ndarray:
         h, w = s.bands.shape[-2:]
-        y = np.broadcast_to(np.linspace(0, 1, h, dtype=np.float32)[:, None], (h, w))
-        out.append(Sample(s.name, np.concatenate([s.bands.astype(np.float32), y[None]]), s.truth))
-    return out
+        return np.broadcast_to(np.linspace(0, 1, h, dtype=np.float32)[:, None], (h, w))[None]
+
+    return _with_extra_bands(samples, rows)
 
 
 def _with_image_means(samples: list) -> list:
     """The ``imean-`` probe: each image gains one constant band per band, holding that band's mean
     over the image — image-level context (what kind of scene this is) that a network seeing
     18 px cannot gather; every tile and crop of an image sees the same values."""
-    from napari_hitl.core.evaluation.simulate import Sample
-
     # in each band's own 1st-99th percentile range over all images (bands only, no labels): a
     # constant band has p1 == p99 in every image, so the normalization would leave its scale
-    means = [
-        np.nanmean(s.bands.reshape(len(s.bands), -1).astype(np.float64), axis=1) for s in samples
-    ]
     pixels = np.concatenate([s.bands.reshape(len(s.bands), -1)[:, ::97] for s in samples], axis=1)
     lo, hi = np.nanpercentile(pixels, 1, axis=1), np.nanpercentile(pixels, 99, axis=1)
-    out = []
-    for s, m in zip(samples, means, strict=True):
-        b = s.bands.astype(np.float32)
+
+    def means(s: Any) -> np.ndarray:
+        m = np.nanmean(s.bands.reshape(len(s.bands), -1).astype(np.float64), axis=1)
         scaled = ((m - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
-        const = np.broadcast_to(scaled[:, None, None], b.shape)
-        out.append(Sample(s.name, np.concatenate([b, const]), s.truth))
-    return out
+        return np.broadcast_to(scaled[:, None, None], s.bands.shape)
+
+    return _with_extra_bands(samples, means)
 
 
 def _with_lab(samples: list) -> list:
     """The ``lab-`` probe: RGB images gain their CIELAB bands (scikit-image's ``rgb2lab``)."""
     from skimage.color import rgb2lab
 
-    from napari_hitl.core.evaluation.simulate import Sample
-
-    out = []
-    for s in samples:
+    def lab(s: Any) -> np.ndarray:
         rgb = np.moveaxis(s.bands[:3].astype(np.float32), 0, -1) / 255.0
-        lab = np.moveaxis(rgb2lab(rgb), -1, 0).astype(np.float32)
-        out.append(Sample(s.name, np.concatenate([s.bands.astype(np.float32), lab]), s.truth))
-    return out
+        return np.moveaxis(rgb2lab(rgb), -1, 0).astype(np.float32)
+
+    return _with_extra_bands(samples, lab)
 
 
 # Normalized-difference indices (a - b) / (a + b) by band name: Sentinel-2 (NDVI, McFeeters'
@@ -1520,29 +1522,26 @@ SPECTRAL_INDICES = {
 
 
 def _band_names(set_name: str) -> list[str]:
-    """The band names a prepared set's TIFFs carry in their metadata (empty if none)."""
+    """The band names ``prepare_data.py`` wrote into a set's TIFF metadata (empty if none;
+    tifffile's own JSON metadata, which the library's GDAL-tag reader does not look at)."""
     import tifffile
 
     first = sorted((CACHE / set_name / "images").glob("*.tif"))
     if not first:
         return []
     with tifffile.TiffFile(first[0]) as tif:
-        try:
-            return list(json.loads(tif.pages[0].description).get("band_names", []))
-        except (ValueError, AttributeError):
-            return []
+        meta = tif.shaped_metadata
+    return list(meta[0].get("band_names", [])) if meta else []
 
 
-def _with_indices(samples: list, set_name: str) -> list:
-    """The ``ndi-`` probe: images whose band names allow it gain normalized-difference
-    spectral indices (:data:`SPECTRAL_INDICES`), computed on the raw band values, as bands;
-    other sets are left alone."""
-    from napari_hitl.core.evaluation.simulate import Sample
-
+def with_spectral_indices(samples: list, set_name: str) -> list:
+    """The ``ndi-`` probe (``effort.py``'s ``:ndi``): images whose band names allow it gain
+    normalized-difference spectral indices (:data:`SPECTRAL_INDICES`), computed on the raw
+    band values, as bands; other sets are left alone."""
     names = _band_names(set_name)
     pairs = next(
         (
-            list(table.values())
+            [(names.index(a), names.index(b)) for a, b in table.values()]
             for table in SPECTRAL_INDICES.values()
             if all(b in names for pair in table.values() for b in pair)
         ),
@@ -1550,15 +1549,13 @@ def _with_indices(samples: list, set_name: str) -> list:
     )
     if not pairs:
         return samples
-    out = []
-    for s in samples:
+
+    def indices(s: Any) -> np.ndarray:
         bands = s.bands.astype(np.float32)
-        extra = []
-        for a, b in pairs:
-            x, y = bands[names.index(a)], bands[names.index(b)]
-            extra.append((x - y) / np.maximum(x + y, 1e-6))
-        out.append(Sample(s.name, np.concatenate([bands, np.stack(extra)]), s.truth))
-    return out
+        return np.stack([(bands[a] - bands[b]) / np.maximum(bands[a] + bands[b], 1e-6)
+                         for a, b in pairs])  # fmt: skip
+
+    return _with_extra_bands(samples, indices)
 
 
 def _install_full_labels(cfg: Any) -> None:
@@ -1751,7 +1748,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
     for apply, m in probes:
         samples = apply(m, samples, cfg) or samples
     if any(m[0] == "ndi-" for _, m in probes):
-        samples = _with_indices(samples, set_name)
+        samples = with_spectral_indices(samples, set_name)
     return samples, cfg
 
 
