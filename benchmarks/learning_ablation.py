@@ -1522,16 +1522,12 @@ SPECTRAL_INDICES = {
 
 
 def _band_names(set_name: str) -> list[str]:
-    """The band names ``prepare_data.py`` wrote into a set's TIFF metadata (empty if none;
-    tifffile's own JSON metadata, which the library's GDAL-tag reader does not look at)."""
-    import tifffile
+    """The band names of a set's first image as the library reads them (``prepare_data.py``
+    writes them into tifffile's JSON description; ``band_0``… where there are none)."""
+    from napari_hitl.core.io.rasters import read_raster
 
     first = sorted((CACHE / set_name / "images").glob("*.tif"))
-    if not first:
-        return []
-    with tifffile.TiffFile(first[0]) as tif:
-        meta = tif.shaped_metadata
-    return list(meta[0].get("band_names", [])) if meta else []
+    return read_raster(str(first[0])).band_names if first else []
 
 
 def with_spectral_indices(samples: list, set_name: str) -> list:

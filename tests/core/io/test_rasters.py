@@ -145,3 +145,50 @@ def test_read_mask(tmp_path):
     np.save(tmp_path / "f.npy", np.array([[0.5, 1.0]]))
     with pytest.raises(InputFileError, match="integers"):
         read_mask(tmp_path / "f.npy")
+
+
+def test_tiff_band_names_from_ome_imagej_and_tifffile_metadata(tmp_path, rng):
+    data = rng.integers(0, 900, (3, 12, 10)).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "cells.ome.tif",
+        data,
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP", "RFP"]}},
+    )
+    r = read_raster(tmp_path / "cells.ome.tif")
+    assert r.band_names == ["DAPI", "GFP", "RFP"]
+    np.testing.assert_array_equal(np.asarray(r.data), data)
+
+    tifffile.imwrite(
+        tmp_path / "ij.tif", data, imagej=True, metadata={"axes": "CYX", "Labels": ["a", "b", "c"]}
+    )
+    assert read_raster(tmp_path / "ij.tif").band_names == ["a", "b", "c"]
+
+    # a script's own JSON description, band-last: the names follow the channel axis
+    tifffile.imwrite(
+        tmp_path / "s2.tif",
+        np.moveaxis(data, 0, -1),
+        photometric="minisblack",
+        planarconfig="contig",
+        metadata={"band_names": ["B04", "B08", "B11"]},
+    )
+    r = read_raster(tmp_path / "s2.tif")
+    assert r.band_names == ["B04", "B08", "B11"]
+    np.testing.assert_array_equal(np.asarray(r.data), data)
+
+
+def test_tiff_names_that_do_not_fit_are_not_used_and_gdal_wins(tmp_path, rng):
+    data = rng.integers(0, 900, (3, 12, 10)).astype(np.int16)
+    tifffile.imwrite(
+        tmp_path / "odd.tif",
+        data,
+        photometric="minisblack",
+        metadata={"band_names": ["only", "two"]},
+    )
+    assert read_raster(tmp_path / "odd.tif").band_names == ["band_0", "band_1", "band_2"]
+    tifffile.imwrite(
+        tmp_path / "nums.tif", data, photometric="minisblack", metadata={"band_names": [1, 2, 3]}
+    )
+    assert read_raster(tmp_path / "nums.tif").band_names == ["band_0", "band_1", "band_2"]
+    path = write_geotiff(tmp_path / "g.tif", data, ["red", "nir", "swir"], nodata=-1)
+    assert read_raster(path).band_names == ["red", "nir", "swir"]

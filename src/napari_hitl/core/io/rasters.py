@@ -24,6 +24,7 @@ from napari_hitl.core.io.geo import (
     band_names_from_gdal_metadata,
     georef_from_tags,
 )
+from napari_hitl.core.io.tiff_names import tiff_band_names
 
 Layout = Literal["auto", "band-first", "band-last"]
 TIFF_SUFFIXES = {".tif", ".tiff"}
@@ -167,6 +168,7 @@ def read_tiff(path: str, layout: Layout = "auto", axes: str | None = None) -> Ra
             tif_axes = series.axes
             shape = tuple(series.shape)
             dtype = np.dtype(series.dtype)
+            file_names = tiff_band_names(tif, tif_axes)
     except InputFileError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
@@ -194,6 +196,8 @@ def read_tiff(path: str, layout: Layout = "auto", axes: str | None = None) -> Ra
     names: list[str | None] = [None] * arr.shape[0]
     if GDAL_METADATA in tags:
         names = band_names_from_gdal_metadata(str(tags[GDAL_METADATA]), arr.shape[0])
+    if not any(names) and len(file_names) == arr.shape[0]:  # OME, ImageJ or tifffile names
+        names = file_names
     return Raster(
         data=arr,
         axes=axes,
