@@ -170,10 +170,20 @@ class SmallUNet(nn.Module):
         if self.bank is None:
             return x
         m, extra = self.input_margin, self.input_margin - self.bank.halo
-        feats = self.bank(x)
+        # The bank filters one image plane at a time: on a channels-last input (inference)
+        # every plane would be a strided view, and every shifted sum slow; one copy first.
+        feats = self.bank(x.contiguous())
         if extra:
             feats = feats[..., extra:-extra, extra:-extra]
-        return torch.cat([x[..., m:-m, m:-m], feats.to(x.dtype)], 1)
+        # Bands and features written straight into the layout of ``x`` (a cat, then the
+        # first convolution's own conversion to channels-last, copied all 99 channels twice).
+        fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        n, c = x.shape[:2]
+        shape = (n, c + feats.shape[1], *feats.shape[-2:])
+        u = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+        u[:, :c] = x[..., m:-m, m:-m]
+        u[:, c:] = feats
+        return u
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map before the classifier (24 channels, the size of ``x`` less
