@@ -17,7 +17,8 @@ above may follow), ``long`` (160/80 steps; its
 recorded runs used the former 64² crops — with today's 16² crops it equals the default), ``pbn``
 (BatchNorm statistics re-estimated after training, ``TrainConfig.precise_bn``), ``tta``
 (flip test-time augmentation, ``TrainConfig.tta``), ``th<T>`` (the simulated user accepts at
-confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``), ``tb<S>`` (train for S
+confidence T instead of 0.95, e.g. ``p16b16s160w160th0.98-brier``, ``rfth0.6``,
+``patch-cnnth0.6``), ``tb<S>`` (train for S
 seconds instead of the step counts, ``TrainConfig.time_budget``, e.g.
 ``p16b16s160w160tb4-brier``), ``fb<S1>_<S2>...`` (the U-Net's filter-bank front end at scales
 S1, S2, ..., ``TrainConfig.filter_bank``, e.g. ``p16b16s160w160fb1_2-brier``), ``row`` after a
@@ -1688,7 +1689,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
 
         ensemble.DEFAULT_WEIGHTING = "fit"
     model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
-    model = re.sub(r"mg\d+", "", model)
+    model = re.sub(r"mg\d+|th0\.[0-9]+", "", model)  # e.g. rfmg0, patch-cnnth0.6
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn", "auto") or "+" in model else "unet",
         iterations=iterations,
