@@ -192,3 +192,26 @@ def test_tiff_names_that_do_not_fit_are_not_used_and_gdal_wins(tmp_path, rng):
     assert read_raster(tmp_path / "nums.tif").band_names == ["band_0", "band_1", "band_2"]
     path = write_geotiff(tmp_path / "g.tif", data, ["red", "nir", "swir"], nodata=-1)
     assert read_raster(path).band_names == ["red", "nir", "swir"]
+
+
+def test_ome_channel_names_parser_tolerates_damage():
+    from napari_hitl.core.io.tiff_names import ome_channel_names
+
+    assert ome_channel_names("<OME><Image") == []  # truncated XML: no names, no error
+    assert ome_channel_names("<OME><Image/></OME>") == []
+    xml = (
+        '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image><Pixels>'
+        '<Channel Name="DAPI"/><Channel/><Channel Name=" GFP "/></Pixels></Image></OME>'
+    )
+    assert ome_channel_names(xml) == ["DAPI", None, "GFP"]
+
+
+def test_ome_tiff_with_an_unnamed_channel_fills_its_name(tmp_path, rng):
+    data = rng.integers(0, 900, (2, 12, 10)).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "c.ome.tif",
+        data,
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", ""]}},
+    )
+    assert read_raster(tmp_path / "c.ome.tif").band_names == ["DAPI", "band_1"]
