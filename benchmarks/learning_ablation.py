@@ -93,7 +93,9 @@ probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and t
 :func:`_install_full_labels`; ``full-rf`` for the forest) and ``orc-`` (the simulator's
 ``oracle`` interaction: wrong pushes removed before each push); ``sf<F>-`` strokes a share F of
 each seed image instead of the set's 1 %; ``typ-`` strokes the most typical image of each kind
-instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``mix<A>-``
+instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``nohold-``
+trains on every stroke and so fits no temperature (``TrainConfig.holdout_fraction = 0``; with
+``prior0-`` and ``mg0`` the seed paper's protocol, e.g. ``nohold-prior0-patch-cnnmg0``); ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
 Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``),
@@ -1647,6 +1649,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("emprior", lambda m, s, c: _install_prediction_filter("em")),
     (r"oodc([0-9.]+)", _set_train("novelty_gate", lambda m: float(m[1]))),
     ("nojit", _set_train("band_jitter", False)),
+    ("nohold", _set_train("holdout_fraction", 0.0)),  # every stroke trains; no temperature fit
     ("full", lambda m, s, c: _install_full_labels(c)),
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
