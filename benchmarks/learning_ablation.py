@@ -95,7 +95,8 @@ probe: the loop's last Train fresh, N steps, :func:`_install_final_refit`) and t
 each seed image instead of the set's 1 %; ``typ-`` strokes the most typical image of each kind
 instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``nohold-``
 trains on every stroke and so fits no temperature (``TrainConfig.holdout_fraction = 0``; with
-``prior0-`` and ``mg0`` the seed paper's protocol, e.g. ``nohold-prior0-patch-cnnmg0``); ``mix<A>-``
+``prior0-`` and ``mg0`` the seed paper's protocol, e.g. ``nohold-prior0-patch-cnnmg0``);
+``st<F>_<W>-`` trains any network F fresh and W warm steps (``st1200_400-patch-cnn``); ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
 Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``),
@@ -1650,12 +1651,19 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     (r"oodc([0-9.]+)", _set_train("novelty_gate", lambda m: float(m[1]))),
     ("nojit", _set_train("band_jitter", False)),
     ("nohold", _set_train("holdout_fraction", 0.0)),  # every stroke trains; no temperature fit
+    (r"st(\d+)_(\d+)", lambda m, s, c: _set_steps(c, int(m[1]), int(m[2]))),
     ("full", lambda m, s, c: _install_full_labels(c)),
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
     (r"sf([0-9.]+)", lambda m, s, c: setattr(c, "scribble_fraction", float(m[1]))),
     ("typ", lambda m, s, c: setattr(c, "seed_choice", "typical")),
 ]
+
+
+def _set_steps(cfg: Any, steps: int, warm_steps: int) -> None:
+    """``st<F>_<W>-``: a fresh network trains F steps and a warm one W, for any network (the
+    ``p<E>b<N>s<F>w<W>`` options are the U-Net's)."""
+    cfg.train.steps, cfg.train.warm_steps = steps, warm_steps
 
 
 def split_probes(variant: str) -> tuple[list[tuple[Callable, re.Match]], str]:
