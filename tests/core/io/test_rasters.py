@@ -147,15 +147,14 @@ def test_read_mask(tmp_path):
         read_mask(tmp_path / "f.npy")
 
 
+def _write_ome_tiff(path, data, names):
+    tifffile.imwrite(path, data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": names}})
+    return path
+
+
 def test_tiff_band_names_from_ome_imagej_and_tifffile_metadata(tmp_path, rng):
     data = rng.integers(0, 900, (3, 12, 10)).astype(np.uint16)
-    tifffile.imwrite(
-        tmp_path / "cells.ome.tif",
-        data,
-        ome=True,
-        metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP", "RFP"]}},
-    )
-    r = read_raster(tmp_path / "cells.ome.tif")
+    r = read_raster(_write_ome_tiff(tmp_path / "cells.ome.tif", data, ["DAPI", "GFP", "RFP"]))
     assert r.band_names == ["DAPI", "GFP", "RFP"]
     np.testing.assert_array_equal(np.asarray(r.data), data)
 
@@ -208,10 +207,5 @@ def test_ome_channel_names_parser_tolerates_damage():
 
 def test_ome_tiff_with_an_unnamed_channel_fills_its_name(tmp_path, rng):
     data = rng.integers(0, 900, (2, 12, 10)).astype(np.uint16)
-    tifffile.imwrite(
-        tmp_path / "c.ome.tif",
-        data,
-        ome=True,
-        metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", ""]}},
-    )
-    assert read_raster(tmp_path / "c.ome.tif").band_names == ["DAPI", "band_1"]
+    path = _write_ome_tiff(tmp_path / "c.ome.tif", data, ["DAPI", ""])
+    assert read_raster(path).band_names == ["DAPI", "band_1"]
