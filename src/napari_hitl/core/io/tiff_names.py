@@ -16,21 +16,28 @@ from typing import Any
 _JSON_NAME_KEYS = ("band_names", "channel_names", "Channel", "channels", "labels")
 
 
+def _local(tag: str) -> str:
+    """An XML tag without its ``{namespace}``."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _clean(values: Any) -> list[str | None] | None:
+    """``values`` as names (blank ones ``None``) if it is a list of strings, else ``None``."""
+    if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
+        return [v.strip() or None for v in values]
+    return None
+
+
 def ome_channel_names(xml: str) -> list[str | None]:
     """Channel names of the first image in OME-XML (``None`` for a channel without one)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return []
-    for image in root.iter():
-        if image.tag.rsplit("}", 1)[-1] != "Pixels":
-            continue
-        return [
-            (ch.get("Name") or "").strip() or None
-            for ch in image
-            if ch.tag.rsplit("}", 1)[-1] == "Channel"
-        ]
-    return []
+    pixels = next((el for el in root.iter() if _local(el.tag) == "Pixels"), None)
+    if pixels is None:
+        return []
+    return _clean([ch.get("Name") or "" for ch in pixels if _local(ch.tag) == "Channel"]) or []
 
 
 def _json_names(meta: dict[str, Any]) -> list[str | None]:
@@ -38,8 +45,9 @@ def _json_names(meta: dict[str, Any]) -> list[str | None]:
         value = meta.get(key)
         if isinstance(value, dict):  # tifffile's OME-style {"Channel": {"Name": [...]}}
             value = value.get("Name")
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return [v.strip() or None for v in value]
+        names = _clean(value)
+        if names is not None:
+            return names
     return []
 
 
@@ -56,9 +64,7 @@ def tiff_band_names(tif: Any, axes: str) -> list[str | None]:
     if getattr(tif, "is_ome", False) and tif.ome_metadata:
         names = ome_channel_names(tif.ome_metadata)
     if not any(names) and getattr(tif, "is_imagej", False) and not set(axes) & set("ZT"):
-        labels = (tif.imagej_metadata or {}).get("Labels")
-        if isinstance(labels, (list, tuple)) and all(isinstance(v, str) for v in labels):
-            names = [v.strip() or None for v in labels]
+        names = _clean((tif.imagej_metadata or {}).get("Labels")) or []
     if not any(names):
         try:
             shaped = tif.shaped_metadata
