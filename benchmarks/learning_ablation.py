@@ -96,7 +96,9 @@ each seed image instead of the set's 1 %; ``typ-`` strokes the most typical imag
 instead of random seed images (``SimulationConfig.seed_choice = "typical"``); ``nohold-``
 trains on every stroke and so fits no temperature (``TrainConfig.holdout_fraction = 0``; with
 ``prior0-`` and ``mg0`` the seed paper's protocol, e.g. ``nohold-prior0-patch-cnnmg0``);
-``st<F>_<W>-`` trains any network F fresh and W warm steps (``st1200_400-patch-cnn``); ``mix<A>-``
+``st<F>_<W>-`` trains any network F fresh and W warm steps (``st1200_400-patch-cnn``),
+``pcst<F>_<W>-`` the patch CNN alone, also as an ensemble member (``pcst1200_400-unet+patch-cnn``);
+``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
 Lovász-softmax loss: began as a probe, now sets ``TrainConfig.lovasz_weight`` like ``lovasz<W>``),
@@ -1652,6 +1654,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("nojit", _set_train("band_jitter", False)),
     ("nohold", _set_train("holdout_fraction", 0.0)),  # every stroke trains; no temperature fit
     (r"st(\d+)_(\d+)", lambda m, s, c: _set_steps(c, int(m[1]), int(m[2]))),
+    (r"pcst(\d+)_(\d+)", lambda m, s, c: _set_patch_cnn_steps(int(m[1]), int(m[2]))),
     ("full", lambda m, s, c: _install_full_labels(c)),
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
@@ -1664,6 +1667,14 @@ def _set_steps(cfg: Any, steps: int, warm_steps: int) -> None:
     """``st<F>_<W>-``: a fresh network trains F steps and a warm one W, for any network (the
     ``p<E>b<N>s<F>w<W>`` options are the U-Net's)."""
     cfg.train.steps, cfg.train.warm_steps = steps, warm_steps
+
+
+def _set_patch_cnn_steps(steps: int, warm_steps: int) -> None:
+    """``pcst<F>_<W>-``: the patch CNN's own step counts (``MODEL_DEFAULTS``), so that it also
+    trains F / W steps as a member of an ensemble (``st<F>_<W>-`` sets every member's)."""
+    from napari_hitl.core.learning.config import MODEL_DEFAULTS
+
+    MODEL_DEFAULTS["patch-cnn"].update(steps=steps, warm_steps=warm_steps)
 
 
 def split_probes(variant: str) -> tuple[list[tuple[Callable, re.Match]], str]:
@@ -1700,7 +1711,7 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
 
         ensemble.DEFAULT_WEIGHTING = "fit"
     model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
-    model = re.sub(r"mg\d+|th0\.[0-9]+", "", model)  # e.g. rfmg0, patch-cnnth0.6
+    model = re.sub(r"mg\d+|th0\.[0-9]+|lr[0-9.]+", "", model)  # e.g. rfmg0, patch-cnnlr0.03
     cfg = SimulationConfig(
         model=model if model in ("rf", "patch-cnn", "auto") or "+" in model else "unet",
         iterations=iterations,

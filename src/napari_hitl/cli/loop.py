@@ -29,6 +29,7 @@ from napari_hitl.core.choices import (
     SEED_HELP,
     THREADS_HELP,
 )
+from napari_hitl.core.learning.config import MODEL_DEFAULTS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -198,12 +199,17 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
         "all); images are read by band name, a model on other bands is not continued",
     )
     p.add_argument("--fresh", action="store_true", help="start from scratch, not the last model")
-    p.add_argument(
-        "--steps", type=positive_int, default=None, help="training steps (fresh model), ≥ 1"
-    )
-    p.add_argument(
-        "--warm-steps", type=positive_int, default=None, help="training steps (warm start), ≥ 1"
-    )
+    for flag, key, what in (
+        ("--steps", "steps", "a fresh model"),
+        ("--warm-steps", "warm_steps", "a warm start"),
+    ):
+        defaults = ", ".join(f"{m} {int(d[key])}" for m, d in MODEL_DEFAULTS.items())
+        p.add_argument(
+            flag,
+            type=positive_int,
+            default=None,
+            help=f"training steps of {what}, ≥ 1 (default: {defaults})",
+        )
     add_warm_options(p)
     p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)

@@ -122,7 +122,8 @@ class LoopPanel(DockWidget):
         self.budget_spin.setSpecialValueText("the model's steps")  # shown at 0
         self.budget_spin.setToolTip(
             "Train a network for this many seconds instead of its fixed steps (U-Net: 320 for "
-            "a new network, 160 after that: about 10 s and 5 s for a 512² image on 2 cores). "
+            "a new network, 160 after that: about 10 s and 5 s for a 512² image on 2 cores; "
+            "the patch CNN 1200 and 400). "
             "Longer can fit more strokes; the result then depends on the machine's speed. The "
             "forest ignores it"
         )
