@@ -31,6 +31,7 @@ from napari_hitl.core.choices import (
     MODEL_HELP,
     NOVELTY_GATE_FACTOR,
 )
+from napari_hitl.core.learning.config import MODEL_DEFAULTS
 
 
 class LoopPanel(DockWidget):
@@ -120,10 +121,12 @@ class LoopPanel(DockWidget):
         self.budget_spin.setSingleStep(1.0)
         self.budget_spin.setSuffix(" s")
         self.budget_spin.setSpecialValueText("the model's steps")  # shown at 0
+        unet, patch = MODEL_DEFAULTS["unet"], MODEL_DEFAULTS["patch-cnn"]
         self.budget_spin.setToolTip(
-            "Train a network for this many seconds instead of its fixed steps (U-Net: 320 for "
-            "a new network, 160 after that: about 10 s and 5 s for a 512² image on 2 cores; "
-            "the patch CNN 1200 and 400). "
+            "Train a network for this many seconds instead of its fixed steps (U-Net: "
+            f"{unet['steps']:.0f} for a new network, {unet['warm_steps']:.0f} after that: about "
+            "10 s and 5 s for a 512² image on 2 cores; the patch CNN "
+            f"{patch['steps']:.0f} and {patch['warm_steps']:.0f}). "
             "Longer can fit more strokes; the result then depends on the machine's speed. The "
             "forest ignores it"
         )
