@@ -1503,6 +1503,30 @@ def _with_image_means(samples: list) -> list:
     return _with_extra_bands(samples, means)
 
 
+def _principal_components(samples: list, k: int) -> list:
+    """The ``pcs<K>-`` probe: images of more than K bands keep only their first K principal
+    components (each band standardized over all images first; the axes fitted on strided
+    pixels of every image, no labels) — a cheaper input for a network whose first layer's cost
+    grows with the bands."""
+    from napari_hitl.core.evaluation.simulate import Sample
+
+    if samples[0].bands.shape[0] <= k:
+        return samples
+    pixels = np.concatenate(
+        [s.bands.reshape(len(s.bands), -1)[:, ::97].astype(np.float64) for s in samples], axis=1
+    )
+    pixels = pixels[:, np.isfinite(pixels).all(axis=0)]
+    mean, std = pixels.mean(axis=1), np.maximum(pixels.std(axis=1), 1e-12)
+    z = (pixels - mean[:, None]) / std[:, None]
+    axes = np.linalg.svd(z, full_matrices=False)[0][:, :k].T  # k, C
+
+    def project(s: Any) -> np.ndarray:
+        b = (s.bands.astype(np.float64) - mean[:, None, None]) / std[:, None, None]
+        return np.einsum("kc,chw->khw", axes, b).astype(np.float32)
+
+    return [Sample(s.name, project(s), s.truth) for s in samples]
+
+
 def _with_lab(samples: list) -> list:
     """The ``lab-`` probe: RGB images gain their CIELAB bands (scikit-image's ``rgb2lab``)."""
     from skimage.color import rgb2lab
@@ -1604,6 +1628,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("imnorm", lambda m, s, c: _per_image_normalized(s)),
     ("ypos", lambda m, s, c: _with_row_position(s)),
     ("lab", lambda m, s, c: _with_lab(s)),
+    (r"pcs(\d+)", lambda m, s, c: _principal_components(s, int(m[1]))),
     ("ndi", lambda m, s, c: None),  # needs the set's name: applied in setup()
     ("imean", lambda m, s, c: _with_image_means(s)),
     ("ssl", lambda m, s, c: None),
@@ -1655,6 +1680,7 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("nohold", _set_train("holdout_fraction", 0.0)),  # every stroke trains; no temperature fit
     (r"st(\d+)_(\d+)", lambda m, s, c: _set_steps(c, int(m[1]), int(m[2]))),
     (r"pcst(\d+)_(\d+)", lambda m, s, c: _set_patch_cnn_steps(int(m[1]), int(m[2]))),
+    (r"pcw(\d+)b(\d+)", lambda m, s, c: _set_patch_window(c, int(m[1]), int(m[2]))),
     ("full", lambda m, s, c: _install_full_labels(c)),
     (r"last(\d+)", lambda m, s, c: _install_final_refit(int(m[1]), c)),
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
@@ -1675,6 +1701,48 @@ def _set_patch_cnn_steps(steps: int, warm_steps: int) -> None:
     from napari_hitl.core.learning.config import MODEL_DEFAULTS
 
     MODEL_DEFAULTS["patch-cnn"].update(steps=steps, warm_steps=warm_steps)
+
+
+def _set_patch_window(cfg: Any, window: int, batch: int) -> None:
+    """``pcw<E>b<N>-``: the patch CNN trains densely on N crops a step, each classifying an
+    E × E window (the 25×25 patch of every window pixel around it) with its dense form, instead
+    of 128 single patches (a probe; not adopted, docs/learning-log.md)."""
+    from napari_hitl.core.learning import batches
+    from napari_hitl.core.tiling import pad_for_tiles
+
+    cfg.train.extra.update(patch_batch=batch)
+    cls = batches.PatchBatches
+    init, logits_and_targets = cls.__init__, cls.logits_and_targets
+
+    def dense_init(self, images, *args, **kwargs):
+        init(self, images, *args, **kwargs)
+        if self.is_patch:  # crops of the window plus the patch's halo, targets over the window
+            self.out_size, self.r = window, window // 2 + self.halo
+            self.padded = [
+                (
+                    pad_for_tiles(im.x, self.r),
+                    np.pad(im.target, self.r, constant_values=-1),
+                    np.pad(im.weight, self.r),
+                )
+                for im in images
+            ]
+
+    def dense_logits(self, net, x, t, w):
+        if self.is_patch:
+            return net(x), t, w  # the dense form: logits of every window pixel
+        return logits_and_targets(self, net, x, t, w)
+
+    cls.__init__, cls.logits_and_targets = dense_init, dense_logits
+
+
+def model_name(options: str) -> str:
+    """The model a variant's options (what follows its probes) run: an ensemble as written
+    (``unet+patch-cnn``), ``rf``, ``patch-cnn`` or ``auto`` when the options begin with that
+    name (``rfmg0``, ``patch-cnnlr0.03``, ``patch-cnnth0.6``), else the default ``unet``."""
+    base = options.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
+    if "+" in base:
+        return base
+    return next((m for m in ("patch-cnn", "auto", "rf") if base.startswith(m)), "unet")
 
 
 def split_probes(variant: str) -> tuple[list[tuple[Callable, re.Match]], str]:
@@ -1710,10 +1778,8 @@ def setup(set_name: str, variant: str, seed: int, iterations: int = 10) -> tuple
         from napari_hitl.core.learning import ensemble
 
         ensemble.DEFAULT_WEIGHTING = "fit"
-    model = variant_opts.removesuffix(":fit").removesuffix("-brier").removesuffix("-nll")
-    model = re.sub(r"mg\d+|th0\.[0-9]+|lr[0-9.]+", "", model)  # e.g. rfmg0, patch-cnnlr0.03
     cfg = SimulationConfig(
-        model=model if model in ("rf", "patch-cnn", "auto") or "+" in model else "unet",
+        model=model_name(variant_opts),
         iterations=iterations,
         seed=seed,
         seed_images=int(opts["--seed-images"]),
