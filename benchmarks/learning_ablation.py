@@ -98,6 +98,9 @@ trains on every stroke and so fits no temperature (``TrainConfig.holdout_fractio
 ``prior0-`` and ``mg0`` the seed paper's protocol, e.g. ``nohold-prior0-patch-cnnmg0``);
 ``st<F>_<W>-`` trains any network F fresh and W warm steps (``st1200_400-patch-cnn``),
 ``pcst<F>_<W>-`` the patch CNN alone, also as an ensemble member (``pcst1200_400-unet+patch-cnn``);
+``pcw<E>b<N>-`` (a probe: the patch CNN trained densely, N crops a step with E × E windows,
+:func:`_set_patch_window`); ``pcs<K>-`` (a probe: images of more than K bands reduced to their
+first K principal components, :func:`_principal_components`);
 ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
