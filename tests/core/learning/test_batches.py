@@ -162,3 +162,37 @@ def test_the_image_power_is_checked():
         TrainConfig(image_power=-0.5).check()
     with pytest.raises(ValueError, match="--image-power"):
         TrainConfig(image_power=float("nan")).check()
+
+
+@pytest.mark.parametrize(("bands", "channels_last"), [(3, False), (4, True)])
+def test_patch_cnn_batch_layout_follows_the_bands_and_trains_the_same(bands, channels_last):
+    """The patch CNN trains on contiguous batches up to 3 bands (oneDNN's fast path there) and
+    channels-last from 4 (faster there); either layout gives the same network to float
+    precision, so the choice is speed only."""
+    rng = np.random.default_rng(4)
+    target = rng.integers(0, 3, (50, 50))
+    x = rng.random((bands, 50, 50), dtype=np.float32) + target.astype(np.float32)
+    image = LabeledImage("a", x, target, np.ones((50, 50), np.float32))
+    draw = PatchBatches([image], 3, rng, [target >= 0], PatchCNN(bands, 3), 32, 8)
+    assert draw.channels_last == channels_last
+    batches = [draw() for _ in range(8)]
+    assert batches[0][0].is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.manual_seed(0)
+    init = torch.cat([p.detach().flatten() for p in PatchCNN(bands, 3).parameters()])
+    weights = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        net = PatchCNN(bands, 3).to(memory_format=fmt)
+        # plain SGD: an update proportional to the gradient (Adam's sign-like steps would
+        # magnify rounding on parameters whose gradient is near zero)
+        opt = torch.optim.SGD(net.parameters(), lr=0.5)
+        for xb, tb, wb in batches:
+            logits, t, _ = draw.logits_and_targets(net, xb.contiguous(memory_format=fmt), tb, wb)
+            loss = torch.nn.functional.cross_entropy(logits, t)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    moved = float((weights[0] - init).abs().max())
+    assert moved > 0.01  # it trained
+    np.testing.assert_allclose(weights[0].numpy(), weights[1].numpy(), atol=1e-4)

@@ -20,6 +20,7 @@ from napari_hitl.core.learning.networks import PatchCNN
 from napari_hitl.core.tiling import pad_for_tiles
 
 TRAIN_MARGIN = 8  # U-Net training crops: context pixels around the supervised window
+PATCH_CONTIGUOUS_BANDS = 3  # the patch CNN trains on contiguous batches up to this many bands
 COPY_TOLERANCE = 1e-6  # 1 - correlation under which two bands are one measurement
 
 
@@ -132,10 +133,14 @@ class PatchBatches:
         self.augment = augment
         self.band_jitter = band_jitter
         self.is_patch = isinstance(net, PatchCNN)
+        self.bands = images[0].x.shape[0] if images else 0
+        # Batches come channels-last (and the network trains so) but for the patch CNN on up
+        # to PATCH_CONTIGUOUS_BANDS bands, where oneDNN's contiguous 11×11 convolution is the
+        # faster one (docs/benchmarks.md, "Speed").
+        self.channels_last = not self.is_patch or self.bands > PATCH_CONTIGUOUS_BANDS
         self.halo = int(net.halo) if self.is_patch else TRAIN_MARGIN  # type: ignore[arg-type]
         self.out_size = 1 if self.is_patch else patch
         self.batch = batch
-        self.bands = images[0].x.shape[0] if images else 0
         # A U-Net's filter bank runs once per image here, not on every crop (its halo would
         # triple each crop's edge); its features are rotation-invariant, so they turn with the
         # crop. The crops then hold bands and features: what enters the U-Net proper.
@@ -211,7 +216,7 @@ class PatchBatches:
         t = turn_crops(np.stack(ts), turns)
         w = turn_crops(np.stack(ws), turns)
         xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last strides
-        if self.is_patch:
+        if not self.channels_last:
             xt = xt.contiguous()
         return xt, torch.from_numpy(t), torch.from_numpy(w)
 

@@ -303,8 +303,6 @@ class NetClassifier(TiledLogits):
             )
         train_human = [h & (im.target >= 0) for h, im in zip(human, train_images, strict=True)]
         is_patch = isinstance(net, PatchCNN)
-        if not is_patch:
-            net.to(memory_format=torch.channels_last)
         batch = config.extra.get("patch_batch", 128) if is_patch else config.batch_size
         draw = PatchBatches(
             train_images,
@@ -318,6 +316,8 @@ class NetClassifier(TiledLogits):
             config.band_jitter,
             config.image_power,
         )
+        if draw.channels_last:  # the layout the batches come in
+            net.to(memory_format=torch.channels_last)
 
         loss_value = float("nan")
         clock = TrainingClock(opt, steps, config.time_budget)  # after the optimizer's lr is set
@@ -338,10 +338,9 @@ class NetClassifier(TiledLogits):
             clock.tick()
             loss_value = float(loss.detach())
             yield clock.progress(f"training {self.kind}", f"loss {loss_value:.3f}")
-        if not is_patch:
-            if config.precise_bn:
-                recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
-            net.to(memory_format=torch.contiguous_format)
+        if not is_patch and config.precise_bn:
+            recompute_batchnorm(net, draw, PRECISE_BN_BATCHES)
+        net.to(memory_format=torch.contiguous_format)
         self.trained = True
         self._eval_net = None
         report = TrainReport(
@@ -375,8 +374,10 @@ class NetClassifier(TiledLogits):
         if self._eval_net is None:
             net = copy.deepcopy(self.net).eval()
             if isinstance(net, SmallUNet):
-                net = fold_batchnorm(net).to(memory_format=torch.channels_last)
-            self._eval_net = net
+                net = fold_batchnorm(net)
+            # channels-last inference for both networks (the patch CNN's dense form runs 1.5×
+            # as fast so as contiguous; docs/benchmarks.md, "Speed")
+            self._eval_net = net.to(memory_format=torch.channels_last)
         return self._eval_net
 
     def _forward(self, window: np.ndarray) -> np.ndarray:
@@ -389,8 +390,7 @@ class NetClassifier(TiledLogits):
         with torch.inference_mode():
             for dims in flips:
                 xf = torch.flip(x, dims) if dims else x
-                if isinstance(net, SmallUNet):
-                    xf = xf.contiguous(memory_format=torch.channels_last)
+                xf = xf.contiguous(memory_format=torch.channels_last)
                 if gate is not None and not dims:  # the gate reads the unflipped features
                     feats = net.cropped_features(xf)
                     out = net.out(feats)
