@@ -38,9 +38,10 @@ MODEL_DEFAULTS: dict[str, dict[str, float]] = {
     # mean test mIoU over 10 iterations on every set (3 seeds: dsb2018 0.709 -> 0.769,
     # sen1floods 0.679 -> 0.692, cloud38 0.813 -> 0.829, eo-learn 0.195 -> 0.201, photos8
     # 0.098 -> 0.164) and it no longer loses ground over the loop; 600 / 200 lost to 120 / 40
-    # on two sets' seeds. A Train then costs 1.4-4x the U-Net's on 3-15 bands, and its first
-    # convolution grows with the bands: houston's 51 took 710 s for a fresh Train on one
-    # thread (docs/learning-log.md, "Twenty-fourth session").
+    # on two sets' seeds. A Train then cost 1.4-4x the U-Net's on 3-15 bands (before the
+    # channels-last batches from 4 bands on: 0.87x of that on 15), and its first convolution
+    # grows with the bands: houston's 51 take 359 s for a fresh Train on one thread
+    # (docs/learning-log.md, "Twenty-fourth session", "Twenty-fifth session").
     "patch-cnn": {"steps": 1200, "warm_steps": 400, "lr": 1e-2},
 }
 
