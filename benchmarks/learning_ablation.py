@@ -100,7 +100,9 @@ trains on every stroke and so fits no temperature (``TrainConfig.holdout_fractio
 ``pcst<F>_<W>-`` the patch CNN alone, also as an ensemble member (``pcst1200_400-unet+patch-cnn``);
 ``pcw<E>b<N>-`` (a probe: the patch CNN trained densely, N crops a step with E × E windows,
 :func:`_set_patch_window`); ``pcs<K>-`` (a probe: images of more than K bands reduced to their
-first K principal components, :func:`_principal_components`);
+first K principal components, :func:`_principal_components`); ``ac<F>-`` (a probe,
+auto-context: the U-Net reads the stroke-trained forest's class probabilities as more bands, out of
+fold on the stroked images, F folds, default 3; ``probe_auto_context.py``);
 ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
@@ -1689,7 +1691,18 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("orc", lambda m, s, c: setattr(c, "interaction", "oracle")),
     (r"sf([0-9.]+)", lambda m, s, c: setattr(c, "scribble_fraction", float(m[1]))),
     ("typ", lambda m, s, c: setattr(c, "seed_choice", "typical")),
+    (r"ac(\d*)", lambda m, s, c: _install_auto_context(int(m[1] or 3))),
+    (r"ac(\d*)d([0-9.]+)", lambda m, s, c: _install_auto_context(int(m[1] or 3), float(m[2]))),
 ]
+
+
+def _install_auto_context(folds: int, dropout: float = 0.0) -> None:
+    """``ac<F>-``: the U-Net reads the stroke-trained forest's class probabilities as more
+    bands, out of fold on the stroked images (F folds, default 3; ``probe_auto_context.py``);
+    ``ac<F>d<P>-``: a training crop's forest channels are uniform with probability P."""
+    from probe_auto_context import install
+
+    install(folds, dropout)
 
 
 def _set_steps(cfg: Any, steps: int, warm_steps: int) -> None:
