@@ -102,7 +102,9 @@ trains on every stroke and so fits no temperature (``TrainConfig.holdout_fractio
 :func:`_set_patch_window`); ``pcs<K>-`` (a probe: images of more than K bands reduced to their
 first K principal components, :func:`_principal_components`); ``ac<F>-`` (a probe,
 auto-context: the U-Net reads the stroke-trained forest's class probabilities as more bands, out of
-fold on the stroked images, F folds, default 3; ``probe_auto_context.py``);
+fold on the stroked images, F folds, default 3; ``ac<F>d<P>-``: a crop's forest channels uniform
+with probability P; ``probe_auto_context.py``); ``ft<T>w<W>-`` (a probe: the forest of all strokes
+labels the training images' unlabeled pixels it is at least T sure of, at weight W);
 ``mix<A>-``
 (a probe: mixup of each batch with a shuffled copy, ``Beta(A, A)``, :func:`_install_mixup`),
 ``focal<G>-`` (a probe: the focal loss, :func:`_install_focal`), ``lov<W>-`` (plus W × the
@@ -1693,7 +1695,16 @@ PROBES: list[tuple[str, Callable[[re.Match, list, Any], list | None]]] = [
     ("typ", lambda m, s, c: setattr(c, "seed_choice", "typical")),
     (r"ac(\d*)", lambda m, s, c: _install_auto_context(int(m[1] or 3))),
     (r"ac(\d*)d([0-9.]+)", lambda m, s, c: _install_auto_context(int(m[1] or 3), float(m[2]))),
+    (r"ft([0-9.]+)w([0-9.]+)", lambda m, s, c: _install_forest_teacher(float(m[1]), float(m[2]))),
 ]
+
+
+def _install_forest_teacher(sure: float, weight: float) -> None:
+    """``ft<T>w<W>-``: the forest of all strokes labels the training images' unlabeled pixels
+    it is at least T sure of, at weight W (``probe_auto_context.py``)."""
+    from probe_auto_context import install_teacher
+
+    install_teacher(sure, weight)
 
 
 def _install_auto_context(folds: int, dropout: float = 0.0) -> None:

@@ -220,3 +220,62 @@ def _install_channel_dropout(p: float) -> None:
         return x, t, w
 
     cls.__init__, cls.__call__ = dropping_init, dropping_call
+
+
+class ForestTeacher(AutoContext):
+    """The ``ft<T>w<W>-`` probe (co-training's idea, Blum and Mitchell 1998): the forest of all
+    strokes labels the training images' unlabeled pixels where it is at least ``T`` sure, at
+    weight ``W`` (below the machine labels' 0.5), and the plain U-Net trains on them too.
+
+    The forest is a teacher only: the U-Net's input and inference are the default's, so a
+    prediction costs what it did. Human labels and pushed labels are never overwritten; the
+    class prior and the temperature still come from the person's strokes alone.
+    """
+
+    def __init__(
+        self, normalization: Any, class_values: Sequence[int], class_names: Sequence[str],
+        sure: float = 0.9, weight: float = 0.2,
+    ) -> None:  # fmt: skip
+        from napari_hitl.core.learning.net import NetClassifier
+
+        self.k, self.folds = len(class_values), 0
+        self.unet = NetClassifier("unet", normalization, class_values, class_names)
+        self.forest = None
+        self.sure, self.teach_weight = sure, weight
+        self._features, self._cached = {}, 0
+
+    def fit(self, images: Sequence[Any], config: Any, cancel: Any = None) -> Generator:
+        """The forest of all strokes, its sure pixels as weak labels, then the U-Net."""
+        stroked = [
+            im for im in images if np.asarray(im.extra.get("human", im.weight >= 1.0), bool).any()
+        ]
+        self.forest = self._train_forest(stroked, config.seed, config.threads)
+        taught = []
+        for im in images:
+            p = self.probabilities(im.x)
+            sure = (im.target < 0) & (p.max(0) >= self.sure)
+            if im.extra.get("valid") is not None:
+                sure &= im.extra["valid"]
+            target, weight = im.target.copy(), im.weight.copy()
+            target[sure] = p.argmax(0)[sure]
+            weight[sure] = self.teach_weight
+            taught.append(replace(im, target=target, weight=weight))
+        return (yield from self.unet.fit(taught, config, cancel))
+
+    def logits_job(self, x: np.ndarray, tile: Any = "auto", cancel: Any = None) -> Generator:
+        """The plain U-Net's logits."""
+        return (yield from self.unet.logits_job(x, tile, cancel))
+
+
+def install_teacher(sure: float, weight: float) -> None:
+    """Make the simulation's ``unet`` a :class:`ForestTeacher` U-Net."""
+    from napari_hitl.core.evaluation import simulate
+
+    single = simulate.make_classifier
+
+    def make(kind, normalization, class_values, class_names):
+        if kind != "unet":
+            return single(kind, normalization, class_values, class_names)
+        return ForestTeacher(normalization, class_values, class_names, sure, weight)
+
+    simulate.make_classifier = make
