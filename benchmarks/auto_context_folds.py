@@ -36,19 +36,9 @@ def main(set_name: str, seed: int) -> None:
 
     def fit(self, images, config, cancel=None):
         out = yield from plain_fit(self, images, config, cancel)
-        stroked = [im for im in images if im.extra["human"].any()]
-        n = min(self.folds, len(stroked))
-        order = np.random.default_rng(config.seed + 1).permutation(len(stroked))
-        fold = {int(j): r % n for r, j in enumerate(order)}  # as AutoContext.fit draws them
-        forests = [
-            self._train_forest(
-                [im for i, im in enumerate(stroked) if fold[i] != f], config.seed + 1 + f,
-                config.threads,
-            )
-            for f in range(n)
-        ]  # fmt: skip
-        for i, im in enumerate(stroked):
-            oof = self.probabilities(im.x, forests[fold[i]])
+        for i, fold in sorted(self.fold_of.items()):  # the forests the U-Net's channels came from
+            im = images[i]
+            oof = self.probabilities(im.x, self.fold_forests[fold])
             rows.append(
                 (im.name, accuracy(oof, im.name), accuracy(self.probabilities(im.x), im.name))
             )

@@ -18,6 +18,9 @@ and its channels are uniform.
 
 Costs: a forest on every image of the pool per iteration (its features cached per image while
 a byte budget allows), and ``folds + 1`` forests per Train.
+
+The ``ft<T>w<W>-`` probe (:class:`ForestTeacher`) uses the same forest of all strokes as a
+teacher of the plain U-Net instead.
 """
 
 from __future__ import annotations
@@ -31,46 +34,23 @@ import numpy as np
 FEATURE_CACHE_BYTES = 3 * 2**30  # per run; images beyond it recompute their features
 
 
-class AutoContext:
-    """A U-Net whose input is the bands plus the stroke-trained forest's class probabilities.
+class _StrokeForest:
+    """A U-Net (``self.unet``, set by the subclass) beside a forest trained on the person's
+    strokes; what the U-Net does not override is the U-Net's (calibration, classes, halo...)."""
 
-    Parameters
-    ----------
-    normalization, class_values, class_names
-        As for :func:`napari_hitl.core.learning.registry.make_classifier`.
-    folds
-        Folds (by stroked image) of the out-of-fold forests.
-    """
-
-    def __init__(
-        self, normalization: Any, class_values: Sequence[int], class_names: Sequence[str],
-        folds: int = 3,
-    ) -> None:  # fmt: skip
-        from napari_hitl.core.learning.data import Normalization
-        from napari_hitl.core.learning.net import NetClassifier
-
-        k = len(class_values)
-        self.k, self.folds = k, folds
-        self.norm = normalization
-        wide = Normalization(
-            [*normalization.band_names, *[f"rf p({n})" for n in class_names]],
-            [*normalization.low, *[0.0] * k],
-            [*normalization.high, *[1.0] * k],
-            normalization.row_position,
-        )
-        self.unet = NetClassifier("unet", wide, class_values, class_names)
-        self.forest: Any = None
-        self._features: dict[int, np.ndarray] = {}
+    def __init__(self, n_classes: int) -> None:
+        self.k = n_classes
+        self.forest: Any = None  # the forest of all strokes, after fit
+        self._features: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cached = 0
 
-    def __getattr__(self, name: str) -> Any:  # calibration, classes, halo... are the U-Net's
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["unet"], name)
 
     @property
     def kind(self) -> str:
         return "unet"
 
-    # -------------------------------------------------------------- the forest channels
     def features(self, x: np.ndarray) -> np.ndarray:
         """The forest's pixel features ``N, F`` of a normalized image (cached by identity:
         the simulation keeps each image's array for the whole run)."""
@@ -86,13 +66,17 @@ class AutoContext:
             self._cached += f.nbytes
         return f
 
-    def _train_forest(self, images: Sequence[Any], seed: int, threads: int | None) -> Any:
+    def train_forest(self, images: Sequence[Any], seed: int, threads: int | None) -> Any:
+        """A forest on the human strokes of ``images`` (None without any), class-balanced and
+        sized as the ``rf`` model's (100 trees, ≤ 5000 pixels per class and image)."""
         from sklearn.ensemble import RandomForestClassifier
+
+        from napari_hitl.core.learning.data import human_mask
 
         rng = np.random.default_rng(seed)
         xs, ys = [], []
         for im in images:
-            human = np.asarray(im.extra.get("human", im.weight >= 1.0), bool).ravel()
+            human = human_mask(im).ravel()
             t = im.target.ravel()
             f = self.features(im.x)
             for c in range(self.k):
@@ -125,37 +109,74 @@ class AutoContext:
             p[forest.classes_] = forest.predict_proba(self.features(x)).T
         return p.reshape(self.k, h, w)
 
+    def logits(self, x: np.ndarray, tile: Any = "auto") -> np.ndarray:
+        """``logits_job`` without progress."""
+        from napari_hitl.core.progress import run_to_end
+
+        return run_to_end(self.logits_job(x, tile))
+
+
+class AutoContext(_StrokeForest):
+    """A U-Net whose input is the bands plus the stroke-trained forest's class probabilities.
+
+    After :meth:`fit`, ``fold_of`` maps each stroked image's index to its fold and
+    ``fold_forests`` holds the fold's forest (trained on the other folds' strokes).
+
+    Parameters
+    ----------
+    normalization, class_values, class_names
+        As for :func:`napari_hitl.core.learning.registry.make_classifier`.
+    folds
+        Folds (by stroked image) of the out-of-fold forests.
+    """
+
+    def __init__(
+        self, normalization: Any, class_values: Sequence[int], class_names: Sequence[str],
+        folds: int = 3,
+    ) -> None:  # fmt: skip
+        from napari_hitl.core.learning.data import Normalization
+        from napari_hitl.core.learning.net import NetClassifier
+
+        super().__init__(len(class_values))
+        k, self.folds = self.k, folds
+        wide = Normalization(
+            [*normalization.band_names, *[f"rf p({n})" for n in class_names]],
+            [*normalization.low, *[0.0] * k],
+            [*normalization.high, *[1.0] * k],
+            normalization.row_position,
+        )
+        self.unet = NetClassifier("unet", wide, class_values, class_names)
+        self.fold_of: dict[int, int] = {}
+        self.fold_forests: list[Any] = []
+
     def _widen(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.concatenate([x, p.astype(x.dtype)])
 
-    # -------------------------------------------------------------- the classifier
     def fit(self, images: Sequence[Any], config: Any, cancel: Any = None) -> Generator:
         """Forests on the strokes (all, and out of fold), then the U-Net on the widened
         images; a progress generator returning the U-Net's report."""
+        from napari_hitl.core.learning.data import human_mask
         from napari_hitl.core.progress import Progress
 
-        stroked = [
-            i for i, im in enumerate(images)
-            if np.asarray(im.extra.get("human", im.weight >= 1.0), bool).any()
-        ]  # fmt: skip
-        self.forest = self._train_forest([images[i] for i in stroked], config.seed, config.threads)
+        stroked = [i for i, im in enumerate(images) if human_mask(im).any()]
+        self.forest = self.train_forest([images[i] for i in stroked], config.seed, config.threads)
         yield Progress(0, 1, "auto-context: forest of all strokes")
-        fold_of = {}
+        self.fold_of, self.fold_forests = {}, []
         if len(stroked) >= 2:
             n = min(self.folds, len(stroked))
             order = np.random.default_rng(config.seed + 1).permutation(len(stroked))
-            fold_of = {stroked[j]: r % n for r, j in enumerate(order)}
-            forests = [
-                self._train_forest(
-                    [images[i] for i in stroked if fold_of[i] != f], config.seed + 1 + f,
+            self.fold_of = {stroked[j]: r % n for r, j in enumerate(order)}
+            self.fold_forests = [
+                self.train_forest(
+                    [images[i] for i in stroked if self.fold_of[i] != f], config.seed + 1 + f,
                     config.threads,
                 )
                 for f in range(n)
             ]  # fmt: skip
         wide = []
         for i, im in enumerate(images):
-            if i in fold_of:
-                p = self.probabilities(im.x, forests[fold_of[i]])
+            if i in self.fold_of:
+                p = self.probabilities(im.x, self.fold_forests[self.fold_of[i]])
             elif i in stroked:  # the only stroked image: no forest that has not seen it
                 p = self.probabilities(im.x, None)
             else:
@@ -170,29 +191,28 @@ class AutoContext:
         wide = self._widen(x, self.probabilities(x))
         return (yield from self.unet.logits_job(wide, tile, cancel))
 
-    def logits(self, x: np.ndarray, tile: Any = "auto") -> np.ndarray:
-        from napari_hitl.core.progress import run_to_end
 
-        return run_to_end(self.logits_job(x, tile))
-
-
-def install(folds: int = 3, dropout: float = 0.0) -> None:
-    """Make the simulation's ``unet`` an :class:`AutoContext` U-Net; with ``dropout`` a
-    training crop's forest channels are uniform (no information) with that probability, so
-    that the network cannot lean on them alone."""
+def _replace_unet(build: Any) -> None:
+    """The simulation's ``unet`` becomes ``build(normalization, class_values, class_names)``."""
     from napari_hitl.core.evaluation import simulate
-
-    if dropout > 0:
-        _install_channel_dropout(dropout)
 
     single = simulate.make_classifier
 
     def make(kind, normalization, class_values, class_names):
         if kind != "unet":
             return single(kind, normalization, class_values, class_names)
-        return AutoContext(normalization, class_values, class_names, folds)
+        return build(normalization, class_values, class_names)
 
     simulate.make_classifier = make
+
+
+def install(folds: int = 3, dropout: float = 0.0) -> None:
+    """Make the simulation's ``unet`` an :class:`AutoContext` U-Net; with ``dropout`` a
+    training crop's forest channels are uniform (no information) with that probability, so
+    that the network cannot lean on them alone."""
+    if dropout > 0:
+        _install_channel_dropout(dropout)
+    _replace_unet(lambda *args: AutoContext(*args, folds))
 
 
 def _install_channel_dropout(p: float) -> None:
@@ -222,14 +242,16 @@ def _install_channel_dropout(p: float) -> None:
     cls.__init__, cls.__call__ = dropping_init, dropping_call
 
 
-class ForestTeacher(AutoContext):
+class ForestTeacher(_StrokeForest):
     """The ``ft<T>w<W>-`` probe (co-training's idea, Blum and Mitchell 1998): the forest of all
     strokes labels the training images' unlabeled pixels where it is at least ``T`` sure, at
     weight ``W`` (below the machine labels' 0.5), and the plain U-Net trains on them too.
 
     The forest is a teacher only: the U-Net's input and inference are the default's, so a
     prediction costs what it did. Human labels and pushed labels are never overwritten; the
-    class prior and the temperature still come from the person's strokes alone.
+    class prior and the temperature still come from the person's strokes alone. (A
+    ``LabeledImage`` does not tell unlabeled from invalid pixels — both are target -1 — so
+    this is for the simulation's images, which have no invalid pixels.)
     """
 
     def __init__(
@@ -238,24 +260,20 @@ class ForestTeacher(AutoContext):
     ) -> None:  # fmt: skip
         from napari_hitl.core.learning.net import NetClassifier
 
-        self.k, self.folds = len(class_values), 0
+        super().__init__(len(class_values))
         self.unet = NetClassifier("unet", normalization, class_values, class_names)
-        self.forest = None
         self.sure, self.teach_weight = sure, weight
-        self._features, self._cached = {}, 0
 
     def fit(self, images: Sequence[Any], config: Any, cancel: Any = None) -> Generator:
         """The forest of all strokes, its sure pixels as weak labels, then the U-Net."""
-        stroked = [
-            im for im in images if np.asarray(im.extra.get("human", im.weight >= 1.0), bool).any()
-        ]
-        self.forest = self._train_forest(stroked, config.seed, config.threads)
+        from napari_hitl.core.learning.data import human_mask
+
+        stroked = [im for im in images if human_mask(im).any()]
+        self.forest = self.train_forest(stroked, config.seed, config.threads)
         taught = []
         for im in images:
             p = self.probabilities(im.x)
             sure = (im.target < 0) & (p.max(0) >= self.sure)
-            if im.extra.get("valid") is not None:
-                sure &= im.extra["valid"]
             target, weight = im.target.copy(), im.weight.copy()
             target[sure] = p.argmax(0)[sure]
             weight[sure] = self.teach_weight
@@ -269,13 +287,4 @@ class ForestTeacher(AutoContext):
 
 def install_teacher(sure: float, weight: float) -> None:
     """Make the simulation's ``unet`` a :class:`ForestTeacher` U-Net."""
-    from napari_hitl.core.evaluation import simulate
-
-    single = simulate.make_classifier
-
-    def make(kind, normalization, class_values, class_names):
-        if kind != "unet":
-            return single(kind, normalization, class_values, class_names)
-        return ForestTeacher(normalization, class_values, class_names, sure, weight)
-
-    simulate.make_classifier = make
+    _replace_unet(lambda *args: ForestTeacher(*args, sure, weight))
